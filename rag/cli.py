@@ -1,0 +1,207 @@
+"""The `rag` command: index, search, ask, chat, eval, bench. A thin shell over `Pipeline`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import RagError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        print(f"rag: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rag", description="Ask questions of your own documents, offline, "
+                     "with every claim cited.")
+    parser.add_argument("--config", help="a TOML settings file (default: $RAG_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(p, index=True, model=False):
+        if index:
+            p.add_argument("--index-dir", help="index directory (default: index/, or $RAG_INDEX_DIR)")
+        if model:
+            p.add_argument("--model", help="a GGUF file to generate with (default: bundled SmolLM2)")
+            p.add_argument("-k", "--top-k", type=int, help="passages to retrieve")
+        return p
+
+    p = common(sub.add_parser("index", help="index files and folders (default: corpus/)"))
+    p.add_argument("paths", nargs="*", type=Path)
+    p.add_argument("--rebuild", action="store_true", help="re-embed everything")
+    p.add_argument("--json", action="store_true")
+
+    p = common(sub.add_parser("search", help="show the passages retrieved for a query"))
+    p.add_argument("query")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+
+    p = common(sub.add_parser("ask", help="answer a question (`-` reads one per line from stdin)"), model=True)
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true")
+
+    common(sub.add_parser("chat", help="an interactive chat that keeps history"), model=True)
+
+    p = common(sub.add_parser("eval", help="run the eval suite and write reports"), model=True)
+    p.add_argument("--dataset", type=Path, help="JSONL items (default: eval/dataset.jsonl)")
+    p.add_argument("--limit", type=int, help="only the first N items")
+    p.add_argument("--json", action="store_true", help="print the JSON report")
+    p.add_argument("--out", type=Path, help="report directory (default: eval/reports)")
+    p.add_argument("--no-gate", action="store_true", help="don't fail on thresholds")
+
+    p = sub.add_parser("bench", help="measure speed against the raw libraries")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--tiny", action="store_true", help="smallest sizes (a smoke test)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", type=Path, help="report directory (default: eval/reports)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RagError as exc:
+        print(f"rag: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def _pipeline(args):
+    from .pipeline import Pipeline
+    from .config import Settings
+
+    settings = Settings.load(args.config, index_dir=getattr(args, "index_dir", None),
+                             model=getattr(args, "model", None), top_k=getattr(args, "top_k", None))
+    return Pipeline(settings)
+
+
+def cmd_index(args) -> int:
+    for path in args.paths:
+        if not path.exists():
+            raise RagError(f"{path}: no such file or directory")
+    report = _pipeline(args).index(args.paths or None, rebuild=args.rebuild,
+                                   progress=not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    for s in report.skipped:
+        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    d = report.to_dict()
+    print(f"{d['documents']} documents, {d['chunks']} chunks: {d['added']} added, {d['updated']} updated, "
+          f"{d['removed']} removed, {d['unchanged']} unchanged, {len(report.skipped)} skipped "
+          f"({report.embedded} chunks embedded in {report.seconds:.1f}s)")
+    return 0
+
+
+def cmd_search(args) -> int:
+    if args.k < 1:
+        raise RagError("-k must be at least 1")
+    hits = _pipeline(args).search(args.query, args.k)
+    if args.json:
+        print(json.dumps({"query": args.query, "hits": [
+            {"rank": h.rank, "score": round(h.score, 6), "dense": _round(h.dense),
+             "lexical": _round(h.lexical), "doc": h.chunk.doc_id, "page": h.chunk.page,
+             "start": h.chunk.start, "end": h.chunk.end, "text": h.chunk.text} for h in hits]},
+            ensure_ascii=False))
+        return 0
+    for h in hits:
+        page = f" p.{h.chunk.page}" if h.chunk.page else ""
+        print(f"{h.rank}. {h.chunk.doc_id}{page} [{h.chunk.start}:{h.chunk.end}] "
+              f"score={h.score:.4f} dense={h.dense:.3f} bm25={h.lexical:.2f}")
+        print("   " + " ".join(h.chunk.text.split()))
+    return 0
+
+
+def _round(x):
+    return None if x is None else round(x, 4)
+
+
+def cmd_ask(args) -> int:
+    pipeline = _pipeline(args)
+    if args.question == "-":
+        status = 0
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            try:
+                answer = pipeline.ask(line.strip())
+            except RagError as exc:
+                print(f"rag: error: {exc}", file=sys.stderr)
+                status = 2
+                continue
+            print(json.dumps(answer.to_dict(), ensure_ascii=False) if args.json else answer.text, flush=True)
+        return status
+    if args.json:
+        print(json.dumps(pipeline.ask(args.question).to_dict(), ensure_ascii=False))
+        return 0
+    print_streamed(pipeline, args.question, [])
+    return 0
+
+
+def print_streamed(pipeline, question: str, history: list[dict]):
+    """Stream the model's draft (dimmed on a terminal), then print the verified answer and sources."""
+    from .records import Answer
+
+    tty = sys.stdout.isatty()
+    answer = None
+    for item in pipeline.stream(question, history):
+        if isinstance(item, Answer):
+            answer = item
+        elif tty:
+            print(f"\033[2m{item}\033[0m", end="", flush=True)
+    if tty and answer.raw:
+        print("\r\033[2K" if "\n" not in answer.raw else "\n", end="")
+    print(answer.text)
+    for c in answer.citations:
+        page = f", page {c.page}" if c.page else ""
+        print(f"  [{c.id}] {c.doc}{page}, chars {c.start}-{c.end}")
+    return answer
+
+
+def cmd_chat(args) -> int:
+    pipeline = _pipeline(args)
+    history: list[dict] = []
+    print("Ask about your documents. An empty line or Ctrl-D quits; /clear forgets the history.")
+    while True:
+        try:
+            question = input("> ").strip()
+        except EOFError:
+            print()
+            return 0
+        if not question:
+            return 0
+        if question == "/clear":
+            history.clear()
+            continue
+        try:
+            answer = print_streamed(pipeline, question, history)
+        except RagError as exc:
+            print(f"rag: error: {exc}", file=sys.stderr)
+            continue
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import run_eval
+
+    return run_eval(_pipeline(args), args)
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat,
+            "eval": cmd_eval, "bench": cmd_bench}
+
+if __name__ == "__main__":
+    sys.exit(main())

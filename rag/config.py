@@ -1,0 +1,87 @@
+"""One Settings object: defaults, then an optional TOML file, then RAG_* variables, then overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import BadInput
+
+# Nothing may reach a model hub at run time: these are forced, not defaulted.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the pipeline. Empty model names mean the bundled models."""
+
+    index_dir: Path = Path("index")
+    embed_model: str = ""
+    model: str = ""
+    models: tuple[str, ...] = ()
+    chunk_size: int = 500
+    chunk_overlap: int = 100
+    top_k: int = 4
+    n_ctx: int = 2048
+    n_threads: int = 0
+    temperature: float = 0.0
+    max_tokens: int = 128
+    seed: int = 7
+    min_relevance: float = 0.30
+    min_coverage: float = 0.5
+    support_threshold: float = 0.6
+    rewrite_with_model: bool = False
+    max_upload_mb: int = 20
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **overrides) -> "Settings":
+        """Build settings from defaults, a TOML file (`RAG_CONFIG`), `RAG_*` variables and overrides."""
+        values: dict = {}
+        path = config_file or os.environ.get("RAG_CONFIG")
+        if path:
+            try:
+                values.update(tomllib.loads(Path(path).read_text(encoding="utf-8")))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise BadInput(f"cannot read config file {path}: {exc}") from None
+        for f in fields(cls):
+            env = os.environ.get(f"RAG_{f.name.upper()}")
+            if env is not None:
+                values[f.name] = env
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: _coerce(k, v) for k, v in values.items()})
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in changes.items()})
+
+    @property
+    def threads(self) -> int:
+        return self.n_threads or max(1, os.cpu_count() or 1)
+
+
+def _coerce(name: str, value):
+    types = {f.name: f.type for f in fields(Settings)}
+    if name not in types:
+        raise BadInput(f"unknown setting: {name}")
+    kind = types[name]
+    try:
+        if kind == "Path":
+            return Path(value)
+        if kind == "bool":
+            return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes", "on"}
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind.startswith("tuple"):
+            return tuple(value.split(os.pathsep) if isinstance(value, str) else value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"setting {name} must be {kind}, got {value!r}") from None

@@ -1,0 +1,331 @@
+"""The wiring: question -> retrieval -> generation -> verification -> Answer. Every front end uses it."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import prompt
+from .chunk import split_sentences
+from .cite import parse_claims, support_score, verify_sentence
+from .config import PROJECT_ROOT, Settings
+from .errors import BadInput
+from .records import Answer, Citation, Hit, Sentence
+from .text import content_terms
+
+ABSTAIN = "I can't find that in the documents."
+MAX_QUESTION_CHARS = 2000
+
+_INJECTION = re.compile(
+    r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instructions?|documents?|passages?|context|"
+    r"rules|prompt|sources?)\b|\b(system|hidden|initial|original)\s+(prompt|instructions?)\b|"
+    r"\b(reveal|print|show|repeat|output)\b.{0,30}\b(prompt|instructions)\b|\byou are now\b|"
+    r"\bpretend\b|\bjailbreak\b|\b(from|use) your own knowledge\b|\bwithout (using|the|looking)\b.{0,20}"
+    r"\bdocuments?\b", re.IGNORECASE | re.DOTALL)
+_FOLLOW_UP = re.compile(r"\b(it|its|it's|they|them|their|this|that|these|those|he|she|his|her|there|"
+                        r"then|the same|the former|the latter)\b|^(and|also|what about|how about)\b",
+                        re.IGNORECASE)
+
+
+class Pipeline:
+    """Loads the models and the index lazily, and answers questions with verified citations."""
+
+    def __init__(self, settings: Settings, embedder=None, generator=None):
+        self.settings = settings
+        self._embedder = embedder
+        self._generator = generator
+        self._retriever = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **overrides) -> "Pipeline":
+        """A pipeline from `Settings.load()` plus keyword overrides, e.g. `index_dir="my-index"`."""
+        settings = settings.replace(**overrides) if settings else Settings.load(**overrides)
+        return cls(settings)
+
+    # --- the parts, loaded on first use -------------------------------------------------------
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from .embed import SentenceTransformerEmbedder
+
+            self._embedder = SentenceTransformerEmbedder(self.settings.embed_model)
+        return self._embedder
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            from .generate import LlamaGenerator
+
+            s = self.settings
+            self._generator = LlamaGenerator(s.model, s.n_ctx, s.threads, s.temperature, s.seed)
+        return self._generator
+
+    @property
+    def store(self):
+        from .store import Store
+
+        return Store(self.settings.index_dir)
+
+    @property
+    def retriever(self):
+        if self._retriever is None:
+            from .retrieve import Retriever
+            from .store import check_compatible
+
+            state = self.store.load()
+            check_compatible(state.manifest, self.embedder.name, self.embedder.dim, self.chunker)
+            self._retriever = Retriever(state, self.embedder)
+        return self._retriever
+
+    @property
+    def chunker(self) -> dict:
+        return {"size": self.settings.chunk_size, "overlap": self.settings.chunk_overlap}
+
+    # --- indexing and search ------------------------------------------------------------------
+    def index(self, roots: list[Path] | None = None, rebuild: bool = False, progress: bool = False,
+              exclude: set[str] = frozenset()):
+        """Bring the index up to date with the roots (default `corpus/`); returns an IndexReport."""
+        from .indexer import update_index
+
+        roots = [Path(r) for r in roots] if roots else [PROJECT_ROOT / "corpus"]
+        report = update_index(self.store, roots, self.embedder, self.chunker, rebuild, progress, exclude)
+        self._retriever = None
+        return report
+
+    @property
+    def uploads_dir(self) -> Path:
+        return Path(self.settings.index_dir) / "uploads"
+
+    def indexed_roots(self) -> list[Path]:
+        """The folders the index was last built from (the corpus, and uploads when there are any)."""
+        roots = self.store.load().manifest.get("roots", []) if self.store.exists() else []
+        return [Path(r) for r in roots] or [PROJECT_ROOT / "corpus"]
+
+    def documents(self) -> list[dict]:
+        """The indexed documents: id, path, sha256, chunk count, pages."""
+        if not self.store.exists():
+            return []
+        return [{"id": doc_id, **info} for doc_id, info in self.store.load().documents.items()]
+
+    def add_documents(self, files: list[tuple[str, bytes]], progress: bool = False):
+        """Save uploaded (name, bytes) pairs under the index's uploads folder and index them."""
+        from .ingest import SUFFIXES
+
+        saved = []
+        for name, data in files:
+            safe = Path(name.replace("\\", "/")).name.replace("\n", " ").strip()
+            if not safe or safe.startswith(".") or Path(safe).suffix.lower() not in SUFFIXES:
+                raise BadInput(f"{name!r}: only {', '.join(sorted(SUFFIXES))} files can be added")
+            if len(data) > self.settings.max_upload_mb * 1024 * 1024:
+                raise BadInput(f"{safe}: larger than the {self.settings.max_upload_mb} MB upload limit")
+            saved.append((safe, data))
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        for safe, data in saved:
+            tmp = self.uploads_dir / f".{safe}.part"
+            tmp.write_bytes(data)
+            tmp.replace(self.uploads_dir / safe)
+        roots = list(dict.fromkeys([*self.indexed_roots(), self.uploads_dir.resolve()]))
+        return self.index(roots, progress=progress)
+
+    def remove_document(self, doc_id: str):
+        """Take a document out of the index (an uploaded copy is deleted; a corpus file is excluded)."""
+        if doc_id not in {d["id"] for d in self.documents()}:
+            raise BadInput(f"no indexed document {doc_id!r}")
+        upload = self.uploads_dir / doc_id
+        if upload.is_file() and upload.resolve().parent == self.uploads_dir.resolve():
+            upload.unlink()
+            return self.index(self.indexed_roots())
+        return self.index(self.indexed_roots(), exclude={doc_id})
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        """The top-k chunks for a query, fused from dense and lexical rankings."""
+        query = clean_question(query)
+        return self.retriever.search(query, k or self.settings.top_k)
+
+    # --- answering ----------------------------------------------------------------------------
+    def ask(self, question: str, history: list[dict] | None = None, top_k: int | None = None) -> Answer:
+        """Answer a question; see `stream` for the steps."""
+        for item in self.stream(question, history, top_k):
+            if isinstance(item, Answer):
+                return item
+        raise AssertionError("stream() ended without an Answer")
+
+    def stream(self, question: str, history: list[dict] | None = None,
+               top_k: int | None = None) -> Iterator[str | Answer]:
+        """Yield the model's tokens as they come, then the verified Answer as the last item."""
+        began = time.perf_counter()
+        timings: dict[str, float] = {}
+        question = clean_question(question)
+        standalone = self.rewrite_follow_up(question, history or [])
+        if _INJECTION.search(question):
+            yield self._abstain(question, standalone, "", timings, began, "refused")
+            return
+        t0 = time.perf_counter()
+        hits = self.retriever.search(standalone, top_k or self.settings.top_k)
+        timings["retrieve"] = _ms(t0)
+        if not hits or max(h.dense or 0.0 for h in hits) < self.settings.min_relevance:
+            yield self._abstain(question, standalone, "", timings, began, "low relevance")
+            return
+        passages, left_out = self.fit_passages(hits, standalone)
+        messages = [{"role": "system", "content": prompt.read("system.txt")},
+                    {"role": "user", "content": prompt.render(
+                        "answer.txt", passages=passages, question=standalone)}]
+        t0 = time.perf_counter()
+        pieces = []
+        for piece in self.generator.stream(messages, self.settings.max_tokens):
+            pieces.append(piece)
+            timings.setdefault("first_token", _ms(began))
+            yield piece
+        raw = "".join(pieces)
+        timings["generate"] = _ms(t0)
+        sentences = self.verify(raw, passages)
+        mode = "generated"
+        if not sentences:
+            sentences, mode = self.extract(standalone, passages), "extractive"
+        if not sentences or self.coverage(standalone, sentences, passages) < self.settings.min_coverage:
+            yield self._abstain(question, standalone, raw, timings, began, "unsupported", left_out)
+            return
+        cited = {i for s in sentences for i in s.citations}
+        citations = tuple(highlight(p, sentences) for p in passages if p.id in cited)
+        timings["total"] = _ms(began)
+        yield Answer(question, render_answer(sentences), False, tuple(sentences), citations, raw,
+                     timings, mode, standalone, tuple(left_out))
+
+    def _abstain(self, question, standalone, raw, timings, began, mode, left_out=()) -> Answer:
+        timings.setdefault("retrieve", 0.0)
+        timings.setdefault("generate", 0.0)
+        timings["total"] = _ms(began)
+        return Answer(question, ABSTAIN, True, (), (), raw, timings, f"abstained: {mode}", standalone,
+                      tuple(left_out))
+
+    def rewrite_follow_up(self, question: str, history: list[dict]) -> str:
+        """A standalone version of a follow-up question, for retrieval and for the model."""
+        earlier = [t["content"] for t in history if t.get("role") == "user" and t.get("content")]
+        if not earlier or not _FOLLOW_UP.search(question):
+            return question
+        if self.settings.rewrite_with_model:
+            rewritten = "".join(self.generator.stream([{"role": "user", "content": prompt.render(
+                "rewrite.txt", history=history[-4:], question=question)}], 48)).strip()
+            if 0 < len(rewritten) < 300 and set(content_terms(question)) <= set(content_terms(rewritten)):
+                return rewritten
+        return f"{question} ({earlier[-1]})"
+
+    def fit_passages(self, hits: list[Hit], question: str) -> tuple[list[Citation], list[str]]:
+        """Number the hits' passages [1]..[k] while they fit the context; return those left out."""
+        gen = self.generator
+        budget = (gen.n_ctx - self.settings.max_tokens - gen.count_tokens(prompt.read("system.txt"))
+                  - gen.count_tokens(prompt.render("answer.txt", passages=[], question=question))
+                  - gen.chat_overhead([{}, {}]))
+        passages, left_out, seen = [], [], set()
+        for hit in hits:
+            chunk = hit.chunk
+            if chunk.text in seen:
+                continue
+            cost = gen.count_tokens(chunk.text) + 6
+            if cost > budget:
+                left_out.append(chunk.id)
+                continue
+            budget -= cost
+            seen.add(chunk.text)
+            passages.append(Citation(len(passages) + 1, chunk.doc_id, chunk.page, chunk.start,
+                                     chunk.end, chunk.text))
+        return passages, left_out
+
+    def verify(self, raw: str, passages: list[Citation]) -> list[Sentence]:
+        """Keep the model's sentences that their citations back; give uncited ones the best backer."""
+        by_id = {p.id: p for p in passages}
+        kept = []
+        for claim in parse_claims(raw):
+            cited = [i for i in claim.cited if i in by_id]
+            if cited and verify_sentence(claim.text, [by_id[i].text for i in cited],
+                                         self.settings.support_threshold):
+                kept.append(Sentence(claim.text, tuple(cited), True))
+                continue
+            backers = sorted(passages, key=lambda p: -support_score(claim.text, p.text))
+            for p in backers[:3]:
+                if verify_sentence(claim.text, [p.text], self.settings.support_threshold):
+                    kept.append(Sentence(claim.text, (p.id,), True))
+                    break
+        return kept
+
+    def extract(self, question: str, passages: list[Citation]) -> list[Sentence]:
+        """The retrieved sentences that best answer the question, verbatim with their citation."""
+        candidates = [(p, p.text[a:b]) for p in passages for a, b in split_sentences(p.text)]
+        candidates = [(p, s) for p, s in candidates if len(content_terms(s)) >= 3]
+        if not candidates:
+            return []
+        vectors = self.embedder.embed([question] + [s for _, s in candidates])
+        similarity = vectors[1:] @ vectors[0]
+        scored = sorted(((0.5 * float(sim) + 0.5 * self.term_coverage(question, s), i)
+                         for i, sim in enumerate(similarity)), reverse=True)
+        best, picked, seen = scored[0][0], [], set()
+        for score, i in scored[:2]:
+            p, text = candidates[i]
+            if score >= 0.85 * best and text not in seen:
+                seen.add(text)
+                picked.append(Sentence(" ".join(text.split()), (p.id,), True))
+        return picked
+
+    def term_coverage(self, question: str, text: str) -> float:
+        """IDF-weighted share of the question's content words found in `text`."""
+        bm25 = self.retriever.bm25
+        terms = set(content_terms(question))
+        if not terms:
+            return 0.0
+        have = set(content_terms(text))
+        weight = {t: _idf(bm25, t) for t in terms}
+        return sum(w for t, w in weight.items() if t in have) / sum(weight.values())
+
+    def coverage(self, question: str, sentences: list[Sentence], passages: list[Citation]) -> float:
+        """How much of the question the cited passages speak to (the answer-level abstention test)."""
+        cited = {i for s in sentences for i in s.citations}
+        return self.term_coverage(question, " ".join(p.text for p in passages if p.id in cited))
+
+
+def _idf(bm25, term: str) -> float:
+    row = bm25.vocab.get(term)
+    df = 0 if row is None else bm25.matrix.indptr[row + 1] - bm25.matrix.indptr[row]
+    return math.log1p((bm25.n - df + 0.5) / (df + 0.5))
+
+
+def clean_question(question: str) -> str:
+    """The question with control characters turned to spaces; BadInput if empty or too long."""
+    if not isinstance(question, str):
+        raise BadInput("the question must be text")
+    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in question)
+    text = " ".join(text.split())
+    if not text:
+        raise BadInput("the question is empty")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise BadInput(f"the question is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,}")
+    return text
+
+
+def render_answer(sentences: list[Sentence]) -> str:
+    """Sentences joined, each with its markers before the final full stop: "... 28 nations [2]."."""
+    out = []
+    for s in sentences:
+        text = s.text.rstrip()
+        end = text[-1] if text[-1] in ".!?" else "."
+        body = text[:-1] if text[-1] in ".!?" else text
+        out.append(f"{body} {''.join(f'[{i}]' for i in s.citations)}{end}")
+    return " ".join(out)
+
+
+def highlight(passage: Citation, sentences: list[Sentence]) -> Citation:
+    """The passage with `highlight` set to the document span of its sentence that best backs the answer."""
+    spans = split_sentences(passage.text, passage.start)
+    claims = [s.text for s in sentences if passage.id in s.citations]
+    if not spans or not claims:
+        return passage
+    doc_text_of = lambda a, b: passage.text[a - passage.start:b - passage.start]  # noqa: E731
+    best = max(spans, key=lambda sp: max(support_score(c, doc_text_of(*sp)) for c in claims))
+    return Citation(passage.id, passage.doc, passage.page, passage.start, passage.end, passage.text, best)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)

@@ -1,0 +1,39 @@
+"""Load prompt templates from `prompts/` and render them strictly: a missing variable raises."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from .config import PROJECT_ROOT
+from .errors import RagError
+
+PROMPTS_DIR = PROJECT_ROOT / "prompts"
+
+
+@lru_cache(maxsize=None)
+def _template(name: str, directory: str):
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False,
+                             keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True)
+    path = Path(directory) / name
+    try:
+        return env.from_string(path.read_text(encoding="utf-8"))
+    except OSError:
+        raise RagError(f"prompt template {path} is missing") from None
+
+
+def render(name: str, directory: Path = PROMPTS_DIR, **variables) -> str:
+    """Render `prompts/<name>` with the variables; StrictUndefined makes a missing one an error."""
+    import jinja2
+
+    try:
+        return _template(name, str(directory)).render(**variables).strip()
+    except jinja2.UndefinedError as exc:
+        raise RagError(f"prompt {name}: {exc}") from None
+
+
+def read(name: str, directory: Path = PROMPTS_DIR) -> str:
+    """A prompt file's text as it is (for the system prompt and the grammar)."""
+    return (directory / name).read_text(encoding="utf-8").strip()

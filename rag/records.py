@@ -1,0 +1,99 @@
+"""Small frozen records passed between pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source file as text. `pages` holds the char offset where each page starts."""
+
+    id: str
+    path: str
+    sha256: str
+    text: str
+    pages: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of a document: `text == document.text[start:end]`. `page` is 1-based, or None."""
+
+    id: str
+    doc_id: str
+    text: str
+    start: int
+    end: int
+    page: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its fused score, the two scores fused, and its 1-based rank."""
+
+    chunk: Chunk
+    score: float
+    rank: int
+    dense: float | None
+    lexical: float | None
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A passage shown to the model as `[id]`, located in its document."""
+
+    id: int
+    doc: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of an answer with the passages it cites and whether they support it."""
+
+    text: str
+    citations: tuple[int, ...]
+    supported: bool
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "citations": list(self.citations), "supported": self.supported}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The verified answer, the evidence behind it, and what the model said before checking."""
+
+    question: str
+    text: str
+    abstained: bool
+    sentences: tuple[Sentence, ...]
+    citations: tuple[Citation, ...]
+    raw: str
+    timings_ms: dict = field(default_factory=dict)
+    mode: str = "generated"
+    standalone_question: str = ""
+    left_out: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "abstained": self.abstained,
+            "sentences": [s.to_dict() for s in self.sentences],
+            "citations": [c.to_dict() for c in self.citations],
+            "raw": self.raw,
+            "timings_ms": dict(self.timings_ms),
+            "mode": self.mode,
+            "standalone_question": self.standalone_question,
+            "left_out": list(self.left_out),
+        }

@@ -1,0 +1,126 @@
+"""Shared fixtures: fakes for fast unit tests, the real models for integration tests, no network."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.config import Settings
+from rag.text import content_terms
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "corpus"
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network():
+    """Any connection outside loopback fails loudly, so a hidden model download cannot pass."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in LOOPBACK:
+            raise RuntimeError(f"network access attempted in a test: {address!r}")
+        return real_connect(self, address)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", guarded)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _index_in_tmp(tmp_path, monkeypatch):
+    """Every test gets its own index directory unless it asks otherwise."""
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+
+
+class FakeEmbedder:
+    """A hashed bag of stemmed words: similar wording gives similar vectors, deterministically."""
+
+    name = "fake-embedder"
+    dim = 64
+
+    def __init__(self):
+        self.calls = 0
+        self.embedded = 0
+
+    def embed(self, texts, progress=False):
+        self.calls += 1
+        self.embedded += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for term in content_terms(text) or ["<empty>"]:
+                out[row, int(hashlib.md5(term.encode()).hexdigest(), 16) % self.dim] += 1.0
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class FakeGenerator:
+    """Replays queued replies; counts a token per word."""
+
+    name = "fake-generator"
+
+    def __init__(self, *replies, n_ctx=2048):
+        self.replies = list(replies)
+        self.n_ctx = n_ctx
+        self.prompts = []
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def chat_overhead(self, messages):
+        return 4 * len(messages)
+
+    def stream(self, messages, max_tokens=128, grammar=None):
+        self.prompts.append(messages)
+        reply = self.replies.pop(0) if self.replies else "I can't find that in the documents."
+        for word in reply.split(" "):
+            yield word + " "
+
+
+@pytest.fixture
+def corpus_copy(tmp_path):
+    dest = tmp_path / "corpus"
+    shutil.copytree(CORPUS, dest)
+    return dest
+
+
+@pytest.fixture
+def fake_pipeline(tmp_path, corpus_copy):
+    """A pipeline over a copy of the corpus with the fake embedder; queue replies on `.generator`."""
+    from rag.pipeline import Pipeline
+
+    settings = Settings.load(index_dir=tmp_path / "index", min_relevance=0.05, min_coverage=0.3)
+    pipeline = Pipeline(settings, embedder=FakeEmbedder(), generator=FakeGenerator())
+    pipeline.index([corpus_copy])
+    return pipeline
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    from rag.embed import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="session")
+def real_generator():
+    from rag.generate import LlamaGenerator
+
+    return LlamaGenerator(n_threads=2)
+
+
+@pytest.fixture(scope="session")
+def real_pipeline(tmp_path_factory, real_embedder, real_generator):
+    """The real models over the bundled corpus, indexed once per session."""
+    from rag.pipeline import Pipeline
+
+    settings = Settings.load(index_dir=tmp_path_factory.mktemp("real") / "index")
+    pipeline = Pipeline(settings, embedder=real_embedder, generator=real_generator)
+    pipeline.index([CORPUS])
+    return pipeline

@@ -1,0 +1,53 @@
+import pytest
+
+from rag.cite import facts, parse_claims, verify_sentence
+from rag.retrieve import BM25, fuse_rankings
+
+PASSAGE = ("The Bletchley Declaration, a pact signed by 28 nations, including China, the United States, "
+           "the United Kingdom, and the European Union, signifies a collective recognition of the "
+           "necessity for AI regulation.")
+REGULATION = ("China’s groundbreaking regulation of generative artificial intelligence (AI), enacted on "
+              "August 15, 2023,  stands as a trailblazing move in tackling apprehensions regarding privacy.")
+
+
+def test_bm25_ranks_the_chunk_with_the_rare_term_first():
+    bm25 = BM25(["the cat sat on the mat", "dogs chase cats in the park", "Bletchley pact signed"])
+    scores = bm25.scores("Who signed the Bletchley pact?")
+    assert scores.argmax() == 2 and scores[0] == 0
+
+
+def test_reciprocal_rank_fusion_rewards_agreement():
+    fused = fuse_rankings([[1, 2, 3], [3, 1, 4]])
+    assert max(fused, key=fused.get) == 1
+    assert fused[3] > fused[2] and 4 in fused
+
+
+def test_markers_are_parsed_and_attached_to_their_sentence():
+    claims = parse_claims("It was signed by 28 nations [1]. It came in 2023. [2][3] Done [9, 4].")
+    assert [(c.text, c.cited) for c in claims] == [
+        ("It was signed by 28 nations.", (1,)), ("It came in 2023.", (2, 3)), ("Done.", (9, 4))]
+
+
+def test_facts_are_numbers_months_and_names():
+    assert facts("Gina Raimondo said 28 nations signed in August 2023.") >= {"gina", "raimondo", "28",
+                                                                              "august", "2023"}
+
+
+def test_supported_sentences_pass():
+    assert verify_sentence("The Bletchley Declaration was signed by 28 nations.", [PASSAGE])
+    assert verify_sentence("China's rules on generative AI were enacted on August 15, 2023.", [REGULATION])
+
+
+@pytest.mark.parametrize("sentence", [
+    "The Bletchley Declaration was signed by 29 nations.",            # number swapped
+    "China's rules on generative AI were enacted on March 15, 2023.",  # date swapped
+    "The Bletchley Declaration was signed by 28 nations including India.",  # entity added
+    "The Bletchley Declaration was not signed by 28 nations.",        # negation
+    "Brazil has a GDP of 2 trillion dollars.",                         # unrelated
+])
+def test_the_checker_rejects_swapped_facts(sentence):
+    assert not verify_sentence(sentence, [PASSAGE, REGULATION])
+
+
+def test_no_passage_supports_nothing():
+    assert not verify_sentence("Anything at all.", [])
