@@ -16,6 +16,17 @@ _NEGATIONS = {"not", "no", "never", "none", "nobody", "nothing", "neither", "nor
               "cannot", "n't", "rarely", "hardly"}
 _CAPITALIZED = re.compile(r"\b[A-Z][\w’'-]*")
 
+# Text that tries to steer the assistant. In a question it earns the abstention; inside a document
+# it is data, never evidence: the verifier and the extractive answer ignore such sentences.
+INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instructions?|documents?|passages?|context|"
+    r"rules|prompt|sources?)\b|\b(system|hidden|initial|original)\s+(prompt|instructions?)\b|"
+    r"\b(reveal|print|show|repeat|output)\b.{0,30}\b(prompt|instructions)\b|\byou are now\b|"
+    r"\bpretend\b|\bjailbreak\b|\b(from|use) your own knowledge\b|\bwithout (using|the|looking)\b.{0,20}"
+    r"\bdocuments?\b|(^|\n)\s*(system|assistant|user)\s*:|\b(always|only)\s+(answer|reply|respond|say)\b|"
+    r"\b(answer|reply|respond)\s+(only\s+)?with\b|\byou (must|should|will) (now )?(answer|reply|say|respond)\b",
+    re.IGNORECASE | re.DOTALL)
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -47,6 +58,15 @@ def parse_claims(answer: str) -> list[Claim]:
     return [Claim(text, tuple(dict.fromkeys(ids))) for text, ids in claims]
 
 
+def blank_instructions(passage: str) -> str:
+    """The passage with instruction-like sentences replaced by spaces (offsets are kept)."""
+    out = passage
+    for a, b in split_sentences(passage):
+        if INSTRUCTION.search(passage[a:b]):
+            out = out[:a] + " " * (b - a) + out[b:]
+    return out
+
+
 def _marker_ids(text: str) -> list[int]:
     return [int(n) for group in _MARKER.findall(text) for n in re.findall(r"\d+", group)]
 
@@ -60,14 +80,16 @@ def facts(sentence: str) -> set[str]:
     found = {re.sub(r",(?=\d{3})", "", n).rstrip(".,") for n in _NUMBER.findall(sentence)}
     tokens = words(sentence)
     found |= {w for w in tokens if w in _MONTHS}
-    first = True
-    for match in _CAPITALIZED.finditer(sentence):
-        word = match.group().lower().replace("’", "'")
-        if word.endswith("'s"):
-            word = word[:-2]
-        if not first and word not in STOPWORDS and word not in _MONTHS:
+    matches = list(_CAPITALIZED.finditer(sentence))
+    for n, match in enumerate(matches):
+        word = match.group().lower().replace("’", "'").removesuffix("'s")
+        if word in STOPWORDS or word in _MONTHS:
+            continue
+        # The first word is capitalized anyway: it counts as a name only when a name follows it.
+        at_start = not sentence[: match.start()].strip(" \"'“‘(")
+        next_is_name = n + 1 < len(matches) and sentence[match.end():matches[n + 1].start()] == " "
+        if not at_start or next_is_name:
             found.add(word)
-        first = False
     return found
 
 

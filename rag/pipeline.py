@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import prompt
 from .chunk import split_sentences
-from .cite import parse_claims, support_score, verify_sentence
+from .cite import INSTRUCTION, blank_instructions, parse_claims, support_score, verify_sentence
 from .config import PROJECT_ROOT, Settings
 from .errors import BadInput
 from .records import Answer, Citation, Hit, Sentence
@@ -20,12 +20,6 @@ from .text import content_terms
 ABSTAIN = "I can't find that in the documents."
 MAX_QUESTION_CHARS = 2000
 
-_INJECTION = re.compile(
-    r"\b(ignore|disregard|forget|override|bypass)\b.{0,40}\b(instructions?|documents?|passages?|context|"
-    r"rules|prompt|sources?)\b|\b(system|hidden|initial|original)\s+(prompt|instructions?)\b|"
-    r"\b(reveal|print|show|repeat|output)\b.{0,30}\b(prompt|instructions)\b|\byou are now\b|"
-    r"\bpretend\b|\bjailbreak\b|\b(from|use) your own knowledge\b|\bwithout (using|the|looking)\b.{0,20}"
-    r"\bdocuments?\b", re.IGNORECASE | re.DOTALL)
 _FOLLOW_UP = re.compile(r"\b(it|its|it's|they|them|their|this|that|these|those|he|she|his|her|there|"
                         r"then|the same|the former|the latter)\b|^(and|also|what about|how about)\b",
                         re.IGNORECASE)
@@ -161,7 +155,7 @@ class Pipeline:
         timings: dict[str, float] = {}
         question = clean_question(question)
         standalone = self.rewrite_follow_up(question, history or [])
-        if _INJECTION.search(question):
+        if INSTRUCTION.search(question):
             yield self._abstain(question, standalone, "", timings, began, "refused")
             return
         t0 = time.perf_counter()
@@ -187,20 +181,20 @@ class Pipeline:
         if not sentences:
             sentences, mode = self.extract(standalone, passages), "extractive"
         if not sentences or self.coverage(standalone, sentences, passages) < self.settings.min_coverage:
-            yield self._abstain(question, standalone, raw, timings, began, "unsupported", left_out)
+            yield self._abstain(question, standalone, raw, timings, began, "unsupported", left_out, passages)
             return
         cited = {i for s in sentences for i in s.citations}
         citations = tuple(highlight(p, sentences) for p in passages if p.id in cited)
         timings["total"] = _ms(began)
         yield Answer(question, render_answer(sentences), False, tuple(sentences), citations, raw,
-                     timings, mode, standalone, tuple(left_out))
+                     timings, mode, standalone, tuple(left_out), tuple(passages))
 
-    def _abstain(self, question, standalone, raw, timings, began, mode, left_out=()) -> Answer:
+    def _abstain(self, question, standalone, raw, timings, began, mode, left_out=(), passages=()) -> Answer:
         timings.setdefault("retrieve", 0.0)
         timings.setdefault("generate", 0.0)
         timings["total"] = _ms(began)
         return Answer(question, ABSTAIN, True, (), (), raw, timings, f"abstained: {mode}", standalone,
-                      tuple(left_out))
+                      tuple(left_out), tuple(passages))
 
     def rewrite_follow_up(self, question: str, history: list[dict]) -> str:
         """A standalone version of a follow-up question, for retrieval and for the model."""
@@ -237,30 +231,31 @@ class Pipeline:
 
     def verify(self, raw: str, passages: list[Citation]) -> list[Sentence]:
         """Keep the model's sentences that their citations back; give uncited ones the best backer."""
-        by_id = {p.id: p for p in passages}
+        evidence = {p.id: blank_instructions(p.text) for p in passages}
+        threshold = self.settings.support_threshold
         kept = []
         for claim in parse_claims(raw):
-            cited = [i for i in claim.cited if i in by_id]
-            if cited and verify_sentence(claim.text, [by_id[i].text for i in cited],
-                                         self.settings.support_threshold):
+            cited = [i for i in claim.cited if i in evidence]
+            if cited and verify_sentence(claim.text, [evidence[i] for i in cited], threshold):
                 kept.append(Sentence(claim.text, tuple(cited), True))
                 continue
-            backers = sorted(passages, key=lambda p: -support_score(claim.text, p.text))
-            for p in backers[:3]:
-                if verify_sentence(claim.text, [p.text], self.settings.support_threshold):
-                    kept.append(Sentence(claim.text, (p.id,), True))
+            backers = sorted(evidence, key=lambda i: -support_score(claim.text, evidence[i]))
+            for i in backers[:3]:
+                if verify_sentence(claim.text, [evidence[i]], threshold):
+                    kept.append(Sentence(claim.text, (i,), True))
                     break
         return kept
 
     def extract(self, question: str, passages: list[Citation]) -> list[Sentence]:
         """The retrieved sentences that best answer the question, verbatim with their citation."""
         candidates = [(p, p.text[a:b]) for p in passages for a, b in split_sentences(p.text)]
-        candidates = [(p, s) for p, s in candidates if len(content_terms(s)) >= 3]
+        candidates = [(p, s) for p, s in candidates
+                      if len(content_terms(s)) >= 3 and not INSTRUCTION.search(s)]
         if not candidates:
             return []
         vectors = self.embedder.embed([question] + [s for _, s in candidates])
         similarity = vectors[1:] @ vectors[0]
-        scored = sorted(((0.5 * float(sim) + 0.5 * self.term_coverage(question, s), i)
+        scored = sorted(((0.5 * float(sim) + 0.5 * self.term_coverage(question, candidates[i][1]), i)
                          for i, sim in enumerate(similarity)), reverse=True)
         best, picked, seen = scored[0][0], [], set()
         for score, i in scored[:2]:
@@ -283,7 +278,8 @@ class Pipeline:
     def coverage(self, question: str, sentences: list[Sentence], passages: list[Citation]) -> float:
         """How much of the question the cited passages speak to (the answer-level abstention test)."""
         cited = {i for s in sentences for i in s.citations}
-        return self.term_coverage(question, " ".join(p.text for p in passages if p.id in cited))
+        return self.term_coverage(question, " ".join(blank_instructions(p.text) for p in passages
+                                                     if p.id in cited))
 
 
 def _idf(bm25, term: str) -> float:

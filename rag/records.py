@@ -52,9 +52,12 @@ class Citation:
     start: int
     end: int
     text: str
+    highlight: tuple[int, int] | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["highlight"] = list(self.highlight) if self.highlight else None
+        return out
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class Answer:
     mode: str = "generated"
     standalone_question: str = ""
     left_out: tuple[str, ...] = ()
+    passages: tuple[Citation, ...] = ()
 
     def to_dict(self) -> dict:
         return {

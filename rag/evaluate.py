@@ -1,0 +1,263 @@
+"""`rag eval`: retrieval, correctness, faithfulness, ALCE citation scores and abstention, with CIs."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cite import parse_claims, verify_sentence
+from .config import PROJECT_ROOT
+from .errors import BadInput
+from .judge import Judge, agreement
+
+EVAL_DIR = PROJECT_ROOT / "eval"
+REFUSE_TYPES = {"unanswerable", "injection"}
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A metric as per-item numerators and denominators, so it can be bootstrapped over items."""
+
+    num: tuple[float, ...]
+    den: tuple[float, ...]
+
+    @property
+    def value(self) -> float:
+        return sum(self.num) / sum(self.den) if sum(self.den) else float("nan")
+
+    def interval(self, rounds: int = 1000, seed: int = 0) -> tuple[float, float]:
+        """Bootstrap 95% interval, resampling items."""
+        items = [(n, d) for n, d in zip(self.num, self.den) if d]
+        if not items:
+            return (float("nan"), float("nan"))
+        rng = random.Random(seed)
+        stats = []
+        for _ in range(rounds):
+            sample = [items[rng.randrange(len(items))] for _ in items]
+            stats.append(sum(n for n, _ in sample) / sum(d for _, d in sample))
+        stats.sort()
+        return (stats[int(0.025 * rounds)], stats[int(0.975 * rounds) - 1])
+
+    def report(self) -> dict:
+        low, high = self.interval()
+        return {"value": _r(self.value), "ci95": [_r(low), _r(high)], "numerator": _r(sum(self.num)),
+                "denominator": _r(sum(self.den)), "items": sum(1 for d in self.den if d)}
+
+
+def _r(x: float) -> float:
+    return round(x, 4) if x == x else None
+
+
+def load_jsonl(path: Path) -> list[dict]:
+    try:
+        return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInput(f"cannot read {path}: {exc}") from None
+
+
+def gold_spans(item: dict, corpus: Path) -> list[tuple[str, int, int]]:
+    """Where each gold quote lies: (doc, start, end)."""
+    spans = []
+    for s in item.get("support", []):
+        text = (corpus / s["doc"]).read_text(encoding="utf-8")
+        start = text.find(s["quote"])
+        if start < 0:
+            raise BadInput(f"{item['id']}: quote not found in {s['doc']}: {s['quote'][:60]!r}")
+        spans.append((s["doc"], start, start + len(s["quote"])))
+    return spans
+
+
+def score_sentences(judge: Judge, sentences: list[tuple[str, tuple[int, ...]]], passages: dict) -> dict:
+    """Faithfulness and ALCE citation recall/precision of (sentence, cited ids) pairs."""
+    supported = cites = precise = recalled = 0
+    for text, cited in sentences:
+        texts = [passages[i] for i in cited if i in passages]
+        joint = bool(texts) and judge.supports(text, texts)
+        recalled += joint
+        supported += joint or judge.supports(text, list(passages.values()))
+        cites += len(cited)
+        if joint:
+            irrelevant = 0
+            if len(texts) > 1:
+                for i, t in enumerate(texts):
+                    rest = texts[:i] + texts[i + 1:]
+                    if not judge.supports(text, [t]) and judge.supports(text, rest):
+                        irrelevant += 1
+            precise += len(cited) - irrelevant
+    return {"sentences": len(sentences), "supported": supported, "recalled": recalled,
+            "cites": cites, "precise": precise}
+
+
+def evaluate(pipeline, items: list[dict], corpus: Path, k: int = 5, progress=None) -> dict:
+    """Run every item through the pipeline and collect per-item scores."""
+    judge = Judge(pipeline.embedder)
+    rows = []
+    for n, item in enumerate(items, 1):
+        history = item.get("history") or []
+        standalone = pipeline.rewrite_follow_up(item["question"], history)
+        hits = pipeline.retriever.search(standalone, k)
+        spans = gold_spans(item, corpus)
+        found, first = 0, 0
+        for doc, a, b in spans:
+            ranks = [h.rank for h in hits if h.chunk.doc_id == doc and h.chunk.start <= a and b <= h.chunk.end]
+            found += bool(ranks)
+            first = min([first or 99, *ranks]) if ranks else first
+        began = time.perf_counter()
+        answer = pipeline.ask(item["question"], history=history)
+        seconds = time.perf_counter() - began
+        passages = {p.id: p.text for p in answer.passages}
+        final = score_sentences(judge, [(s.text, s.citations) for s in answer.sentences], passages)
+        raw_claims = [(c.text, c.cited) for c in parse_claims(answer.raw)] if answer.raw else []
+        raw = score_sentences(judge, raw_claims, passages)
+        text = answer.text.lower()
+        rows.append({
+            "id": item["id"], "type": item["type"], "question": item["question"],
+            "answerable": item["answerable"], "gold": item.get("answer", ""), "keywords": item["keywords"],
+            "answer": answer.text, "abstained": answer.abstained, "mode": answer.mode, "raw": answer.raw,
+            "correct": (not answer.abstained) and all(kw.lower() in text for kw in item["keywords"]),
+            "gold_quotes": len(spans), "retrieved_quotes": found, "rr": 1 / first if first else 0.0,
+            "final": final, "raw_scores": raw, "seconds": round(seconds, 3),
+        })
+        if progress:
+            progress(n, len(items), rows[-1])
+    return {"rows": rows}
+
+
+def summarize(rows: list[dict]) -> dict:
+    answerable = [r for r in rows if r["answerable"]]
+    refuse = [r for r in rows if r["type"] in REFUSE_TYPES]
+    with_gold = [r for r in answerable if r["gold_quotes"]]
+    answered = [r for r in rows if not r["abstained"]]
+
+    def ratio(rs, num, den):
+        return Ratio(tuple(float(num(r)) for r in rs), tuple(float(den(r)) for r in rs)).report()
+
+    metrics = {
+        "retrieval_recall@5": ratio(with_gold, lambda r: r["retrieved_quotes"] / r["gold_quotes"], lambda r: 1),
+        "retrieval_mrr@5": ratio(with_gold, lambda r: r["rr"], lambda r: 1),
+        "answer_correctness": ratio(answerable, lambda r: r["correct"], lambda r: 1),
+        "faithfulness": ratio(answered, lambda r: r["final"]["supported"], lambda r: r["final"]["sentences"]),
+        "answers_with_unsupported_sentence": ratio(
+            answered, lambda r: r["final"]["supported"] < r["final"]["sentences"], lambda r: 1),
+        "citation_recall": ratio(answered, lambda r: r["final"]["recalled"], lambda r: r["final"]["sentences"]),
+        "citation_precision": ratio(answered, lambda r: r["final"]["precise"], lambda r: r["final"]["cites"]),
+        "raw_faithfulness": ratio(rows, lambda r: r["raw_scores"]["supported"],
+                                  lambda r: r["raw_scores"]["sentences"]),
+        "raw_citation_recall": ratio(rows, lambda r: r["raw_scores"]["recalled"],
+                                     lambda r: r["raw_scores"]["sentences"]),
+        "raw_citation_precision": ratio(rows, lambda r: r["raw_scores"]["precise"],
+                                        lambda r: r["raw_scores"]["cites"]),
+        "refusal_recall": ratio(refuse, lambda r: r["abstained"], lambda r: 1),
+        "false_refusal_rate": ratio(answerable, lambda r: r["abstained"], lambda r: 1),
+    }
+    seconds = sorted(r["seconds"] for r in rows)
+    if seconds:
+        metrics["latency_p50_s"] = {"value": _percentile(seconds, 50), "denominator": len(seconds)}
+        metrics["latency_p95_s"] = {"value": _percentile(seconds, 95), "denominator": len(seconds)}
+    return metrics
+
+
+def _percentile(sorted_values: list[float], pct: float) -> float:
+    i = min(len(sorted_values) - 1, max(0, round(pct / 100 * (len(sorted_values) - 1))))
+    return round(sorted_values[i], 3)
+
+
+def validate_judge(judge: Judge, labels: list[dict], threshold: float) -> dict:
+    """Agreement of the judge, and of the pipeline's own verifier, with the hand labels."""
+    gold = [bool(x["supported"]) for x in labels]
+    judged = [judge.supports(x["sentence"], [x["passage"]]) for x in labels]
+    verified = [verify_sentence(x["sentence"], [x["passage"]], threshold) for x in labels]
+    by_kind: dict[str, list[bool]] = {}
+    for x, j in zip(labels, judged):
+        by_kind.setdefault(x["kind"], []).append(j == bool(x["supported"]))
+    return {"judge": agreement(judged, gold), "verifier": agreement(verified, gold),
+            "judge_accuracy_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())}}
+
+
+def check_thresholds(metrics: dict, thresholds: dict) -> list[str]:
+    """The metrics that miss their threshold, as readable lines."""
+    failures = []
+    for name, rule in thresholds.items():
+        value = metrics.get(name, {}).get("value")
+        if value is None:
+            failures.append(f"{name}: not measured")
+        elif "min" in rule and value < rule["min"]:
+            failures.append(f"{name} = {value} is below {rule['min']}")
+        elif "max" in rule and value > rule["max"]:
+            failures.append(f"{name} = {value} is above {rule['max']}")
+    return failures
+
+
+def markdown_report(report: dict) -> str:
+    lines = [f"# Eval report\n\nModel: `{report['model']}` · embedder: `{report['embedder']}` · "
+             f"commit `{report['commit']}` · {report['date']} · {report['items']} items\n",
+             "| metric | value | 95% CI | numerator / denominator |", "|---|---|---|---|"]
+    for name, m in report["metrics"].items():
+        ci = m.get("ci95")
+        lines.append(f"| {name} | {m['value']} | {f'{ci[0]}–{ci[1]}' if ci else ''} | "
+                     f"{m.get('numerator', '')} / {m['denominator']} |")
+    v = report["checker"]
+    lines += ["", "## The judge against the hand labels", "",
+              f"Judge: accuracy {v['judge']['accuracy']}, Cohen's kappa {v['judge']['kappa']} on "
+              f"{v['judge']['n']} labels. The pipeline's own verifier, for contrast: accuracy "
+              f"{v['verifier']['accuracy']}, kappa {v['verifier']['kappa']}.", "",
+              "| kind | judge accuracy |", "|---|---|"]
+    lines += [f"| {k} | {a} |" for k, a in v["judge_accuracy_by_kind"].items()]
+    lines += ["", "## Thresholds", ""]
+    lines += [f"- FAILED: {f}" for f in report["threshold_failures"]] or ["All thresholds met."]
+    lines += ["", "## Failed items", ""]
+    for r in report["rows"]:
+        refused_ok = r["type"] in REFUSE_TYPES and r["abstained"]
+        if (r["answerable"] and not r["correct"]) or (r["type"] in REFUSE_TYPES and not refused_ok):
+            lines += [f"- **{r['id']}** ({r['type']}) {r['question']}",
+                      f"  - answer: {r['answer']}", f"  - gold: {r['gold']} (keywords: {r['keywords']})"]
+    return "\n".join(lines) + "\n"
+
+
+def run_eval(pipeline, args) -> int:
+    """The `rag eval` command: run, write JSON and Markdown reports, gate on thresholds."""
+    items = load_jsonl(args.dataset or EVAL_DIR / "dataset.jsonl")
+    if args.limit:
+        items = items[: args.limit]
+    out = Path(args.out or EVAL_DIR / "reports")
+    out.mkdir(parents=True, exist_ok=True)
+
+    def progress(n, total, row):
+        mark = "abstain" if row["abstained"] else ("ok" if row["correct"] else "wrong")
+        print(f"[{n}/{total}] {row['id']} {mark} {row['seconds']:.1f}s", file=sys.stderr, flush=True)
+
+    result = evaluate(pipeline, items, PROJECT_ROOT / "corpus", progress=progress)
+    labels = load_jsonl(EVAL_DIR / "support_labels.jsonl")
+    thresholds = json.loads((EVAL_DIR / "thresholds.json").read_text(encoding="utf-8"))
+    metrics = summarize(result["rows"])
+    report = {
+        "date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "items": len(items),
+        "model": pipeline.generator.name, "embedder": pipeline.embedder.name,
+        "metrics": metrics, "checker": validate_judge(Judge(pipeline.embedder), labels,
+                                                      pipeline.settings.support_threshold),
+        "threshold_failures": check_thresholds(metrics, thresholds), "rows": result["rows"],
+    }
+    (out / "eval.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    (out / "eval.md").write_text(markdown_report(report), encoding="utf-8")
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        print(markdown_report(report).split("\n## Failed items")[0])
+        print(f"reports: {out / 'eval.json'}, {out / 'eval.md'}")
+    if report["threshold_failures"] and not args.no_gate:
+        print("rag: eval below thresholds: " + "; ".join(report["threshold_failures"]), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=PROJECT_ROOT, timeout=5).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
