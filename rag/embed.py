@@ -30,18 +30,34 @@ def bundled_embedder_path() -> str:
 
 
 class SentenceTransformerEmbedder:
-    """The one real embedder. `model` is a local path or an already-cached model name."""
+    """The one real embedder. `model` is a local path or an already-cached model name.
+
+    The model loads on first use: re-indexing an unchanged corpus never pays for it.
+    """
 
     def __init__(self, model: str = "", batch_size: int = 64):
         self.name = model or BUNDLED_EMBEDDER
+        self.source = model
         self.batch_size = batch_size
-        from sentence_transformers import SentenceTransformer
+        self._model = None
 
-        try:
-            self.model = SentenceTransformer(model or bundled_embedder_path(), device="cpu")
-        except OSError as exc:
-            raise ModelMissing(f"cannot load embedding model {self.name!r}: {exc}") from None
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+    @property
+    def model(self):
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+            try:
+                self._model = SentenceTransformer(self.source or bundled_embedder_path(), device="cpu")
+            except OSError as exc:
+                raise ModelMissing(f"cannot load embedding model {self.name!r}: {exc}") from None
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:

@@ -111,6 +111,6 @@ def _load_previous(store: Store, embedder: Embedder, chunker: dict) -> IndexStat
         previous = store.load()
     except IndexMissing:
         return None
-    check_compatible(previous.manifest, embedder.name, embedder.dim, chunker)
+    check_compatible(previous.manifest, embedder.name, chunker)
     return previous
 

@@ -71,7 +71,7 @@ class Pipeline:
             from .store import check_compatible
 
             state = self.store.load()
-            check_compatible(state.manifest, self.embedder.name, self.embedder.dim, self.chunker)
+            check_compatible(state.manifest, self.embedder.name, self.chunker)
             self._retriever = Retriever(state, self.embedder)
         return self._retriever
 

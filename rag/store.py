@@ -181,11 +181,11 @@ class Store:
                 shutil.rmtree(path, ignore_errors=True)
 
 
-def check_compatible(manifest: dict, embedder: str, dim: int, chunker: dict) -> None:
+def check_compatible(manifest: dict, embedder: str, chunker: dict) -> None:
     """Raise IndexMismatch when the index was built with another embedder or chunker."""
-    if manifest.get("embedder") != embedder or manifest.get("dim") != dim:
-        raise IndexMismatch(f"the index was built with embedder {manifest.get('embedder')!r} "
-                            f"(dim {manifest.get('dim')}), not {embedder!r} (dim {dim}); {REBUILD_HINT}")
+    if manifest.get("embedder") != embedder:
+        raise IndexMismatch(f"the index was built with embedder {manifest.get('embedder')!r}, "
+                            f"not {embedder!r}; {REBUILD_HINT}")
     if manifest.get("chunker") != chunker:
         raise IndexMismatch(f"the index was built with chunker settings {manifest.get('chunker')}, "
                             f"not {chunker}; {REBUILD_HINT}")
