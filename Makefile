@@ -25,7 +25,7 @@ $(BROWSER):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
 run: install
-	$(PY) -m rag.cli index corpus
+	$(PY) -m rag.cli index
 	$(PY) app.py
 
 test: install browser

@@ -36,7 +36,7 @@ class Settings:
     max_tokens: int = 128
     seed: int = 7
     min_relevance: float = 0.30
-    min_coverage: float = 0.5
+    min_coverage: float = 0.05
     support_threshold: float = 0.6
     rewrite_with_model: bool = False
     max_upload_mb: int = 20

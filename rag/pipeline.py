@@ -82,10 +82,14 @@ class Pipeline:
     # --- indexing and search ------------------------------------------------------------------
     def index(self, roots: list[Path] | None = None, rebuild: bool = False, progress: bool = False,
               exclude: set[str] = frozenset()):
-        """Bring the index up to date with the roots (default `corpus/`); returns an IndexReport."""
+        """Bring the index up to date with the roots; returns an IndexReport.
+
+        The default roots are `corpus/` and, when it exists, the folder of documents added in the UI.
+        """
         from .indexer import update_index
 
-        roots = [Path(r) for r in roots] if roots else [PROJECT_ROOT / "corpus"]
+        uploads = [self.uploads_dir] if self.uploads_dir.is_dir() else []
+        roots = [Path(r) for r in roots] if roots else [PROJECT_ROOT / "corpus", *uploads]
         report = update_index(self.store, roots, self.embedder, self.chunker, rebuild, progress, exclude)
         self._retriever = None
         return report
@@ -176,11 +180,10 @@ class Pipeline:
             yield piece
         raw = "".join(pieces)
         timings["generate"] = _ms(t0)
-        sentences = self.verify(raw, passages)
-        mode = "generated"
-        if not sentences:
+        sentences, mode = self.verify(raw, passages), "generated"
+        if not self.answers_question(standalone, sentences, passages):
             sentences, mode = self.extract(standalone, passages), "extractive"
-        if not sentences or self.coverage(standalone, sentences, passages) < self.settings.min_coverage:
+        if not self.answers_question(standalone, sentences, passages):
             yield self._abstain(question, standalone, raw, timings, began, "unsupported", left_out, passages)
             return
         cited = {i for s in sentences for i in s.citations}
@@ -275,17 +278,48 @@ class Pipeline:
         weight = {t: _idf(bm25, t) for t in terms}
         return sum(w for t, w in weight.items() if t in have) / sum(weight.values())
 
-    def coverage(self, question: str, sentences: list[Sentence], passages: list[Citation]) -> float:
-        """How much of the question the cited passages speak to (the answer-level abstention test)."""
+    def answers_question(self, question: str, sentences: list[Sentence], passages: list[Citation]) -> bool:
+        """The answer-level abstention test: the cited passages must speak to enough of the question,
+        and the answer must hold the kind of thing asked for (a number for "how many", a date for
+        "when", a name for "who")."""
+        if not sentences:
+            return False
         cited = {i for s in sentences for i in s.citations}
-        return self.term_coverage(question, " ".join(blank_instructions(p.text) for p in passages
-                                                     if p.id in cited))
+        evidence = " ".join(blank_instructions(p.text) for p in passages if p.id in cited)
+        if self.term_coverage(question, evidence) < self.settings.min_coverage:
+            return False
+        return has_expected_answer_type(question, " ".join(s.text for s in sentences))
 
 
 def _idf(bm25, term: str) -> float:
     row = bm25.vocab.get(term)
     df = 0 if row is None else bm25.matrix.indptr[row + 1] - bm25.matrix.indptr[row]
     return math.log1p((bm25.n - df + 0.5) / (df + 0.5))
+
+
+_NUMBER_WORDS = r"\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million|billion)\b"
+_MONTHS = r"\b(january|february|march|april|may|june|july|august|september|october|november|december)\b"
+_ASKS_NUMBER = re.compile(r"\bhow (many|much)\b|\bwhat (number|percentage|share|amount)\b", re.IGNORECASE)
+_ASKS_DATE = re.compile(r"^\W*when\b|\b(what|which) (date|year|month|day)\b|\bin what year\b", re.IGNORECASE)
+_ASKS_NAME = re.compile(r"^\W*who\b", re.IGNORECASE)
+
+
+def has_expected_answer_type(question: str, answer: str) -> bool:
+    """False when the question asks for a number, date or name and the answer has none.
+
+    >>> has_expected_answer_type("How many nations signed?", "Many nations signed.")
+    False
+    """
+    lowered = answer.lower()
+    if _ASKS_NUMBER.search(question):
+        return bool(re.search(r"\d", answer) or re.search(_NUMBER_WORDS, lowered))
+    if _ASKS_DATE.search(question):
+        return bool(re.search(r"\b(1[89]|20)\d\d\b", answer) or re.search(_MONTHS, lowered))
+    if _ASKS_NAME.search(question):
+        asked = {w.lower() for w in re.findall(r"\b[A-Z][\w’'-]+", question)}
+        names = {w.lower() for w in re.findall(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w’'-]+", answer)}
+        return bool(names - asked)
+    return True
 
 
 def clean_question(question: str) -> str:

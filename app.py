@@ -1,0 +1,334 @@
+"""The web UI: chat with cited answers, a sources panel, document upload and settings. `python app.py`."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import ipaddress
+import os
+import re
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+# Read at import time, so set before gradio loads: no telemetry, and (rag.config forces
+# HF_HUB_OFFLINE) no model-hub calls from the huggingface_hub that gradio imports.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+from rag.errors import RagError  # noqa: E402, I001
+from rag.pipeline import Pipeline, clean_question  # noqa: E402
+from rag.records import Answer, Citation  # noqa: E402
+
+import gradio as gr  # noqa: E402
+
+BUNDLED = "bundled SmolLM2"
+UPLOAD_TYPES = [".txt", ".md", ".html", ".htm", ".pdf"]
+NO_SOURCES = '<p class="rag-empty">The passages behind the latest answer appear here.</p>'
+_MARKER = re.compile(r"\[(\d+)\]")
+_LINK = re.compile(r'<a class="cite" href="#src-\d+">(\[\d+\])</a>')
+
+# Clicking a [n] marker opens its source and scrolls to it. Capturing the click on the document
+# also stops the chatbot from opening the link in a new tab.
+CITATION_CLICKS_JS = """
+() => {
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest && event.target.closest('a[href^="#src-"]');
+    if (!link) return;
+    event.preventDefault();
+    event.stopPropagation();
+    const source = document.getElementById(link.getAttribute("href").slice(1));
+    if (!source) return;
+    source.open = true;
+    source.scrollIntoView({behavior: "smooth", block: "center"});
+    source.classList.add("rag-flash");
+    setTimeout(() => source.classList.remove("rag-flash"), 1500);
+  }, true);
+}
+"""
+
+SOURCES_CSS = """
+.rag-badge { display: inline-block; padding: 2px 10px; border-radius: 999px; font-size: 0.9em;
+             margin-bottom: 8px; background: #dcfce7; color: #14532d; }
+.rag-badge.abstained { background: #fee2e2; color: #7f1d1d; }
+.rag-source { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px 10px;
+              margin-bottom: 8px; transition: box-shadow 0.3s; }
+.rag-source summary { cursor: pointer; font-weight: 600; }
+.rag-source .rag-page { font-weight: 400; opacity: 0.7; }
+.rag-passage { white-space: pre-wrap; margin: 6px 0 0; font-size: 0.92em; line-height: 1.45; }
+.rag-passage mark { background: #fde68a; color: #111827; padding: 0 1px; }
+.rag-flash { box-shadow: 0 0 0 3px #f59e0b; }
+.rag-empty { opacity: 0.7; }
+table.rag-docs { width: 100%; border-collapse: collapse; }
+table.rag-docs th, table.rag-docs td { text-align: left; padding: 4px 8px;
+                                       border-bottom: 1px solid var(--border-color-primary); }
+"""
+
+
+# --- rendering: every piece of document text, file name and model output is escaped here ---------
+def support_badge(answer: Answer) -> str:
+    """The verdict shown with an answer: "3/3 sentences supported" or "not found in the documents"."""
+    if answer.abstained:
+        return "not found in the documents"
+    supported = sum(1 for s in answer.sentences if s.supported)
+    return f"{supported}/{len(answer.sentences)} sentences supported"
+
+
+def link_markers(text: str, ids: set[int]) -> str:
+    """Escaped text whose [n] markers link to the source panel's `#src-n`, for the n in `ids`."""
+    def link(m: re.Match) -> str:
+        return f'<a class="cite" href="#src-{m[1]}">[{m[1]}]</a>' if int(m[1]) in ids else m[0]
+
+    return _MARKER.sub(link, html.escape(text)).replace("\n", "<br>")
+
+
+def answer_html(answer: Answer) -> str:
+    """An answer as a chat message: its text with citation links, then its support badge."""
+    mark = "✗" if answer.abstained else "✓"
+    return (f"{link_markers(answer.text, {c.id for c in answer.citations})}<br>"
+            f'<span style="font-size:0.85em;opacity:0.75">{mark} {support_badge(answer)}</span>')
+
+
+def passage_html(citation: Citation) -> str:
+    """The passage's text, escaped, with the sentence that backs the answer in <mark>."""
+    text, span = citation.text, citation.highlight
+    if not span:
+        return html.escape(text)
+    a = min(max(span[0] - citation.start, 0), len(text))
+    b = min(max(span[1] - citation.start, a), len(text))
+    return f"{html.escape(text[:a])}<mark>{html.escape(text[a:b])}</mark>{html.escape(text[b:])}"
+
+
+def sources_html(answer: Answer) -> str:
+    """The sources panel for an answer: its badge, then one expandable entry per cited passage."""
+    kind = "rag-badge abstained" if answer.abstained else "rag-badge"
+    parts = [f'<div class="{kind}">{html.escape(support_badge(answer))}</div>']
+    for c in answer.citations:
+        page = f' <span class="rag-page">· page {c.page}</span>' if c.page else ""
+        parts.append(f'<details class="rag-source" id="src-{c.id}" open><summary>[{c.id}] '
+                     f'{html.escape(c.doc)}{page}</summary>'
+                     f'<blockquote class="rag-passage">{passage_html(c)}</blockquote></details>')
+    return "\n".join(parts)
+
+
+def documents_html(documents: list[dict]) -> str:
+    """The indexed documents as an HTML table, names escaped."""
+    if not documents:
+        return '<p class="rag-empty">No documents are indexed yet.</p>'
+    rows = "".join(f"<tr><td>{html.escape(d['id'])}</td><td>{d.get('pages', '')}</td>"
+                   f"<td>{d.get('chunks', '')}</td></tr>" for d in documents)
+    return (f'<table class="rag-docs"><thead><tr><th>Document</th><th>Pages</th><th>Chunks</th>'
+            f"</tr></thead><tbody>{rows}</tbody></table>")
+
+
+def error_toast(problem) -> gr.Error:
+    """A gr.Error for a one-line problem; escaped, since Gradio renders toasts as HTML."""
+    return gr.Error(html.escape(str(problem)))
+
+
+def chat_messages(turns: list[dict], draft: str | None = None) -> list[dict]:
+    """The Chatbot's messages: escaped questions, and answers whose links only the latest keeps."""
+    messages = []
+    for i, turn in enumerate(turns):
+        messages.append({"role": "user", "content": html.escape(turn["question"])})
+        if "html" in turn:
+            latest = i == len(turns) - 1 and draft is None
+            content = turn["html"] if latest else _LINK.sub(r"\1", turn["html"])
+            messages.append({"role": "assistant", "content": content})
+    if draft is not None:
+        shown = html.escape(draft).replace("\n", "<br>") if draft else "Searching the documents…"
+        messages.append({"role": "assistant", "content": f'<em style="opacity:0.6">{shown}</em>'})
+    return messages
+
+
+# --- what the events do ----------------------------------------------------------------------------
+class Backend:
+    """The UI's actions on one shared pipeline; switching model swaps in a pipeline with the same embedder."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+        self.lock = threading.Lock()
+
+    def pipeline_for(self, model: str, temperature: float) -> Pipeline:
+        """The pipeline for these generation settings, rebuilt (keeping the embedder) if they changed."""
+        model = "" if model == BUNDLED else model
+        with self.lock:
+            s = self.pipeline.settings
+            if (s.model, s.temperature) != (model, float(temperature)):
+                settings = s.replace(model=model, temperature=temperature)
+                self.pipeline = Pipeline(settings, embedder=self.pipeline.embedder)
+            return self.pipeline
+
+    def respond(self, question: str, turns: list[dict], top_k: int, model: str,
+                temperature: float) -> Iterator[tuple]:
+        """Stream an answer into the chat: the model's draft first, then the verified answer and sources."""
+        try:
+            question = clean_question(question)
+            pipeline = self.pipeline_for(model, temperature)
+            history = [m for t in turns if "answer" in t for m in (
+                {"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"]})]
+            turns = [*turns, {"question": question}]
+            draft = ""
+            yield chat_messages(turns, draft), turns, gr.skip(), ""
+            for item in pipeline.stream(question, history, int(top_k)):
+                if isinstance(item, Answer):
+                    turns[-1] = {"question": question, "answer": item.text, "html": answer_html(item)}
+                    yield chat_messages(turns), turns, sources_html(item), ""
+                else:
+                    draft += item
+                    yield chat_messages(turns, draft), turns, gr.skip(), ""
+        except RagError as exc:
+            raise error_toast(exc) from None
+
+    def ask(self, question: str) -> dict:
+        """Answer one question with the current settings; the JSON of the verified Answer."""
+        try:
+            return self.pipeline.ask(question).to_dict()
+        except RagError as exc:
+            raise error_toast(exc) from None
+
+    def documents_view(self) -> tuple:
+        """The documents table and the remove dropdown, as they are now."""
+        docs = self.pipeline.documents()
+        return documents_html(docs), gr.Dropdown(choices=[d["id"] for d in docs], value=None)
+
+    def add_files(self, paths: list[str] | None, progress=gr.Progress()) -> tuple:
+        """Index uploaded files one by one; report what was added and what was skipped, and why."""
+        lines, problems = [], []
+        paths = paths or []
+        for i, path in enumerate(paths):
+            name = Path(path).name
+            progress((i, len(paths)), desc=f"Indexing {name}")
+            try:
+                report = self.pipeline.add_documents([(name, Path(path).read_bytes())])
+            except RagError as exc:
+                problems.append(str(exc))
+                continue
+            skipped = [s for s in report.skipped if Path(s.path).name == name]
+            if skipped:
+                problems.extend(f"{name}: {s.reason}" for s in skipped)
+            elif name in report.added or name in report.updated:
+                lines.append(f"{name}: {'added' if name in report.added else 'updated'}")
+            else:
+                lines.append(f"{name}: already indexed")
+        if problems and not lines:
+            raise error_toast("Nothing was added. " + "; ".join(problems))
+        status = [f"✓ {html.escape(line)}" for line in lines] + [f"✗ skipped {html.escape(p)}"
+                                                                 for p in problems]
+        return ("<br>".join(status), *self.documents_view())
+
+    def remove(self, doc_id: str | None) -> tuple:
+        """Take one document out of the index."""
+        if not doc_id:
+            raise error_toast("Choose a document to remove.")
+        try:
+            self.pipeline.remove_document(doc_id)
+        except RagError as exc:
+            raise error_toast(exc) from None
+        return (f"Removed {html.escape(doc_id)}.", *self.documents_view())
+
+
+# --- the layout --------------------------------------------------------------------------------
+def build_app(pipeline: Pipeline) -> gr.Blocks:
+    """The Blocks of the UI over `pipeline`, not yet served."""
+    backend = Backend(pipeline)
+    s = pipeline.settings
+    models = list(dict.fromkeys([BUNDLED, *s.models, *([s.model] if s.model else [])]))
+    serial = {"concurrency_limit": 1, "concurrency_id": "pipeline"}
+
+    with gr.Blocks(title="Ask your documents", analytics_enabled=False) as app:
+        gr.Markdown("## Ask your documents\nAnswers come only from the indexed documents; "
+                    "click a marker like [1] to see the passage behind it.")
+        turns = gr.State([])
+        with gr.Tab("Chat"):
+            with gr.Row():
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(label="Chat", elem_id="chat", height=480, render_markdown=False,
+                                         sanitize_html=True, allow_tags=False, latex_delimiters=[],
+                                         feedback_options=None, buttons=[])
+                    question = gr.Textbox(placeholder="Ask a question about your documents",
+                                          show_label=False, elem_id="question", max_lines=4)
+                    with gr.Row():
+                        ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
+                        clear_button = gr.Button("Clear", elem_id="clear")
+                with gr.Column(scale=2):
+                    gr.Markdown("### Sources")
+                    sources = gr.HTML(NO_SOURCES, elem_id="sources", css_template=SOURCES_CSS,
+                                      js_on_load=None)
+        with gr.Tab("Documents"):
+            upload = gr.File(label="Add documents (.txt .md .html .htm .pdf)", file_types=UPLOAD_TYPES,
+                             file_count="multiple", type="filepath", elem_id="upload")
+            upload_status = gr.HTML(elem_id="upload-status", js_on_load=None)
+            documents = gr.HTML(elem_id="documents", css_template=SOURCES_CSS, js_on_load=None)
+            with gr.Row():
+                to_remove = gr.Dropdown(label="Document to remove", choices=[], elem_id="to-remove")
+                remove_button = gr.Button("Remove from index", variant="stop", elem_id="remove")
+        with gr.Tab("Settings"):
+            top_k = gr.Slider(1, 12, value=s.top_k, step=1, label="Passages to retrieve (top-k)",
+                              elem_id="top-k")
+            model = gr.Dropdown(models, value=s.model or BUNDLED, label="Model (GGUF)",
+                                info="Loaded when the next question is asked.", elem_id="model")
+            temperature = gr.Slider(0.0, 1.5, value=s.temperature, step=0.05, label="Temperature",
+                                    elem_id="temperature")
+
+        gr.on([question.submit, ask_button.click], backend.respond,
+              [question, turns, top_k, model, temperature], [chatbot, turns, sources, question],
+              api_visibility="private", **serial)
+        clear_button.click(lambda: ([], [], NO_SOURCES, ""), None, [chatbot, turns, sources, question],
+                           api_visibility="private", queue=False)
+        chatbot.clear(lambda: ([], NO_SOURCES), None, [turns, sources], api_visibility="private", queue=False)
+        upload.upload(backend.add_files, upload, [upload_status, documents, to_remove],
+                      api_visibility="private", **serial).success(
+            lambda: None, None, upload, api_visibility="private", queue=False)
+        remove_button.click(backend.remove, to_remove, [upload_status, documents, to_remove],
+                            api_visibility="private", **serial)
+        app.load(backend.documents_view, None, [documents, to_remove], api_visibility="private",
+                 js=CITATION_CLICKS_JS)
+        gr.api(backend.ask, api_name="ask", **serial)
+    return app
+
+
+def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
+          block: bool = True) -> None:
+    """Launch the app locally: queue on, no share link, login if `auth` is given."""
+    app.queue(default_concurrency_limit=1).launch(
+        server_name=host, server_port=port, share=False, auth=auth, prevent_thread_lock=not block,
+        show_error=True, quiet=not block, footer_links=["api"])
+
+
+def is_loopback(host: str) -> bool:
+    """True when only this machine can reach `host`."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve the chat UI over the local index.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    args = parser.parse_args(argv)
+    auth = None
+    if not is_loopback(args.host):
+        user, password = os.environ.get("RAG_UI_USER"), os.environ.get("RAG_UI_PASSWORD")
+        if not user or not password:
+            print(f"app.py: error: --host {args.host} can be reached from other machines; "
+                  "set RAG_UI_USER and RAG_UI_PASSWORD to require a login", file=sys.stderr)
+            return 2
+        auth = (user, password)
+        print(f"Login required: user {user!r}, password from RAG_UI_PASSWORD.")
+    try:
+        pipeline = Pipeline.from_settings()
+        report = pipeline.index(pipeline.indexed_roots())
+    except RagError as exc:
+        print(f"app.py: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Index ready: {report.documents} documents, {report.chunks} chunks.")
+    serve(build_app(pipeline), args.host, args.port, auth)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

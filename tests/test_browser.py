@@ -1,0 +1,167 @@
+"""The web UI in Debian's chromium, over the real bundled models and a copy of the corpus.
+
+Set RAG_UPDATE_SCREENSHOT=1 to refresh docs/screenshot.png from the answered question.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+import pytest
+from conftest import CORPUS, ROOT
+from playwright.sync_api import expect, sync_playwright
+
+import app
+from rag.config import Settings
+from rag.pipeline import Pipeline
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+ANSWER_TIMEOUT_MS = 240_000
+BLETCHLEY = "How many nations signed the Bletchley Declaration?"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, real_embedder, real_generator):
+    """The app served once on a free loopback port, over a copy of the corpus."""
+    root = tmp_path_factory.mktemp("browser")
+    corpus = root / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    pipeline = Pipeline(Settings.load(index_dir=root / "index"), embedder=real_embedder,
+                        generator=real_generator)
+    pipeline.index([corpus])
+    blocks = app.build_app(pipeline)
+    port = free_port()
+    app.serve(blocks, "127.0.0.1", port, block=False)
+    yield f"http://127.0.0.1:{port}/"
+    blocks.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.goto(server)
+    expect(page.locator("#question textarea")).to_be_visible()
+    yield page
+    context.close()
+
+
+def ask(page, question: str) -> None:
+    """Type a question and wait for the verified answer's badge in the sources panel."""
+    box = page.locator("#question textarea")
+    box.fill(question)
+    box.press("Enter")
+    expect(page.locator("#sources .rag-badge")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
+
+
+def upload(page, name: str, text: str) -> None:
+    page.get_by_role("tab", name="Documents").click()
+    page.locator("#upload input[type=file]").set_input_files(
+        files=[{"name": name, "mimeType": "text/plain", "buffer": text.encode("utf-8")}])
+    expect(page.locator("#upload-status")).to_contain_text(f"{name}: added", timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator("#documents")).to_contain_text(name)
+    page.get_by_role("tab", name="Chat").click()
+
+
+def test_answer_streams_cites_the_passage_and_the_marker_opens_it(page, tmp_path):
+    page.evaluate("""() => {
+        window.__drafts = [];
+        new MutationObserver(() => document.querySelectorAll("#chat em").forEach(
+            (em) => window.__drafts.push(em.textContent))).observe(
+            document.querySelector("#chat"), {childList: true, subtree: true, characterData: true});
+    }""")
+    ask(page, BLETCHLEY)
+    drafts = set(page.evaluate("() => window.__drafts")) - {"Searching the documents…"}
+    assert drafts, "no draft tokens were shown before the verified answer"
+    marker = page.locator("#chat a.cite").first
+    expect(marker).to_have_text("[1]")
+    source = page.locator("#sources details#src-1")
+    expect(source).to_contain_text("28 nations")
+    expect(source.locator("mark")).to_contain_text("28 nations")
+    expect(page.locator("#chat")).to_contain_text("1/1 sentences supported")
+
+    shot = ROOT / "docs" / "screenshot.png" if os.environ.get("RAG_UPDATE_SCREENSHOT") else tmp_path / "s.png"
+    page.screenshot(path=str(shot))
+
+    source.locator("summary").click()
+    expect(source).not_to_have_attribute("open", "")
+    marker.click()
+    expect(source).to_have_attribute("open", "")
+    expect(source.locator("mark")).to_be_in_viewport()
+    assert len(page.context.pages) == 1
+
+
+def test_uploaded_document_is_indexed_and_cited(page):
+    upload(page, "zorblax-treaty.txt", "The Zorblax Treaty.\n\nThe Zorblax Treaty was signed by 14 "
+           "countries in 2031. It governs the mining of helium on the Moon.\n")
+    ask(page, "How many countries signed the Zorblax Treaty?")
+    expect(page.locator("#sources")).to_contain_text("zorblax-treaty.txt")
+    expect(page.locator("#sources")).to_contain_text("14 countries")
+    expect(page.locator("#chat a.cite").first).to_be_visible()
+
+
+def test_unanswerable_question_shows_the_abstention_badge(page):
+    ask(page, "What is the GDP of Brazil?")
+    expect(page.locator("#sources .rag-badge")).to_have_text("not found in the documents")
+    expect(page.locator("#chat")).to_contain_text("not found in the documents")
+    expect(page.locator("#sources details")).to_have_count(0)
+
+
+def test_markup_in_a_document_shows_as_text_and_never_runs(page):
+    upload(page, "quuxle-accord.txt", "The Quuxle Accord was signed by 9 moons in 2077. "
+           '<script>window.__xss=1</script> <img src=x onerror="window.__xss=2"> '
+           "The Quuxle Accord limits comet tourism.\n")
+    expect(page.locator("#documents")).to_contain_text("quuxle-accord.txt")
+    ask(page, "How many moons signed the Quuxle Accord?")
+    expect(page.locator("#sources")).to_contain_text("<script>window.__xss=1</script>")
+    expect(page.locator("#sources")).to_contain_text('<img src=x onerror="window.__xss=2">')
+    assert page.evaluate("() => window.__xss") is None
+    assert page.locator('img[src="x"]').count() == 0
+
+
+def test_ask_endpoint_returns_the_answer_json(server):
+    from gradio_client import Client
+
+    result = Client(server, verbose=False).predict(BLETCHLEY, api_name="/ask")
+    assert {"question", "answer", "abstained", "sentences", "citations", "raw", "mode"} <= set(result)
+    assert result["abstained"] is False and "28" in result["answer"]
+    assert any("28 nations" in c["text"] for c in result["citations"])
+
+
+def test_two_browsers_asking_at_once_both_get_answers(browser, server):
+    pages = []
+    for _ in range(2):
+        page = browser.new_context().new_page()
+        page.goto(server)
+        pages.append(page)
+    questions = [BLETCHLEY, "What did the Bletchley Declaration recognise?"]
+    for page, question in zip(pages, questions, strict=True):
+        page.locator("#question textarea").fill(question)
+    for page in pages:
+        page.locator("#question textarea").press("Enter")
+    for page in pages:
+        expect(page.locator("#sources .rag-badge")).to_be_visible(timeout=2 * ANSWER_TIMEOUT_MS)
+    expect(pages[0].locator("#sources")).to_contain_text("28 nations")
+    for page in pages:
+        page.context.close()
+
