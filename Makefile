@@ -3,6 +3,10 @@ PY      := .venv/bin/python
 STAMP   := .venv/.stamp-install
 BROWSER := /usr/bin/chromium
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+# llama-cpp-python compiles llama.cpp on install. A native build uses every instruction the CPU
+# reports; on these VMs that includes AMX, which crashes (SIGSEGV) at the first prompt. A portable
+# AVX2 build avoids it.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
 .PHONY: install browser run test test-fast eval bench lint clean-index
 
