@@ -176,6 +176,7 @@ def validate_judge(judge: Judge, labels: list[dict], threshold: float) -> dict:
     for x, j in zip(labels, judged):
         by_kind.setdefault(x["kind"], []).append(j == bool(x["supported"]))
     return {"judge": agreement(judged, gold), "verifier": agreement(verified, gold),
+            "judge_held_out": agreement(judged[1::2], gold[1::2]),
             "judge_accuracy_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())}}
 
 
@@ -204,7 +205,9 @@ def markdown_report(report: dict) -> str:
     v = report["checker"]
     lines += ["", "## The judge against the hand labels", "",
               f"Judge: accuracy {v['judge']['accuracy']}, Cohen's kappa {v['judge']['kappa']} on "
-              f"{v['judge']['n']} labels. The pipeline's own verifier, for contrast: accuracy "
+              f"{v['judge']['n']} labels; on the {v['judge_held_out']['n']} held-out labels (odd lines, not "
+              f"used to tune it): accuracy {v['judge_held_out']['accuracy']}, kappa "
+              f"{v['judge_held_out']['kappa']}. The pipeline's own verifier, for contrast: accuracy "
               f"{v['verifier']['accuracy']}, kappa {v['verifier']['kappa']}.", "",
               "| kind | judge accuracy |", "|---|---|"]
     lines += [f"| {k} | {a} |" for k, a in v["judge_accuracy_by_kind"].items()]
