@@ -88,16 +88,18 @@ def cmd_index(args) -> int:
             raise RagError(f"{path}: no such file or directory")
     report = _pipeline(args).index(args.paths or None, rebuild=args.rebuild,
                                    progress=not args.json)
+    # Skipped files are bad input: the rest is indexed and committed, and the exit code says so.
+    status = 2 if report.skipped else 0
+    for s in report.skipped:
+        print(f"rag: skipped {s.path!r}: {s.reason}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.to_dict()))
-        return 0
-    for s in report.skipped:
-        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+        return status
     d = report.to_dict()
     print(f"{d['documents']} documents, {d['chunks']} chunks: {d['added']} added, {d['updated']} updated, "
           f"{d['removed']} removed, {d['unchanged']} unchanged, {len(report.skipped)} skipped "
           f"({report.embedded} chunks embedded in {report.seconds:.1f}s)")
-    return 0
+    return status
 
 
 def cmd_search(args) -> int:
