@@ -180,6 +180,11 @@ def validate_judge(judge: Judge, labels: list[dict], threshold: float) -> dict:
             "judge_accuracy_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())}}
 
 
+def load_thresholds() -> dict:
+    """The checked-in gates: {metric: {"min" or "max": value, "target": the issue's target}}."""
+    return json.loads((EVAL_DIR / "thresholds.json").read_text(encoding="utf-8"))
+
+
 def check_thresholds(metrics: dict, thresholds: dict) -> list[str]:
     """The metrics that miss their threshold, as readable lines."""
     failures = []
@@ -236,7 +241,7 @@ def run_eval(pipeline, args) -> int:
 
     result = evaluate(pipeline, items, PROJECT_ROOT / "corpus", progress=progress)
     labels = load_jsonl(EVAL_DIR / "support_labels.jsonl")
-    thresholds = json.loads((EVAL_DIR / "thresholds.json").read_text(encoding="utf-8"))
+    thresholds = load_thresholds()
     metrics = summarize(result["rows"])
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "items": len(items),
