@@ -86,7 +86,7 @@ def _pack(units, paragraph_starts, size, overlap):
             break
         back = j
         while back - 1 > i and units[j - 1][1] - units[back - 1][0] <= overlap \
-                and units[back - 1][0] not in paragraph_starts | {units[j][0]}:
+                and units[back - 1][0] not in paragraph_starts and units[back - 1][0] != units[j][0]:
             back -= 1
         i = back if back > i else j
     return windows

@@ -112,7 +112,7 @@ def support_score(sentence: str, passage: str) -> float:
     return sum(t in have for t in terms) / len(terms)
 
 
-def verify_sentence(sentence: str, passages: list[str], threshold: float = 0.6) -> bool:
+def verify_sentence(sentence: str, passages: list[str], threshold: float = 0.85) -> bool:
     """True when the passages back the sentence.
 
     Every number, month and named entity must occur in them, no negation may be added, and at

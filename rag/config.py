@@ -40,7 +40,8 @@ class Settings:
     seed: int = 7
     min_relevance: float = 0.30
     min_coverage: float = 0.05
-    support_threshold: float = 0.6
+    support_threshold: float = 0.85
+    dense_weight: float = 0.5
     rewrite_with_model: bool = False
     max_upload_mb: int = 20
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -47,13 +49,28 @@ def find_files(roots: list[Path]) -> tuple[list[tuple[Path, str]], list[Skipped]
                     continue
                 if path.suffix.lower() not in SUFFIXES:
                     continue
+                if not _is_utf8(name):
+                    # Such a name cannot be stored in the UTF-8 manifest; indexing it would fail the commit.
+                    skipped.append(Skipped(str(path), "file name is not valid UTF-8; rename the file"))
+                    continue
                 found.append((path, path.relative_to(root).as_posix()))
     return found, skipped
 
 
-def read_bytes(path: Path) -> bytes:
-    """A file's bytes, or UnreadableDocument naming why not."""
+def _is_utf8(name: str) -> bool:
     try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in the name, held as lone surrogates
+        return False
+    return True
+
+
+def read_bytes(path: Path) -> bytes:
+    """A regular file's bytes, or UnreadableDocument naming why not."""
+    try:
+        # Reading a FIFO would block forever, and a device such as /dev/zero never ends.
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise UnreadableDocument(f"{path}: not a regular file")
         return path.read_bytes()
     except PermissionError:
         raise UnreadableDocument(f"{path}: permission denied") from None
@@ -169,15 +186,27 @@ def pdf_pages(data: bytes, path: Path) -> list[str]:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
+    # pypdf logs damage it works around ("EOF marker not found"); the one-line reason says enough.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise UnreadableDocument(f"{path}: encrypted PDF")
+        if reader.is_encrypted and not _opens_without_password(reader):
+            raise UnreadableDocument(f"{path}: encrypted PDF (it needs a password)")
         return [normalize_newlines(page.extract_text() or "") for page in reader.pages]
     except UnreadableDocument:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, OSError, AssertionError) as exc:
         raise UnreadableDocument(f"{path}: corrupt PDF ({type(exc).__name__})") from None
+
+
+def _opens_without_password(reader) -> bool:
+    """True for a PDF encrypted with an empty user password (only an owner password set)."""
+    from pypdf.errors import DependencyError
+
+    try:
+        return bool(reader.decrypt(""))
+    except DependencyError:  # AES needs the optional `cryptography` package
+        return False
 
 
 def join_pages(pages: list[str]) -> tuple[str, tuple[int, ...]]:

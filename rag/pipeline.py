@@ -72,7 +72,7 @@ class Pipeline:
 
             state = self.store.load()
             check_compatible(state.manifest, self.embedder.name, self.chunker)
-            self._retriever = Retriever(state, self.embedder)
+            self._retriever = Retriever(state, self.embedder, self.settings.dense_weight)
         return self._retriever
 
     @property

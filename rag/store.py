@@ -11,6 +11,7 @@ crash at any moment leaves the previous generation loadable.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexBusy, IndexMismatch, IndexMissing
+from .errors import IndexBusy, IndexMismatch, IndexMissing, RagError
 from .records import Chunk
 
 FORMAT_VERSION = 1
@@ -117,7 +118,11 @@ class Store:
         """The writer's lock, as a context manager; IndexBusy when another writer keeps it."""
         from filelock import FileLock, Timeout
 
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RagError(f"cannot create the index directory {self.directory}/: "
+                           f"{exc.strerror or exc}") from None
         lock = FileLock(str(self.directory / ".lock"), timeout=timeout)
 
         class _Held:
@@ -136,33 +141,40 @@ class Store:
 
     def write(self, chunks: list[Chunk], vectors: np.ndarray, manifest: dict,
               hnsw_threshold: int = HNSW_THRESHOLD) -> IndexState:
-        """Write a new generation and commit it. Call with the lock held."""
-        import faiss
+        """Write a new generation and commit it. Call with the lock held.
 
+        When the disk refuses (full, read-only) the half-written generation is removed and RagError
+        says why; the previous generation stays committed.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         number = 1 + max((int(p.name[4:]) for p in self.directory.glob("gen-*") if p.name[4:].isdigit()),
                          default=0)
         gen = self.directory / f"gen-{number:06d}"
-        gen.mkdir()
-        index = make_faiss_index(vectors, hnsw_threshold)
-        faiss.write_index(index, str(gen / "index.faiss"))
-        with open(gen / "chunks.jsonl", "w", encoding="utf-8") as fh:
-            for chunk in chunks:
-                fh.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
-        manifest = {**manifest, "format": FORMAT_VERSION, "count": len(chunks),
-                    "dim": int(vectors.shape[1]), "index_type": index_kind(index),
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "files": {n: _file_sha256(gen / n) for n in ("index.faiss", "chunks.jsonl")}}
-        manifest_bytes = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")
-        (gen / "manifest.json").write_bytes(manifest_bytes)
-        for name in ("index.faiss", "chunks.jsonl", "manifest.json"):
-            _fsync(gen / name)
-        _fsync(gen)
-        previous = self._committed_generation()
-        pointer_tmp = self.directory / "CURRENT.tmp"
-        pointer_tmp.write_text(f"{gen.name} {_sha256(manifest_bytes)}\n", encoding="utf-8")
-        _fsync(pointer_tmp)
-        os.replace(pointer_tmp, self.directory / "CURRENT")
+        try:
+            gen.mkdir()
+            index = make_faiss_index(vectors, hnsw_threshold)
+            _write_faiss(index, gen / "index.faiss")
+            with open(gen / "chunks.jsonl", "w", encoding="utf-8") as fh:
+                for chunk in chunks:
+                    fh.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+            manifest = {**manifest, "format": FORMAT_VERSION, "count": len(chunks),
+                        "dim": int(vectors.shape[1]), "index_type": index_kind(index),
+                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        "files": {n: _file_sha256(gen / n) for n in ("index.faiss", "chunks.jsonl")}}
+            manifest_bytes = json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8")
+            (gen / "manifest.json").write_bytes(manifest_bytes)
+            for name in ("index.faiss", "chunks.jsonl", "manifest.json"):
+                _fsync(gen / name)
+            _fsync(gen)
+            previous = self._committed_generation()
+            pointer_tmp = self.directory / "CURRENT.tmp"
+            pointer_tmp.write_text(f"{gen.name} {_sha256(manifest_bytes)}\n", encoding="utf-8")
+            _fsync(pointer_tmp)
+            os.replace(pointer_tmp, self.directory / "CURRENT")
+        except OSError as exc:
+            shutil.rmtree(gen, ignore_errors=True)
+            raise RagError(f"cannot write the index in {self.directory}/: {exc.strerror or exc}; "
+                           "the previous index is unchanged") from None
         _fsync(self.directory)
         # The previous generation stays until the next write, for readers that are loading it now;
         # anything else is a half-written generation left by a crash.
@@ -189,6 +201,16 @@ def check_compatible(manifest: dict, embedder: str, chunker: dict) -> None:
     if manifest.get("chunker") != chunker:
         raise IndexMismatch(f"the index was built with chunker settings {manifest.get('chunker')}, "
                             f"not {chunker}; {REBUILD_HINT}")
+
+
+def _write_faiss(index, path: Path) -> None:
+    """faiss.write_index, raising OSError on failure (faiss raises RuntimeError, reason last)."""
+    import faiss
+
+    try:
+        faiss.write_index(index, str(path))
+    except RuntimeError as exc:
+        raise OSError(errno.EIO, str(exc).rsplit(": ", 1)[-1]) from None
 
 
 def _sha256(data: bytes) -> str:

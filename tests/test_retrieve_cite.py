@@ -1,7 +1,8 @@
+import numpy as np
 import pytest
 
 from rag.cite import facts, parse_claims, verify_sentence
-from rag.retrieve import BM25, fuse_rankings
+from rag.retrieve import BM25, fuse_scores
 
 PASSAGE = ("The Bletchley Declaration, a pact signed by 28 nations, including China, the United States, "
            "the United Kingdom, and the European Union, signifies a collective recognition of the "
@@ -16,10 +17,12 @@ def test_bm25_ranks_the_chunk_with_the_rare_term_first():
     assert scores.argmax() == 2 and scores[0] == 0
 
 
-def test_reciprocal_rank_fusion_rewards_agreement():
-    fused = fuse_rankings([[1, 2, 3], [3, 1, 4]])
-    assert max(fused, key=fused.get) == 1
-    assert fused[3] > fused[2] and 4 in fused
+def test_fusion_weighs_cosine_against_bm25_scaled_to_its_best():
+    dense = np.array([0.9, 0.2, 0.5], dtype=np.float32)
+    lexical = np.array([0.0, 10.0, 5.0], dtype=np.float32)
+    assert np.allclose(fuse_scores(dense, lexical, 0.5), [0.45, 0.6, 0.5])
+    assert np.allclose(fuse_scores(dense, lexical, 1.0), dense)
+    assert np.allclose(fuse_scores(dense, np.zeros(3), 0.5), dense / 2)
 
 
 def test_markers_are_parsed_and_attached_to_their_sentence():
