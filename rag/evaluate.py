@@ -216,8 +216,14 @@ def markdown_report(report: dict) -> str:
               f"{v['verifier']['accuracy']}, kappa {v['verifier']['kappa']}.", "",
               "| kind | judge accuracy |", "|---|---|"]
     lines += [f"| {k} | {a} |" for k, a in v["judge_accuracy_by_kind"].items()]
-    lines += ["", "## Thresholds", ""]
-    lines += [f"- FAILED: {f}" for f in report["threshold_failures"]] or ["All thresholds met."]
+    lines += ["", "## Gates and targets", "", "| metric | value | gate (CI fails below it) | target | target met |",
+              "|---|---|---|---|---|"]
+    for name, rule in report["thresholds"].items():
+        value = report["metrics"].get(name, {}).get("value")
+        bound = "max" if "max" in rule else "min"
+        met = value is not None and (value <= rule["target"] if bound == "max" else value >= rule["target"])
+        lines.append(f"| {name} | {value} | {bound} {rule[bound]} | {rule['target']} | {'yes' if met else 'no'} |")
+    lines += [""] + ([f"- FAILED: {f}" for f in report["threshold_failures"]] or ["All gates passed."]) 
     lines += ["", "## Failed items", ""]
     for r in report["rows"]:
         refused_ok = r["type"] in REFUSE_TYPES and r["abstained"]
@@ -248,7 +254,8 @@ def run_eval(pipeline, args) -> int:
         "model": pipeline.generator.name, "embedder": pipeline.embedder.name,
         "metrics": metrics, "checker": validate_judge(Judge(pipeline.embedder), labels,
                                                       pipeline.settings.support_threshold),
-        "threshold_failures": check_thresholds(metrics, thresholds), "rows": result["rows"],
+        "thresholds": thresholds, "threshold_failures": check_thresholds(metrics, thresholds),
+        "rows": result["rows"],
     }
     (out / "eval.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     (out / "eval.md").write_text(markdown_report(report), encoding="utf-8")
