@@ -61,12 +61,13 @@ class Sizes:
     queries: int  # timed queries per retrieval size and index kind
     questions: int  # answers generated for time to first token and decode speed
     max_tokens: int | None  # tokens per answer; None keeps the setting (the product's default)
-    processes: int  # cold `rag ask` runs, and peak-memory runs
+    cold_runs: int  # new `rag ask` processes
+    rss_runs: int  # peak-memory processes (their peak barely varies)
 
 
-TINY = Sizes("tiny", len(CORE_MODULES), 4, 60, 2, (2_000,), 20, 1, 16, 1)
-QUICK = Sizes("quick", None, 80, 1_000, 3, (10_000, 100_000), 60, 4, 64, 2)
-FULL = Sizes("full", None, 600, 1_500, 5, (10_000, 100_000, 1_000_000), 200, 8, None, 3)
+TINY = Sizes("tiny", len(CORE_MODULES), 4, 60, 2, (2_000,), 20, 1, 16, 1, 1)
+QUICK = Sizes("quick", None, 80, 1_000, 3, (10_000, 100_000), 60, 4, 64, 2, 1)
+FULL = Sizes("full", None, 600, 1_500, 5, (10_000, 100_000, 1_000_000), 200, 8, None, 3, 2)
 
 
 def run_bench(args) -> int:
@@ -103,10 +104,11 @@ def run_bench(args) -> int:
                 pipeline, QUESTIONS[: sizes.questions])
             del pipeline
         with _phase(phases, "processes"):
-            small = Pipeline(settings.replace(index_dir=work / "corpus-index"), embedder=embedder)
-            small.index([PROJECT_ROOT / "corpus"])
-            figures["cold_ask"] = bench_cold_ask(small.settings.index_dir, sizes.processes, work)
-            figures["peak_rss"] = bench_peak_rss(small.settings.index_dir, sizes.processes, work)
+            Pipeline(settings.replace(index_dir=work / "corpus-index"), embedder=embedder).index()
+            env = {**os.environ, "RAG_INDEX_DIR": str(work / "corpus-index"),
+                   **({"RAG_CONFIG": str(args.config)} if getattr(args, "config", None) else {})}
+            figures["cold_ask"] = bench_cold_ask(env, sizes.cold_runs, work)
+            figures["peak_rss"] = bench_peak_rss(env, sizes.rss_runs, work)
     report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     report["seconds"] = round(time.perf_counter() - began, 1)
     out.mkdir(parents=True, exist_ok=True)
@@ -263,8 +265,9 @@ def bench_retrieval(base, embedder, sizes: Sizes) -> tuple[dict, dict]:
             row[f"{kind}_p50_ms"], row[f"{kind}_p95_ms"] = _percentile(ms, 50), _percentile(ms, 95)
         del indexes, retriever, chunks, texts
         rows.append(row)
+        print(f"[bench] retrieval at {n:,} rows: {row}", file=sys.stderr, flush=True)
 
-    at = max((r for r in rows if r["rows"] <= 100_000), key=lambda r: r["rows"])
+    at = max((r for r in rows if r["rows"] <= 100_000), key=lambda r: r["rows"], default=rows[0])
     kind = at["product_index"]
     within = [r["rows"] for r in rows if r["flat_p95_ms"] <= 50.0]
     summary = {"rows": rows, "hnsw_threshold": HNSW_THRESHOLD,
@@ -347,11 +350,11 @@ def bench_generation(pipeline, questions: tuple[str, ...]) -> tuple[dict, dict]:
     return ttft_figure, decode
 
 
-def bench_cold_ask(index_dir: Path, runs: int, work: Path) -> dict:
+def bench_cold_ask(env: dict, runs: int, work: Path) -> dict:
     """Wall time of a new `rag ask` process, from its start to the answer printed."""
     rag = Path(sys.executable).with_name("rag")
     command = [str(rag)] if rag.is_file() else [sys.executable, "-m", "rag.cli"]
-    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "PYTHONUNBUFFERED": "1"}
+    env = {**env, "PYTHONUNBUFFERED": "1"}
     printed, exited = [], []
     for _ in range(runs):
         with tempfile.TemporaryFile() as errors:
@@ -390,9 +393,8 @@ print(json.dumps({"app": app, "abstained": pipeline.ask(question).abstained}))
 """
 
 
-def bench_peak_rss(index_dir: Path, runs: int, work: Path) -> dict:
+def bench_peak_rss(env: dict, runs: int, work: Path) -> dict:
     """Peak resident memory of a process with the pipeline, both models and the UI, after one answer."""
-    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir)}
     peaks, child = [], {}
     for _ in range(runs):
         with tempfile.TemporaryFile() as errors:

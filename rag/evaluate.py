@@ -221,8 +221,9 @@ def markdown_report(report: dict) -> str:
     for name, rule in report["thresholds"].items():
         value = report["metrics"].get(name, {}).get("value")
         bound = "max" if "max" in rule else "min"
-        met = value is not None and (value <= rule["target"] if bound == "max" else value >= rule["target"])
-        lines.append(f"| {name} | {value} | {bound} {rule[bound]} | {rule['target']} | {'yes' if met else 'no'} |")
+        target = rule.get("target", rule[bound])
+        met = value is not None and (value <= target if bound == "max" else value >= target)
+        lines.append(f"| {name} | {value} | {bound} {rule[bound]} | {target} | {'yes' if met else 'no'} |")
     lines += [""] + ([f"- FAILED: {f}" for f in report["threshold_failures"]] or ["All gates passed."]) 
     lines += ["", "## Failed items", ""]
     for r in report["rows"]:
