@@ -148,23 +148,33 @@ def cmd_ask(args) -> int:
 
 
 def print_streamed(pipeline, question: str, history: list[dict]):
-    """Stream the model's draft (dimmed on a terminal), then print the verified answer and sources."""
+    """Stream the model's draft (dimmed, on a terminal), then replace it with the verified answer."""
     from .records import Answer
 
     tty = sys.stdout.isatty()
-    answer = None
+    answer, draft = None, ""
     for item in pipeline.stream(question, history):
         if isinstance(item, Answer):
             answer = item
         elif tty:
+            draft += item
             print(f"\033[2m{item}\033[0m", end="", flush=True)
-    if tty and answer.raw:
-        print("\r\033[2K" if "\n" not in answer.raw else "\n", end="")
+    if tty and draft:
+        print(erase_lines(draft), end="")
     print(answer.text)
     for c in answer.citations:
         page = f", page {c.page}" if c.page else ""
         print(f"  [{c.id}] {c.doc}{page}, chars {c.start}-{c.end}")
     return answer
+
+
+def erase_lines(text: str) -> str:
+    """The terminal codes that move back over `text` as printed, and clear it."""
+    import shutil
+
+    width = max(1, shutil.get_terminal_size().columns)
+    rows = sum(max(1, -(-len(line) // width)) for line in text.split("\n"))
+    return "\r" + (f"\033[{rows - 1}A" if rows > 1 else "") + "\033[J"
 
 
 def cmd_chat(args) -> int:
