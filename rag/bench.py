@@ -256,7 +256,8 @@ def bench_retrieval(base, embedder, sizes: Sizes) -> tuple[dict, dict]:
         retriever = Retriever(IndexState(chunks, indexes["flat"], {}), embedder)
         row["bm25_build_s"] = round(time.perf_counter() - t0, 2)
         for kind, index in indexes.items():
-            ms = _latencies(lambda q, i=index: i.search(q[None, :], 5), query_vectors, sizes.queries)
+            # The top 50, as the retriever asks of FAISS before fusing.
+            ms = _latencies(lambda q, i=index: i.search(q[None, :], 50), query_vectors, sizes.queries)
             row[f"faiss_{kind}_p95_ms"] = _percentile(ms, 95)
             # The same BM25 over the other FAISS index: building BM25 is the slow part.
             retriever.state = IndexState(chunks, index, {})
@@ -265,7 +266,8 @@ def bench_retrieval(base, embedder, sizes: Sizes) -> tuple[dict, dict]:
             row[f"{kind}_p50_ms"], row[f"{kind}_p95_ms"] = _percentile(ms, 50), _percentile(ms, 95)
         del indexes, retriever, chunks, texts
         rows.append(row)
-        print(f"[bench] retrieval at {n:,} rows: {row}", file=sys.stderr, flush=True)
+        print(f"[bench] {n:,} rows: hybrid p95 {row['flat_p95_ms']} ms exact, {row['hnsw_p95_ms']} ms HNSW "
+              f"(recall@5 {row['hnsw_recall_at_5']})", file=sys.stderr, flush=True)
 
     at = max((r for r in rows if r["rows"] <= 100_000), key=lambda r: r["rows"], default=rows[0])
     kind = at["product_index"]
@@ -377,7 +379,7 @@ def bench_cold_ask(env: dict, runs: int, work: Path) -> dict:
 
 
 RSS_CHILD = """
-import json, sys
+import json, re, sys
 from pathlib import Path
 from rag.pipeline import Pipeline
 root, question = sys.argv[1], sys.argv[2]
@@ -389,32 +391,31 @@ if app:
     sys.path.insert(0, root)
     from app import build_app
     build_app(pipeline)
-print(json.dumps({"app": app, "abstained": pipeline.ask(question).abstained}))
+abstained = pipeline.ask(question).abstained
+peak_kib = int(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
+print(json.dumps({"app": app, "abstained": abstained, "peak_kib": peak_kib}))
 """
 
 
 def bench_peak_rss(env: dict, runs: int, work: Path) -> dict:
-    """Peak resident memory of a process with the pipeline, both models and the UI, after one answer."""
+    """Peak resident memory of a process with the pipeline, both models and the UI, after one answer.
+
+    The child reports its own high-water mark (VmHWM). Its ru_maxrss, through wait4 or
+    RUSAGE_CHILDREN, would not do: Linux carries the parent's resident size into the child's
+    ru_maxrss at exec, and the bench itself holds both models by then.
+    """
     peaks, child = [], {}
     for _ in range(runs):
-        with tempfile.TemporaryFile() as errors:
-            proc = subprocess.Popen([sys.executable, "-c", RSS_CHILD, str(PROJECT_ROOT), CORPUS_QUESTION],
-                                    stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=work, text=True)
-            output = proc.stdout.read()
-            # wait4 gives this child's own ru_maxrss; RUSAGE_CHILDREN is the largest of every child
-            # reaped so far, the pydoc renderer and the cold `rag ask` runs included.
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            if proc.returncode:
-                errors.seek(0)
-                raise RagError("the peak-memory child failed: "
-                               f"{errors.read().decode(errors='replace')[-800:]}")
-        child = json.loads(output.strip().splitlines()[-1])
-        peaks.append(usage.ru_maxrss * 1024 / 1e6)  # Linux reports KiB
+        done = subprocess.run([sys.executable, "-c", RSS_CHILD, str(PROJECT_ROOT), CORPUS_QUESTION],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, cwd=work,
+                              timeout=600)
+        if done.returncode:
+            raise RagError(f"the peak-memory child failed: {done.stderr[-800:]}")
+        child = json.loads(done.stdout.strip().splitlines()[-1])
+        peaks.append(child["peak_kib"] * 1024 / 1e6)
     what = "embedder, generator and app.build_app" if child["app"] else "embedder and generator (no app.py)"
     return _figure("peak RSS", statistics.median(peaks), "MB", "<=", 2000.0,
-                   f"ru_maxrss of a process with the {what}, after one answer; median of {runs}",
+                   f"VmHWM of a process with the {what}, after one answer; median of {runs}",
                    app=child["app"], runs=[round(p, 1) for p in peaks])
 
 
@@ -510,7 +511,8 @@ def markdown_report(report: dict) -> str:
     lines += ["", "## Retrieval by index size", "",
               "Synthetic indexes: vectors scattered around the corpus's chunk vectors, texts the corpus's "
               "chunks repeated. Hybrid latency includes embedding the query; the FAISS columns time the "
-              "index alone. Recall@5 is HNSW's top 5 against exact search.", "",
+              "index alone (top 50, as the retriever asks). Recall@5 is HNSW's top 5 against exact "
+              "search's.", "",
               "| rows | product uses | exact: p50 / p95 ms | HNSW: p50 / p95 ms | FAISS exact p95 ms | "
               "FAISS HNSW p95 ms | HNSW recall@5 | BM25 build s | HNSW build s |",
               "|---|---|---|---|---|---|---|---|---|"]

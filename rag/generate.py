@@ -14,7 +14,7 @@ from .errors import ModelMissing
 class Generator(Protocol):
     name: str
 
-    def stream(self, messages: list[dict], max_tokens: int = 128, grammar: str | None = None) -> Iterator[str]:
+    def stream(self, messages: list[dict], max_tokens: int = 128) -> Iterator[str]:
         """Yield the reply to a chat, piece by piece."""
 
     def count_tokens(self, text: str) -> int:
@@ -53,7 +53,6 @@ class LlamaGenerator:
         except (ValueError, RuntimeError) as exc:
             raise ModelMissing(f"cannot load GGUF model {path}: {exc}") from None
         self.n_ctx = self.llm.n_ctx()
-        self._grammars: dict[str, object] = {}
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -62,21 +61,11 @@ class LlamaGenerator:
         """Tokens the chat template adds around the messages' contents."""
         return 8 * len(messages) + 8
 
-    def stream(self, messages: list[dict], max_tokens: int = 128, grammar: str | None = None) -> Iterator[str]:
+    def stream(self, messages: list[dict], max_tokens: int = 128) -> Iterator[str]:
         with self.lock:
             chunks = self.llm.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, temperature=self.temperature,
-                stream=True, grammar=self._grammar(grammar))
+                messages=messages, max_tokens=max_tokens, temperature=self.temperature, stream=True)
             for chunk in chunks:
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
                     yield piece
-
-    def _grammar(self, text: str | None):
-        if not text:
-            return None
-        if text not in self._grammars:
-            from llama_cpp import LlamaGrammar
-
-            self._grammars[text] = LlamaGrammar.from_string(text, verbose=False)
-        return self._grammars[text]

@@ -76,7 +76,7 @@ class FakeGenerator:
     def chat_overhead(self, messages):
         return 4 * len(messages)
 
-    def stream(self, messages, max_tokens=128, grammar=None):
+    def stream(self, messages, max_tokens=128):
         self.prompts.append(messages)
         reply = self.replies.pop(0) if self.replies else "I can't find that in the documents."
         for word in reply.split(" "):
