@@ -35,5 +35,5 @@ def render(name: str, directory: Path = PROMPTS_DIR, **variables) -> str:
 
 
 def read(name: str, directory: Path = PROMPTS_DIR) -> str:
-    """A prompt file's text as it is (for the system prompt and the grammar)."""
+    """A prompt file's text as it is (the system prompt)."""
     return (directory / name).read_text(encoding="utf-8").strip()
