@@ -16,7 +16,7 @@ from pathlib import Path
 # HF_HUB_OFFLINE) no model-hub calls from the huggingface_hub that gradio imports.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 from rag.errors import RagError  # noqa: E402, I001
-from rag.pipeline import Pipeline, clean_question  # noqa: E402
+from rag.pipeline import Pipeline, clean_question, upload_name  # noqa: E402
 from rag.records import Answer, Citation  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -196,7 +196,7 @@ class Backend:
         lines, problems = [], []
         paths = paths or []
         for i, path in enumerate(paths):
-            name = Path(path).name
+            name = upload_name(Path(path).name)
             progress((i, len(paths)), desc=f"Indexing {name}")
             try:
                 report = self.pipeline.add_documents([(name, Path(path).read_bytes())])

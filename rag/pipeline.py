@@ -110,16 +110,25 @@ class Pipeline:
         return [{"id": doc_id, **info} for doc_id, info in self.store.load().documents.items()]
 
     def add_documents(self, files: list[tuple[str, bytes]], progress: bool = False):
-        """Save uploaded (name, bytes) pairs under the index's uploads folder and index them."""
-        from .ingest import SUFFIXES
+        """Save uploaded (name, bytes) pairs under the index's uploads folder and index them.
+
+        Every file is checked first (type, size, readable text); one bad file refuses the batch
+        with BadInput and saves nothing.
+        """
+        from .errors import UnreadableDocument
+        from .ingest import SUFFIXES, read_document
 
         saved = []
         for name, data in files:
-            safe = Path(name.replace("\\", "/")).name.replace("\n", " ").strip()
+            safe = upload_name(name)
             if not safe or safe.startswith(".") or Path(safe).suffix.lower() not in SUFFIXES:
                 raise BadInput(f"{name!r}: only {', '.join(sorted(SUFFIXES))} files can be added")
             if len(data) > self.settings.max_upload_mb * 1024 * 1024:
                 raise BadInput(f"{safe}: larger than the {self.settings.max_upload_mb} MB upload limit")
+            try:
+                read_document(Path(safe), safe, data)
+            except UnreadableDocument as exc:
+                raise BadInput(str(exc)) from None
             saved.append((safe, data))
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         for safe, data in saved:
@@ -171,7 +180,8 @@ class Pipeline:
         passages, left_out = self.fit_passages(hits, standalone)
         messages = [{"role": "system", "content": prompt.read("system.txt")},
                     {"role": "user", "content": prompt.render(
-                        "answer.txt", passages=passages, question=standalone)}]
+                        "answer.txt", passages=[{"id": p.id, "text": prompt.as_data(p.text)} for p in passages],
+                        question=prompt.as_data(standalone))}]
         t0 = time.perf_counter()
         pieces = []
         for piece in self.generator.stream(messages, self.settings.max_tokens):
@@ -289,6 +299,11 @@ class Pipeline:
         if self.term_coverage(question, evidence) < self.settings.min_coverage:
             return False
         return has_expected_answer_type(question, " ".join(s.text for s in sentences))
+
+
+def upload_name(name: str) -> str:
+    """The file name an upload is saved under: no folders (so no `../`), no line breaks."""
+    return Path(name.replace("\\", "/")).name.replace("\n", " ").replace("\r", " ").strip()
 
 
 def _idf(bm25, term: str) -> float:

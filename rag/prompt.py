@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,3 +38,15 @@ def render(name: str, directory: Path = PROMPTS_DIR, **variables) -> str:
 def read(name: str, directory: Path = PROMPTS_DIR) -> str:
     """A prompt file's text as it is (the system prompt)."""
     return (directory / name).read_text(encoding="utf-8").strip()
+
+
+_CONTROL_TOKEN = re.compile(r"<\|([^|<>\s]{1,40})\|>|</?s>|\[/?INST\]", re.IGNORECASE)
+
+
+def as_data(text: str) -> str:
+    """Text with chat-template control tokens (`<|im_start|>`, `</s>`, `[INST]`) broken up.
+
+    The model's tokenizer reads such tokens in the prompt as real turn markers, so a document
+    containing them could open a fake "system" turn. Broken up, they are plain characters.
+    """
+    return _CONTROL_TOKEN.sub(lambda m: m.group().replace("<", "‹").replace(">", "›").replace("[", "⟦"), text)
