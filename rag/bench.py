@@ -78,7 +78,7 @@ def run_bench(args) -> int:
 
     sizes = TINY if args.tiny else QUICK if args.quick else FULL
     out = Path(args.out or PROJECT_ROOT / "eval" / "reports")
-    settings = Settings.load(getattr(args, "config", None), top_k=4)
+    settings = Settings.load(args.config, top_k=4)
     settings = settings.replace(max_tokens=sizes.max_tokens or settings.max_tokens)
     began = time.perf_counter()
     report = {"mode": sizes.name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_info(),
@@ -99,14 +99,12 @@ def run_bench(args) -> int:
             figures["retrieval_latency"], report["retrieval"] = bench_retrieval(
                 Store(work / "index").load(), embedder, sizes)
         with _phase(phases, "generation"):
-            pipeline = Pipeline(settings.replace(index_dir=work / "index"), embedder=embedder)
             figures["time_to_first_token"], figures["decode_speed"] = bench_generation(
-                pipeline, QUESTIONS[: sizes.questions])
-            del pipeline
+                settings.replace(index_dir=work / "index"), embedder, QUESTIONS[: sizes.questions])
         with _phase(phases, "processes"):
             Pipeline(settings.replace(index_dir=work / "corpus-index"), embedder=embedder).index()
             env = {**os.environ, "RAG_INDEX_DIR": str(work / "corpus-index"),
-                   **({"RAG_CONFIG": str(args.config)} if getattr(args, "config", None) else {})}
+                   **({"RAG_CONFIG": str(args.config)} if args.config else {})}
             figures["cold_ask"] = bench_cold_ask(env, sizes.cold_runs, work)
             figures["peak_rss"] = bench_peak_rss(env, sizes.rss_runs, work)
     report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -294,19 +292,33 @@ def grow_vectors(base, n: int, rng):
     return out
 
 
-def bench_generation(pipeline, questions: tuple[str, ...]) -> tuple[dict, dict]:
+class RecordingGenerator:
+    """The pipeline's real generator, untouched, keeping the messages it was last given."""
+
+    def __init__(self, generator):
+        self.generator = generator
+        self.messages: list[dict] = []
+
+    def __getattr__(self, name):
+        return getattr(self.generator, name)
+
+    def stream(self, messages: list[dict], max_tokens: int = 128):
+        self.messages = messages
+        return self.generator.stream(messages, max_tokens)  # the real iterator: no layer per token
+
+
+def bench_generation(settings: Settings, embedder, questions: tuple[str, ...]) -> tuple[dict, dict]:
     """Time to first token through `Pipeline.stream`, and its decode speed against raw llama-cpp-python.
 
     The raw side gets the very messages the pipeline built, and goes second: llama.cpp reuses a
     cached prompt, which would flatter the pipeline's time to first token (not the decode speed).
     """
-    from . import prompt
+    from .pipeline import Pipeline
     from .records import Answer
 
-    s = pipeline.settings
-    # A running app has the models, the index and BM25 loaded, and has answered before.
-    pipeline.generator  # noqa: B018
-    pipeline.ask(WARMUP_QUESTION)
+    generator = RecordingGenerator(Pipeline(settings, embedder=embedder).generator)
+    pipeline = Pipeline(settings, embedder=embedder, generator=generator)
+    pipeline.ask(WARMUP_QUESTION)  # a running app has the index and BM25 loaded, and has answered
     ttft, rates, details = [], {"pipeline": [], "raw": []}, []
     for question in questions:
         stamps, answer = {"pipeline": [], "raw": []}, None
@@ -318,12 +330,10 @@ def bench_generation(pipeline, questions: tuple[str, ...]) -> tuple[dict, dict]:
         if "first_token" not in answer.timings_ms:
             details.append({"question": question, "skipped": answer.mode})
             continue
-        user = prompt.render("answer.txt", passages=list(answer.passages), question=question)
-        messages = [{"role": "system", "content": prompt.read("system.txt")},
-                    {"role": "user", "content": user}]
         raw_text = []
-        for chunk in pipeline.generator.llm.create_chat_completion(
-                messages=messages, max_tokens=s.max_tokens, temperature=s.temperature, stream=True):
+        for chunk in generator.llm.create_chat_completion(messages=generator.messages, stream=True,
+                                                          max_tokens=settings.max_tokens,
+                                                          temperature=settings.temperature):
             piece = chunk["choices"][0]["delta"].get("content")
             if piece:
                 stamps["raw"].append(time.perf_counter())
@@ -340,13 +350,13 @@ def bench_generation(pipeline, questions: tuple[str, ...]) -> tuple[dict, dict]:
     passages = "/".join(str(n) for n in sorted({d["passages"] for d in details if "passages" in d}))
     ttft_figure = _figure(
         "time to first token", statistics.median(ttft), "s", "<=", 1.5,
-        f"median of {len(ttft)} questions (max {max(ttft):.2f} s), k={s.top_k}, {passages} passages in "
-        "the prompt, retrieval included, models loaded", questions=details)
+        f"median of {len(ttft)} questions (max {max(ttft):.2f} s), k={settings.top_k}, {passages} "
+        "passages in the prompt, retrieval included, models loaded", questions=details)
     pipe, raw = statistics.median(rates["pipeline"]), statistics.median(rates["raw"])
     decode = _figure(
         "decode speed", pipe / raw, "× raw", ">=", 0.9,
         f"pipeline {pipe:.1f} tokens/s ÷ raw llama-cpp-python {raw:.1f} tokens/s, same messages, "
-        f"up to {s.max_tokens} tokens; median of {len(rates['raw'])}",
+        f"up to {settings.max_tokens} tokens; median of {len(rates['raw'])}",
         sides={"pipeline_tokens_per_s": pipe, "raw_tokens_per_s": raw},
         runs={k: [round(r, 2) for r in v] for k, v in rates.items()})
     return ttft_figure, decode

@@ -26,7 +26,7 @@ from .errors import IndexBusy, IndexMismatch, IndexMissing, RagError
 from .records import Chunk
 
 FORMAT_VERSION = 1
-HNSW_THRESHOLD = 200_000
+HNSW_THRESHOLD = 50_000
 REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 
 
