@@ -241,6 +241,10 @@ def run_eval(pipeline, args) -> int:
         items = items[: args.limit]
     out = Path(args.out or EVAL_DIR / "reports")
     out.mkdir(parents=True, exist_ok=True)
+    # The eval measures the pipeline over corpus/ alone, in an index of its own: the user's index
+    # may hold other documents, and is left as it is.
+    pipeline.settings = pipeline.settings.replace(index_dir=out / "index")
+    pipeline.index([PROJECT_ROOT / "corpus"])
 
     def progress(n, total, row):
         mark = "abstain" if row["abstained"] else ("ok" if row["correct"] else "wrong")
