@@ -190,9 +190,7 @@ class Pipeline:
             yield piece
         raw = "".join(pieces)
         timings["generate"] = _ms(t0)
-        sentences, mode = self.verify(raw, passages), "generated"
-        if not self.answers_question(standalone, sentences, passages):
-            sentences, mode = self.extract(standalone, passages), "extractive"
+        sentences, mode = self.choose_answer(standalone, self.verify(raw, passages), passages)
         if not self.answers_question(standalone, sentences, passages):
             yield self._abstain(question, standalone, raw, timings, began, "unsupported", left_out, passages)
             return
@@ -288,15 +286,31 @@ class Pipeline:
         weight = {t: _idf(bm25, t) for t in terms}
         return sum(w for t, w in weight.items() if t in have) / sum(weight.values())
 
+    def choose_answer(self, question: str, generated: list[Sentence],
+                      passages: list[Citation]) -> tuple[list[Sentence], str]:
+        """The model's verified sentences, unless the extract's evidence speaks more to the question.
+
+        A verified sentence can still be beside the point (true, cited, about another treaty);
+        comparing how much of the question each answer's passages cover catches that.
+        """
+        extracted = self.extract(question, passages)
+        if self.answers_question(question, generated, passages) and \
+                self.evidence_coverage(question, generated, passages) >= \
+                self.evidence_coverage(question, extracted, passages):
+            return generated, "generated"
+        return extracted, "extractive"
+
+    def evidence_coverage(self, question: str, sentences: list[Sentence], passages: list[Citation]) -> float:
+        """IDF-weighted share of the question's words found in the passages the sentences cite."""
+        cited = {i for s in sentences for i in s.citations}
+        return self.term_coverage(question, " ".join(blank_instructions(p.text) for p in passages
+                                                     if p.id in cited))
+
     def answers_question(self, question: str, sentences: list[Sentence], passages: list[Citation]) -> bool:
         """The answer-level abstention test: the cited passages must speak to enough of the question,
         and the answer must hold the kind of thing asked for (a number for "how many", a date for
         "when", a name for "who")."""
-        if not sentences:
-            return False
-        cited = {i for s in sentences for i in s.citations}
-        evidence = " ".join(blank_instructions(p.text) for p in passages if p.id in cited)
-        if self.term_coverage(question, evidence) < self.settings.min_coverage:
+        if not sentences or self.evidence_coverage(question, sentences, passages) < self.settings.min_coverage:
             return False
         return has_expected_answer_type(question, " ".join(s.text for s in sentences))
 

@@ -326,7 +326,7 @@ def test_an_upload_over_the_size_limit_is_refused_by_name(fake_pipeline, tmp_pat
 
 # --- size ----------------------------------------------------------------------------------------
 BIG_FILE_WORKER = textwrap.dedent("""
-    import json, resource, sys, zlib
+    import json, sys, zlib
     import numpy as np
     import psutil
     sys.path.insert(0, {tests!r})
@@ -346,7 +346,9 @@ BIG_FILE_WORKER = textwrap.dedent("""
     import faiss  # loaded before the baseline: it is not part of the file's cost
     baseline = psutil.Process().memory_info().rss
     report = update_index(Store(index_dir), [corpus], HashedEmbedder(), {{"size": 500, "overlap": 100}})
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM is this process's own high-water mark; ru_maxrss would carry the parent's over exec.
+    peak = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+                if line.startswith("VmHWM:"))
     state = Store(index_dir).load()
     text = open(corpus + "/big.txt", encoding="utf-8").read()
     print(json.dumps({{"growth": peak - baseline, "seconds": report.seconds, "chunks": report.chunks,
