@@ -24,7 +24,8 @@ INSTRUCTION = re.compile(
     r"\b(reveal|print|show|repeat|output)\b.{0,30}\b(prompt|instructions)\b|\byou are now\b|"
     r"\bpretend\b|\bjailbreak\b|\b(from|use) your own knowledge\b|\bwithout (using|the|looking)\b.{0,20}"
     r"\bdocuments?\b|(^|\n)\s*(system|assistant|user)\s*:|\b(always|only)\s+(answer|reply|respond|say)\b|"
-    r"\b(answer|reply|respond)\s+(only\s+)?with\b|\bignore (them|it|this|that|those)\b|\byou (must|should|will) (now )?(answer|reply|say|respond)\b",
+    r"\b(answer|reply|respond)\s+(only\s+)?with\b|\bignore (them|it|this|that|those)\b|"
+    r"\byou (must|should|will) (now )?(answer|reply|say|respond)\b",
     re.IGNORECASE | re.DOTALL)
 
 

@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pipeline(args):
-    from .pipeline import Pipeline
     from .config import Settings
+    from .pipeline import Pipeline
 
     settings = Settings.load(args.config, index_dir=getattr(args, "index_dir", None),
                              model=getattr(args, "model", None), top_k=getattr(args, "top_k", None))

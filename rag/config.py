@@ -46,7 +46,7 @@ class Settings:
     max_upload_mb: int = 20
 
     @classmethod
-    def load(cls, config_file: str | Path | None = None, **overrides) -> "Settings":
+    def load(cls, config_file: str | Path | None = None, **overrides) -> Settings:
         """Build settings from defaults, a TOML file (`RAG_CONFIG`), `RAG_*` variables and overrides."""
         values: dict = {}
         path = config_file or os.environ.get("RAG_CONFIG")
@@ -62,7 +62,7 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: _coerce(k, v) for k, v in values.items()})
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in changes.items()})
 
     @property

@@ -224,7 +224,7 @@ def markdown_report(report: dict) -> str:
         target = rule.get("target", rule[bound])
         met = value is not None and (value <= target if bound == "max" else value >= target)
         lines.append(f"| {name} | {value} | {bound} {rule[bound]} | {target} | {'yes' if met else 'no'} |")
-    lines += [""] + ([f"- FAILED: {f}" for f in report["threshold_failures"]] or ["All gates passed."]) 
+    lines += [""] + ([f"- FAILED: {f}" for f in report["threshold_failures"]] or ["All gates passed."])
     lines += ["", "## Failed items", ""]
     for r in report["rows"]:
         refused_ok = r["type"] in REFUSE_TYPES and r["abstained"]

@@ -35,7 +35,7 @@ class Pipeline:
         self._retriever = None
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, **overrides) -> "Pipeline":
+    def from_settings(cls, settings: Settings | None = None, **overrides) -> Pipeline:
         """A pipeline from `Settings.load()` plus keyword overrides, e.g. `index_dir="my-index"`."""
         settings = settings.replace(**overrides) if settings else Settings.load(**overrides)
         return cls(settings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .config import PROJECT_ROOT
@@ -12,7 +12,7 @@ from .errors import RagError
 PROMPTS_DIR = PROJECT_ROOT / "prompts"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(name: str, directory: str):
     import jinja2
 

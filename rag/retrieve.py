@@ -11,6 +11,7 @@ from .records import Hit
 from .store import IndexState
 from .text import content_terms
 
+
 class BM25:
     """Okapi BM25 over chunk texts, as a sparse term-by-chunk weight matrix."""
 

@@ -1,12 +1,11 @@
 import codecs
 
 import pytest
+from conftest import CORPUS
 
 from rag.chunk import chunk_document, split_sentences
 from rag.errors import UnreadableDocument
 from rag.ingest import html_to_text, load_documents, read_document
-
-from conftest import CORPUS
 
 
 def test_every_corpus_chunk_is_an_exact_slice_of_its_document():

@@ -1,12 +1,11 @@
 import json
 
 import pytest
+from conftest import FakeEmbedder
 
 from rag.errors import IndexBusy, IndexMismatch, IndexMissing
 from rag.indexer import update_index
 from rag.store import Store
-
-from conftest import FakeEmbedder
 
 CHUNKER = {"size": 500, "overlap": 100}
 

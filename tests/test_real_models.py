@@ -4,12 +4,11 @@ import re
 import socket
 
 import pytest
+from conftest import CORPUS
 
 from rag.cite import facts, verify_sentence
 from rag.config import Settings
 from rag.pipeline import ABSTAIN, Pipeline
-
-from conftest import CORPUS
 
 pytestmark = pytest.mark.integration
 BLETCHLEY = "How many nations signed the Bletchley Declaration?"
