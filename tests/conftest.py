@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,23 @@ def real_pipeline(tmp_path_factory, real_embedder, real_generator):
     pipeline = Pipeline(settings, embedder=real_embedder, generator=real_generator)
     pipeline.index([CORPUS])
     return pipeline
+
+
+@contextmanager
+def running_app(root: Path, embedder, generator):
+    """The web app served on a free loopback port over a copy of the corpus; yields its URL."""
+    import app
+    from rag.pipeline import Pipeline
+
+    shutil.copytree(CORPUS, root / "corpus")
+    pipeline = Pipeline(Settings.load(index_dir=root / "index"), embedder=embedder, generator=generator)
+    pipeline.index([root / "corpus"])
+    blocks = app.build_app(pipeline)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app.serve(blocks, "127.0.0.1", port, block=False)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        blocks.close()

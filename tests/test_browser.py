@@ -6,16 +6,10 @@ Set RAG_UPDATE_SCREENSHOT=1 to refresh docs/screenshot.png from the answered que
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 
 import pytest
-from conftest import CORPUS, ROOT
+from conftest import ROOT, running_app
 from playwright.sync_api import expect, sync_playwright
-
-import app
-from rag.config import Settings
-from rag.pipeline import Pipeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -26,26 +20,11 @@ ANSWER_TIMEOUT_MS = 240_000
 BLETCHLEY = "How many nations signed the Bletchley Declaration?"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, real_embedder, real_generator):
     """The app served once on a free loopback port, over a copy of the corpus."""
-    root = tmp_path_factory.mktemp("browser")
-    corpus = root / "corpus"
-    shutil.copytree(CORPUS, corpus)
-    pipeline = Pipeline(Settings.load(index_dir=root / "index"), embedder=real_embedder,
-                        generator=real_generator)
-    pipeline.index([corpus])
-    blocks = app.build_app(pipeline)
-    port = free_port()
-    app.serve(blocks, "127.0.0.1", port, block=False)
-    yield f"http://127.0.0.1:{port}/"
-    blocks.close()
+    with running_app(tmp_path_factory.mktemp("browser"), real_embedder, real_generator) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import math
-import shutil
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
-from conftest import CORPUS
+from conftest import running_app
 
-import app
-from rag.config import Settings
-from rag.pipeline import ABSTAIN, Pipeline
+from rag.pipeline import ABSTAIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,25 +22,11 @@ BLETCHLEY = "How many nations signed the Bletchley Declaration?"
 GDP = "What is the GDP of Brazil?"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, real_embedder, real_generator):
     """The app served on a free loopback port over a copy of the corpus, like `python app.py`."""
-    root = tmp_path_factory.mktemp("load")
-    shutil.copytree(CORPUS, root / "corpus")
-    pipeline = Pipeline(Settings.load(index_dir=root / "index"), embedder=real_embedder,
-                        generator=real_generator)
-    pipeline.index([root / "corpus"])
-    blocks = app.build_app(pipeline)
-    port = free_port()
-    app.serve(blocks, "127.0.0.1", port, block=False)
-    yield f"http://127.0.0.1:{port}/"
-    blocks.close()
+    with running_app(tmp_path_factory.mktemp("load"), real_embedder, real_generator) as url:
+        yield url
 
 
 def client(url: str):
