@@ -27,3 +27,7 @@ class IndexBusy(RagError):
 
 class ModelMissing(RagError):
     """The embedding or generation model cannot be found."""
+
+
+class IndexUnwritable(RagError):
+    """The index directory cannot be created or written (permissions, a full disk)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexBusy, IndexMismatch, IndexMissing, RagError
+from .errors import IndexBusy, IndexMismatch, IndexMissing, IndexUnwritable
 from .records import Chunk
 
 FORMAT_VERSION = 1
@@ -121,7 +121,7 @@ class Store:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RagError(f"cannot create the index directory {self.directory}/: "
+            raise IndexUnwritable(f"cannot create the index directory {self.directory}/: "
                            f"{exc.strerror or exc}") from None
         lock = FileLock(str(self.directory / ".lock"), timeout=timeout)
 
@@ -173,7 +173,7 @@ class Store:
             os.replace(pointer_tmp, self.directory / "CURRENT")
         except OSError as exc:
             shutil.rmtree(gen, ignore_errors=True)
-            raise RagError(f"cannot write the index in {self.directory}/: {exc.strerror or exc}; "
+            raise IndexUnwritable(f"cannot write the index in {self.directory}/: {exc.strerror or exc}; "
                            "the previous index is unchanged") from None
         _fsync(self.directory)
         # The previous generation stays until the next write, for readers that are loading it now;
