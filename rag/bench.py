@@ -11,16 +11,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
+from .bench_report import machine_info, markdown_report, phase
 from .config import PROJECT_ROOT, Settings
 from .errors import RagError
 
@@ -86,22 +85,22 @@ def run_bench(args) -> int:
     figures, phases = report["figures"], report["phases"]
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         work = Path(tmp)
-        with _phase(phases, "corpus"):
+        with phase(phases, "corpus"):
             texts = render_pydoc(work / "pydoc", sizes.modules)
             shards = split_corpus(texts, work / "corpus", sizes.files, sizes.corpus_kb * 1000, sizes.runs)
             report["corpus"] = {"modules": len(texts), "megabytes": round(sum(map(len, texts)) / 1e6, 2)}
         embedder = SentenceTransformerEmbedder(settings.embed_model)
         chunker = {"size": settings.chunk_size, "overlap": settings.chunk_overlap}
-        with _phase(phases, "indexing"):
+        with phase(phases, "indexing"):
             figures["indexing_throughput"], figures["reindex_unchanged"] = bench_indexing(
                 shards, Store(work / "index"), embedder, chunker)
-        with _phase(phases, "retrieval"):
+        with phase(phases, "retrieval"):
             figures["retrieval_latency"], report["retrieval"] = bench_retrieval(
                 Store(work / "index").load(), embedder, sizes)
-        with _phase(phases, "generation"):
+        with phase(phases, "generation"):
             figures["time_to_first_token"], figures["decode_speed"] = bench_generation(
                 settings.replace(index_dir=work / "index"), embedder, QUESTIONS[: sizes.questions])
-        with _phase(phases, "processes"):
+        with phase(phases, "processes"):
             Pipeline(settings.replace(index_dir=work / "corpus-index"), embedder=embedder).index()
             env = {**os.environ, "RAG_INDEX_DIR": str(work / "corpus-index"),
                    **({"RAG_CONFIG": str(args.config)} if args.config else {})}
@@ -451,92 +450,3 @@ def _percentile(values: list[float], pct: float) -> float:
     import numpy as np
 
     return round(float(np.percentile(values, pct)), 2)
-
-
-@contextlib.contextmanager
-def _phase(phases: dict, name: str):
-    """Time a phase, and note the share of the machine's CPU that other processes took meanwhile."""
-    print(f"[bench] {name}...", file=sys.stderr, flush=True)
-    t0, busy0, own0 = time.perf_counter(), *_cpu_seconds()
-    yield
-    seconds, busy, own = time.perf_counter() - t0, *_cpu_seconds()
-    other = max(0.0, (busy - busy0) - (own - own0)) / (seconds * (os.cpu_count() or 1))
-    phases[name] = {"seconds": round(seconds, 1), "other_cpu": round(other, 2)}
-    print(f"[bench] {name}: {seconds:.1f} s; other processes took {other:.0%} of the CPU",
-          file=sys.stderr, flush=True)
-
-
-def _cpu_seconds() -> tuple[float, float]:
-    """Busy CPU seconds of the whole machine, and of this process with its reaped children."""
-    import resource
-
-    try:
-        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return 0.0, 0.0
-    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-    own = sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
-                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
-    return busy, own
-
-
-def machine_info() -> dict:
-    """CPU model, cores, memory and the versions of the libraries that do the work."""
-    def field(path: str, key: str) -> str:
-        with contextlib.suppress(OSError):
-            for line in Path(path).read_text().splitlines():
-                if line.startswith(key):
-                    return line.split(":", 1)[1].strip()
-        return ""
-
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "not installed"
-
-    memory = field("/proc/meminfo", "MemTotal").split()
-    return {"cpu": field("/proc/cpuinfo", "model name") or platform.processor(), "cores": os.cpu_count(),
-            "ram_gib": round(int(memory[0]) / 2**20, 1) if memory else None,
-            "python": platform.python_version(), "platform": platform.platform(),
-            **{dist: version(dist) for dist in ("torch", "faiss-cpu", "llama-cpp-python",
-                                                "sentence-transformers", "numpy")},
-            "load_average_start": [round(x, 2) for x in os.getloadavg()]}
-
-
-def markdown_report(report: dict) -> str:
-    m, retrieval = report["machine"], report["retrieval"]
-    lines = [f"# Benchmark ({report['mode']})", "",
-             f"{report['date']} · {m['cpu']} · {m['cores']} cores · {m['ram_gib']} GiB RAM · "
-             f"Python {m['python']} · torch {m['torch']} · faiss {m['faiss-cpu']} · llama-cpp-python "
-             f"{m['llama-cpp-python']} · sentence-transformers {m['sentence-transformers']} · "
-             f"load average {m['load_average_start'][0]} at start, {m['load_average_end'][0]} at end · "
-             f"{report['seconds']} s in all", ""]
-    if report["mode"] == "tiny":
-        lines += ["`--tiny` sizes only show that the harness runs; the targets are meant for full sizes.", ""]
-    lines += ["| figure | value | target | met | measured as |", "|---|---|---|---|---|"]
-    for f in report["figures"].values():
-        lines.append(f"| {f['label']} | {f['value']:g} {f['unit']} | {f['op']} {f['target']:g} "
-                     f"{f['unit']} | {'yes' if f['met'] else 'no'} | {f['measured']} |")
-    lines += ["", "## Retrieval by index size", "",
-              "Synthetic indexes: vectors scattered around the corpus's chunk vectors, texts the corpus's "
-              "chunks repeated. Hybrid latency includes embedding the query; the FAISS columns time the "
-              "index alone (top 50, as the retriever asks). Recall@5 is HNSW's top 5 against exact "
-              "search's.", "",
-              "| rows | product uses | exact: p50 / p95 ms | HNSW: p50 / p95 ms | FAISS exact p95 ms | "
-              "FAISS HNSW p95 ms | HNSW recall@5 | BM25 build s | HNSW build s |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for r in retrieval["rows"]:
-        lines.append(f"| {r['rows']:,} | {r['product_index']} | {r['flat_p50_ms']} / {r['flat_p95_ms']} | "
-                     f"{r['hnsw_p50_ms']} / {r['hnsw_p95_ms']} | {r['faiss_flat_p95_ms']} | "
-                     f"{r['faiss_hnsw_p95_ms']} | {r['hnsw_recall_at_5']} | {r['bm25_build_s']} | "
-                     f"{r['hnsw_build_s']} |")
-    lines += ["", f"Exact search kept hybrid p95 within 50 ms up to {retrieval['exact_within_50ms_up_to']:,} "
-              f"rows of those measured; the product switches to HNSW at {retrieval['hnsw_threshold']:,} "
-              "rows (`store.HNSW_THRESHOLD`)."]
-    phases = ", ".join(f"{k} {v['seconds']} s ({v['other_cpu']:.0%})" for k, v in report["phases"].items())
-    lines += ["", f"Phases, with the share of the CPU other processes took meanwhile: {phases}. "
-              f"Corpus: the pydoc text of {report['corpus']['modules']} stdlib modules "
-              f"({report['corpus']['megabytes']} MB), of which the first {report['sizes']['corpus_kb']} kB "
-              f"were indexed as {report['sizes']['files']:,} files."]
-    return "\n".join(lines) + "\n"
