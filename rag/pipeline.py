@@ -100,14 +100,14 @@ class Pipeline:
 
     def indexed_roots(self) -> list[Path]:
         """The folders the index was last built from (the corpus, and uploads when there are any)."""
-        roots = self.store.load().manifest.get("roots", []) if self.store.exists() else []
+        roots = self.store.read_manifest()[1].get("roots", []) if self.store.exists() else []
         return [Path(r) for r in roots] or [PROJECT_ROOT / "corpus"]
 
     def documents(self) -> list[dict]:
         """The indexed documents: id, path, sha256, chunk count, pages."""
         if not self.store.exists():
             return []
-        return [{"id": doc_id, **info} for doc_id, info in self.store.load().documents.items()]
+        return [{"id": doc_id, **info} for doc_id, info in self.store.read_manifest()[1]["documents"].items()]
 
     def add_documents(self, files: list[tuple[str, bytes]], progress: bool = False):
         """Save uploaded (name, bytes) pairs under the index's uploads folder and index them.

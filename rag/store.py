@@ -80,10 +80,8 @@ class Store:
     def exists(self) -> bool:
         return (self.directory / "CURRENT").is_file()
 
-    def load(self) -> IndexState:
-        """Load the committed generation, checking every file against the manifest."""
-        import faiss
-
+    def read_manifest(self) -> tuple[Path, dict]:
+        """The committed generation's folder and manifest, checked against CURRENT (cheap: no vectors)."""
         pointer = self.directory / "CURRENT"
         if not pointer.is_file():
             raise IndexMissing(f"no index in {self.directory}/: build one with `rag index [PATH]`")
@@ -94,9 +92,21 @@ class Store:
         gen = self.directory / gen_name
         try:
             manifest_bytes = (gen / "manifest.json").read_bytes()
-            if _sha256(manifest_bytes) != manifest_sha:
-                raise IndexMismatch(f"{gen}/manifest.json was changed after it was written; {REBUILD_HINT}")
-            manifest = json.loads(manifest_bytes)
+        except OSError as exc:
+            raise IndexMismatch(f"index in {self.directory}/ cannot be read ({exc}); {REBUILD_HINT}") from None
+        if _sha256(manifest_bytes) != manifest_sha:
+            raise IndexMismatch(f"{gen}/manifest.json was changed after it was written; {REBUILD_HINT}")
+        try:
+            return gen, json.loads(manifest_bytes)
+        except ValueError as exc:
+            raise IndexMismatch(f"{gen}/manifest.json cannot be read ({exc}); {REBUILD_HINT}") from None
+
+    def load(self) -> IndexState:
+        """Load the committed generation, checking every file against the manifest."""
+        import faiss
+
+        gen, manifest = self.read_manifest()
+        try:
             for name, digest in manifest["files"].items():
                 if _file_sha256(gen / name) != digest:
                     raise IndexMismatch(f"{gen}/{name} is corrupted (checksum differs); {REBUILD_HINT}")
