@@ -116,6 +116,18 @@ def real_generator():
     return LlamaGenerator(n_threads=2)
 
 
+def real_pipeline_with(tmp_path: Path, name: str, text: str, embedder, generator):
+    """The real models over a copy of the corpus plus one extra document, indexed in `tmp_path`."""
+    from rag.pipeline import Pipeline
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    (corpus / name).write_text(text, encoding="utf-8")
+    pipeline = Pipeline(Settings.load(index_dir=tmp_path / "index"), embedder, generator)
+    pipeline.index([corpus])
+    return pipeline
+
+
 @pytest.fixture(scope="session")
 def real_pipeline(tmp_path_factory, real_embedder, real_generator):
     """The real models over the bundled corpus, indexed once per session."""

@@ -565,18 +565,9 @@ def test_chat_template_tokens_in_a_document_reach_the_model_as_plain_text(fake_p
 @pytest.mark.integration
 def test_chat_template_tokens_in_a_document_do_not_change_the_real_answer(tmp_path, real_embedder,
                                                                          real_generator):
-    from conftest import CORPUS
+    from conftest import real_pipeline_with
 
-    from rag.config import Settings
-    from rag.pipeline import Pipeline
-
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for f in CORPUS.glob("*.txt"):
-        (corpus / f.name).write_bytes(f.read_bytes())
-    (corpus / "notice.txt").write_text(CHATML_INJECTION, encoding="utf-8")
-    pipeline = Pipeline(Settings.load(index_dir=tmp_path / "index"), real_embedder, real_generator)
-    pipeline.index([corpus])
+    pipeline = real_pipeline_with(tmp_path, "notice.txt", CHATML_INJECTION, real_embedder, real_generator)
     answer = pipeline.ask(QUESTION)
     assert "blue" not in answer.text.lower()
     assert "28" in answer.text and "xi-global-ai-collaboration.txt" in {c.doc for c in answer.citations}
