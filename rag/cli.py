@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
         if index:
             p.add_argument("--index-dir", help="index directory (default: index/, or $RAG_INDEX_DIR)")
         if model:
-            p.add_argument("--model", help="a GGUF file to generate with (default: bundled SmolLM2)")
+            p.add_argument("--model", help="a model tier (see `rag models`) or a GGUF file "
+                           "(default: $RAG_MODEL, else the default tier)")
             p.add_argument("-k", "--top-k", type=int, help="passages to retrieve")
         return p
 
@@ -58,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiny", action="store_true", help="smallest sizes (a smoke test)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", type=Path, help="report directory (default: eval/reports)")
+
+    p = sub.add_parser("models", help="list the model tiers; install or verify them")
+    p.add_argument("--json", action="store_true")
+    actions = p.add_subparsers(dest="action", parser_class=_Parser)
+    a = actions.add_parser("install", help="download, join and verify a tier (default: the default tier)")
+    a.add_argument("name", nargs="?", default="")
+    a.add_argument("--force", action="store_true", help="download and join again even if installed")
+    a.add_argument("--all", action="store_true", help="install every tier")
+    a = actions.add_parser("verify", help="re-hash a tier's file (default: every installed tier)")
+    a.add_argument("name", nargs="?", default="")
     return parser
 
 
@@ -79,6 +90,10 @@ def _pipeline(args):
 
     settings = Settings.load(args.config, index_dir=getattr(args, "index_dir", None),
                              model=getattr(args, "model", None), top_k=getattr(args, "top_k", None))
+    if getattr(args, "model", None):
+        from .models import resolve_model
+
+        resolve_model(settings.model)  # a bad --model fails now, not after retrieval
     return Pipeline(settings)
 
 
@@ -212,8 +227,46 @@ def cmd_bench(args) -> int:
     return run_bench(args)
 
 
+def cmd_models(args) -> int:
+    from . import models
+
+    if args.action == "install":
+        if args.all and args.name:
+            raise RagError("give a tier name or --all, not both")
+        tiers = models.TIERS if args.all else [models.get_tier(args.name or models.DEFAULT_TIER)]
+        for tier in tiers:
+            already = models.is_installed(tier) and not args.force
+            path = models.install(tier.name, force=args.force, progress=sys.stderr.isatty())
+            print(f"{tier.name}: {'already installed' if already else 'installed'} at {path}")
+        return 0
+    if args.action == "verify":
+        names = [args.name] if args.name else [t.name for t in models.TIERS if models.is_installed(t)]
+        for name in names:
+            print(f"{name}: verified {models.verify(name)}")
+        return 0
+    rows = models.describe_tiers()
+    if args.json:
+        print(json.dumps({"default": models.DEFAULT_TIER, "models_dir": str(models.models_dir()),
+                          "tiers": rows}))
+        return 0
+    print(f"{'tier':<21}{'parameters':<12}{'quant':<8}{'size':>9}  {'installed':<11}speed here")
+    for row in rows:
+        name = row["name"] + (" *" if row["default"] else "")
+        print(f"{name:<21}{row['parameters']:<12}{row['quantization']:<8}{row['size_bytes'] / 1e6:>6.0f} MB  "
+              f"{'yes' if row['installed'] else 'no':<11}{_speed(row['speed'])}")
+    print(f"* default tier; models folder: {models.models_dir()}")
+    return 0
+
+
+def _speed(figures: dict | None) -> str:
+    if not figures:
+        return "not measured (rag bench)"
+    return (f"{figures['decode_tok_s']:.1f} tok/s decode, {figures['prompt_tok_s']:.0f} tok/s prompt "
+            f"({figures['measured']})")
+
+
 COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat,
-            "eval": cmd_eval, "bench": cmd_bench}
+            "eval": cmd_eval, "bench": cmd_bench, "models": cmd_models}
 
 if __name__ == "__main__":
     sys.exit(main())
