@@ -234,6 +234,10 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
     s = pipeline.settings
     models = list(dict.fromkeys([BUNDLED, *s.models, *([s.model] if s.model else [])]))
     serial = {"concurrency_limit": 1, "concurrency_id": "pipeline"}
+    # The in-process model answers one question at a time (its context is locked); a generation
+    # server takes several at once and batches or queues them itself. Index changes stay serial.
+    answering = ({"concurrency_limit": max(1, s.llm_concurrency), "concurrency_id": "answers"}
+                 if s.llm_url else serial)
 
     with gr.Blocks(title="Ask your documents", analytics_enabled=False) as app:
         gr.Markdown("## Ask your documents\nAnswers come only from the indexed documents; "
@@ -272,7 +276,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
 
         gr.on([question.submit, ask_button.click], backend.respond,
               [question, turns, top_k, model, temperature], [chatbot, turns, sources, question],
-              api_visibility="private", **serial)
+              api_visibility="private", **answering)
         clear_button.click(lambda: ([], [], NO_SOURCES, ""), None, [chatbot, turns, sources, question],
                            api_visibility="private", queue=False)
         chatbot.clear(lambda: ([], NO_SOURCES), None, [turns, sources], api_visibility="private", queue=False)
@@ -283,7 +287,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                             api_visibility="private", **serial)
         app.load(backend.documents_view, None, [documents, to_remove], api_visibility="private",
                  js=CITATION_CLICKS_JS)
-        gr.api(backend.ask, api_name="ask", **serial)
+        gr.api(backend.ask, api_name="ask", **answering)
     return app
 
 

@@ -43,7 +43,18 @@ class Settings:
     support_threshold: float = 0.85
     dense_weight: float = 0.5
     rewrite_with_model: bool = False
+    context: str = "sentences"
     max_upload_mb: int = 20
+    # A generation server speaking OpenAI's /v1/chat/completions; empty means the in-process model.
+    llm_url: str = ""
+    llm_model: str = ""
+    llm_api_key_env: str = "RAG_LLM_API_KEY"
+    llm_n_ctx: int = 2048
+    llm_tokenizer: str = ""
+    llm_connect_timeout: float = 5.0
+    llm_read_timeout: float = 120.0
+    llm_llama_sampling: bool = True
+    llm_concurrency: int = 8
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides) -> Settings:

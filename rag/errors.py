@@ -31,3 +31,7 @@ class ModelMissing(RagError):
 
 class IndexUnwritable(RagError):
     """The index directory cannot be created or written (permissions, a full disk)."""
+
+
+class GenerationFailed(RagError):
+    """The generation server cannot be reached, is too slow, or answers with something unusable."""

@@ -52,10 +52,11 @@ class Pipeline:
     @property
     def generator(self):
         if self._generator is None:
-            from .generate import LlamaGenerator
+            from .generate import LlamaGenerator, RemoteGenerator
 
             s = self.settings
-            self._generator = LlamaGenerator(s.model, s.n_ctx, s.threads, s.temperature, s.seed)
+            self._generator = (RemoteGenerator.from_settings(s) if s.llm_url else
+                               LlamaGenerator(s.model, s.n_ctx, s.threads, s.temperature, s.seed))
         return self._generator
 
     @property
