@@ -13,7 +13,11 @@ from .embed import Embedder
 from .errors import IndexMissing, UnreadableDocument
 from .ingest import Skipped, find_files, read_bytes, read_document, reason_of
 from .records import Chunk
-from .store import HNSW_THRESHOLD, IndexState, Store, _sha256, check_compatible
+from .segments import HNSW_THRESHOLD, IndexState
+from .store import Store, _sha256, check_compatible
+
+# A file's stat is trusted only when it was last modified this long before the scan began.
+STAT_MARGIN_NS = 2_000_000_000
 
 
 @dataclass(frozen=True)
@@ -45,22 +49,19 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
                  hnsw_threshold: int = HNSW_THRESHOLD, lock_timeout: float = 30.0) -> IndexReport:
     """Make the index hold exactly the readable documents under `roots`, less `exclude`.
 
-    Unchanged files (same sha256) keep their chunks and vectors; a file that was indexed
-    before but cannot be read now keeps its old chunks, so a bad copy loses nothing.
-    Excluded document ids are remembered in the manifest until a rebuild.
+    Unchanged files (same size and modification time, else same sha256) keep their chunks and
+    vectors, and are not read; a file that was indexed before but cannot be read now keeps its
+    old chunks, so a bad copy loses nothing. Excluded document ids are remembered in the
+    manifest until a rebuild.
     """
     began = time.perf_counter()
     with store.lock(lock_timeout):
-        previous = None if rebuild else _load_previous(store, embedder, chunker)
-        old_docs = previous.documents if previous else {}
-        old_rows: dict[str, list[int]] = {}
-        if previous:
-            for row, chunk in enumerate(previous.chunks):
-                old_rows.setdefault(chunk.doc_id, []).append(row)
-
-        excluded = set(exclude) | set(previous.manifest.get("excluded", []) if previous else [])
+        previous = None if rebuild else _previous_manifest(store, embedder, chunker)
+        old_docs = previous["documents"] if previous else {}
+        excluded = set(exclude) | set(previous.get("excluded", []) if previous else [])
         files, skipped = find_files(roots)
         files = [(path, doc_id) for path, doc_id in files if doc_id not in excluded]
+        settled = time.time_ns() - STAT_MARGIN_NS
         keep: dict[str, dict] = {}
         fresh_chunks: list[Chunk] = []
         fresh_docs: dict[str, dict] = {}
@@ -69,11 +70,16 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
             if doc_id in keep or doc_id in fresh_docs:
                 skipped.append(Skipped(str(path), f"duplicate document id {doc_id!r}", doc_id))
                 continue
+            old = old_docs.get(doc_id, {})
             try:
+                stat = _stat(path, settled)
+                if stat and old.get("stat") == stat:
+                    keep[doc_id] = {**old, "path": str(path)}
+                    continue
                 data = read_bytes(path)
                 sha = _sha256(data)
-                if old_docs.get(doc_id, {}).get("sha256") == sha:
-                    keep[doc_id] = {**old_docs[doc_id], "path": str(path)}
+                if old.get("sha256") == sha:
+                    keep[doc_id] = {**old, "path": str(path), "stat": stat}
                     continue
                 doc = read_document(path, doc_id, data)
             except UnreadableDocument as exc:
@@ -84,33 +90,42 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
             chunks = chunk_document(doc, chunker["size"], chunker["overlap"])
             fresh_chunks.extend(chunks)
             fresh_docs[doc_id] = {"path": str(path), "sha256": doc.sha256, "chunks": len(chunks),
-                                  "pages": len(doc.pages)}
+                                  "pages": len(doc.pages), "stat": stat}
             (updated if doc_id in old_docs else added).append(doc_id)
 
         removed = tuple(sorted(set(old_docs) - set(keep) - set(fresh_docs)))
-        state = previous
+        documents = dict(sorted({**keep, **fresh_docs}.items()))
+        state = None
         if rebuild or added or updated or removed or previous is None:
-            kept_rows = [r for d in keep for r in old_rows.get(d, [])]
-            kept_chunks = [previous.chunks[r] for r in kept_rows] if previous else []
-            kept_vectors = previous.vectors()[kept_rows] if previous and kept_rows else \
+            vectors = embedder.embed([c.text for c in fresh_chunks], progress=progress) if fresh_chunks else \
                 np.zeros((0, embedder.dim), dtype=np.float32)
-            new_vectors = embedder.embed([c.text for c in fresh_chunks], progress=progress)
             manifest = {"embedder": embedder.name, "dim": embedder.dim, "chunker": chunker,
                         "roots": [str(Path(r).resolve()) for r in roots], "excluded": sorted(excluded),
-                        "documents": dict(sorted({**keep, **fresh_docs}.items()))}
-            state = store.write(kept_chunks + fresh_chunks, np.vstack([kept_vectors, new_vectors]),
-                                manifest, hnsw_threshold)
+                        "documents": documents}
+            state = store.write(fresh_chunks, vectors, manifest, hnsw_threshold, replace=previous is None)
         return IndexReport(
-            documents=len(state.documents), chunks=len(state.chunks), added=tuple(added),
+            documents=len(documents), chunks=sum(d["chunks"] for d in documents.values()), added=tuple(added),
             updated=tuple(updated), removed=removed, unchanged=len(keep), skipped=tuple(skipped),
             embedded=len(fresh_chunks), seconds=time.perf_counter() - began, state=state)
 
 
-def _load_previous(store: Store, embedder: Embedder, chunker: dict) -> IndexState | None:
+def _previous_manifest(store: Store, embedder: Embedder, chunker: dict) -> dict | None:
     try:
-        previous = store.load()
+        _, manifest = store.read_manifest()
     except IndexMissing:
         return None
-    check_compatible(previous.manifest, embedder.name, chunker)
-    return previous
+    check_compatible(manifest, embedder.name, chunker)
+    return manifest
 
+
+def _stat(path: Path, settled: int) -> list[int] | None:
+    """[size, mtime_ns] of a file modified before `settled`; None for a recent one, which is always read.
+
+    A file changed again within the clock tick of its last read keeps the same size and time,
+    so only files older than a safety margin are trusted by their stat.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # reading it says why, in one line
+    return [st.st_size, st.st_mtime_ns] if st.st_mtime_ns < settled else None

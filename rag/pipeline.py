@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import time
 import unicodedata
@@ -68,12 +67,12 @@ class Pipeline:
     @property
     def retriever(self):
         if self._retriever is None:
-            from .retrieve import Retriever
+            from .retrieve import LocalIndex, Retriever
             from .store import check_compatible
 
             state = self.store.load()
             check_compatible(state.manifest, self.embedder.name, self.chunker)
-            self._retriever = Retriever(state, self.embedder, self.settings.dense_weight)
+            self._retriever = Retriever(LocalIndex(state), self.embedder, self.settings.dense_weight)
         return self._retriever
 
     @property
@@ -322,9 +321,7 @@ def upload_name(name: str) -> str:
 
 
 def _idf(bm25, term: str) -> float:
-    row = bm25.vocab.get(term)
-    df = 0 if row is None else bm25.matrix.indptr[row + 1] - bm25.matrix.indptr[row]
-    return math.log1p((bm25.n - df + 0.5) / (df + 0.5))
+    return bm25.idf(term)
 
 
 _NUMBER_WORDS = r"\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million|billion)\b"

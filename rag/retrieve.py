@@ -1,50 +1,53 @@
-"""Hybrid retrieval: dense FAISS search and BM25, fused by a weighted sum of normalized scores."""
+"""Hybrid retrieval: dense and BM25 candidates from an index, fused by a weighted sum of normalized scores."""
 
 from __future__ import annotations
 
-from collections import Counter
+from typing import Protocol
 
 import numpy as np
 
 from .embed import Embedder
-from .records import Hit
-from .store import IndexState
-from .text import content_terms
+from .lexical import BM25
+from .records import Chunk, Hit
+from .segments import IndexState
 
 
-class BM25:
-    """Okapi BM25 over chunk texts, as a sparse term-by-chunk weight matrix."""
+class SearchIndex(Protocol):
+    """What the retriever needs of a vector store: candidates with both scores, their chunks, and BM25."""
 
-    def __init__(self, texts: list[str], k1: float = 1.2, b: float = 0.75):
-        from scipy.sparse import csr_matrix
+    bm25: BM25  # its statistics weigh question words elsewhere (idf, n)
 
-        self.vocab: dict[str, int] = {}
-        rows, cols, tfs, lengths = [], [], [], []
-        for col, text in enumerate(texts):
-            counts = Counter(content_terms(text))
-            lengths.append(sum(counts.values()))
-            for term, tf in counts.items():
-                rows.append(self.vocab.setdefault(term, len(self.vocab)))
-                cols.append(col)
-                tfs.append(tf)
-        self.n = len(texts)
-        tf = np.asarray(tfs, dtype=np.float32)
-        length = np.asarray(lengths, dtype=np.float32)
-        avg = float(length.mean()) if self.n else 1.0
-        df = np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(self.vocab))
-        idf = np.log1p((self.n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        col_idx = np.asarray(cols, dtype=np.int64)
-        row_idx = np.asarray(rows, dtype=np.int64)
-        norm = k1 * (1 - b + b * length[col_idx] / max(avg, 1e-9)) if len(col_idx) else tf
-        weights = idf[row_idx] * tf * (k1 + 1) / (tf + norm)
-        self.matrix = csr_matrix((weights, (row_idx, col_idx)), shape=(len(self.vocab), self.n))
+    def candidates(self, query: str, qvec: np.ndarray, pool: int) -> tuple[list, np.ndarray, np.ndarray]:
+        """Keys of the dense top-`pool` and the BM25 top-`pool`, each with its cosine and BM25 score.
 
-    def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every chunk for the query (zeros where no term matches)."""
-        ids = sorted({self.vocab[t] for t in content_terms(query) if t in self.vocab})
-        if not ids or not self.n:
-            return np.zeros(self.n, dtype=np.float32)
-        return np.asarray(self.matrix[ids].sum(axis=0)).ravel()
+        Keys come in a stable order (ties are broken by it).
+        """
+
+    def chunk(self, key) -> Chunk:
+        """The chunk a candidate key names."""
+
+
+class LocalIndex:
+    """The embedded default: one loaded generation's FAISS segments and persisted BM25."""
+
+    def __init__(self, state: IndexState):
+        self.state = state
+        self.bm25 = state.bm25()
+
+    def candidates(self, query: str, qvec: np.ndarray, pool: int) -> tuple[list, np.ndarray, np.ndarray]:
+        pool = min(self.state.count, pool)
+        if pool == 0:
+            return [], np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32)
+        dense_of = self.state.search(qvec, pool)
+        lexical = self.bm25.scores(query)
+        top_lex = np.argpartition(-lexical, pool - 1)[:pool] if pool < len(lexical) else np.arange(len(lexical))
+        rows = sorted({*dense_of, *(int(r) for r in top_lex if lexical[r] > 0)})
+        dense = np.array([dense_of[r] if r in dense_of else float(self.state.vector(r) @ qvec) for r in rows],
+                         dtype=np.float32)
+        return rows, dense, lexical[rows]
+
+    def chunk(self, key: int) -> Chunk:
+        return self.state.chunk(key)
 
 
 def fuse_scores(dense: np.ndarray, lexical: np.ndarray, dense_weight: float = 0.5) -> np.ndarray:
@@ -58,35 +61,28 @@ def fuse_scores(dense: np.ndarray, lexical: np.ndarray, dense_weight: float = 0.
 
 
 class Retriever:
-    """Searches one loaded index with one embedder."""
+    """Searches one index with one embedder."""
 
-    def __init__(self, state: IndexState, embedder: Embedder, dense_weight: float = 0.5):
-        self.state = state
+    def __init__(self, index: SearchIndex, embedder: Embedder, dense_weight: float = 0.5):
+        self.index = index
         self.embedder = embedder
         self.dense_weight = dense_weight
-        self.bm25 = BM25([c.text for c in state.chunks])
+
+    @property
+    def bm25(self) -> BM25:
+        return self.index.bm25
 
     def search(self, query: str, k: int = 5, pool: int = 50) -> list[Hit]:
         """The top `k` chunks for `query`, best first.
 
         Candidates are the dense top-`pool` and the BM25 top-`pool`; each gets both scores.
         """
-        n = len(self.state.chunks)
-        if n == 0 or not query.strip():
+        if not query.strip():
             return []
-        pool = min(n, max(pool, 4 * k))
         qvec = self.embedder.embed([query])[0]
-        dense_scores, dense_rows = self.state.faiss_index.search(qvec[None, :], pool)
-        dense_of = {int(r): float(s) for r, s in zip(dense_rows[0], dense_scores[0]) if r >= 0}
-        lexical = self.bm25.scores(query)
-        top_lex = np.argpartition(-lexical, pool - 1)[:pool] if pool < n else np.arange(n)
-        rows = list(dict.fromkeys([*dense_of, *(int(r) for r in top_lex if lexical[r] > 0)]))
-        for row in rows:
-            if row not in dense_of:
-                dense_of[row] = float(self.state.faiss_index.reconstruct(row) @ qvec)
-        dense = np.array([dense_of[r] for r in rows], dtype=np.float32)
-        fused = fuse_scores(dense, lexical[rows], self.dense_weight) if lexical.max() > 0 else \
-            fuse_scores(dense, np.zeros(len(rows), dtype=np.float32), self.dense_weight)
-        order = sorted(range(len(rows)), key=lambda i: (-fused[i], rows[i]))[:k]
-        return [Hit(self.state.chunks[rows[i]], float(fused[i]), rank, float(dense[i]), float(lexical[rows[i]]))
+        keys, dense, lexical = self.index.candidates(query, qvec, max(pool, 4 * k))
+        fused = fuse_scores(dense, lexical, self.dense_weight)
+        order = sorted(range(len(keys)), key=lambda i: (-fused[i], i))[:k]
+        return [Hit(self.index.chunk(keys[i]), float(fused[i]), rank, float(dense[i]), float(lexical[i]))
                 for rank, i in enumerate(order, start=1)]
+

@@ -104,7 +104,7 @@ def write_corpus(folder: Path, version: int) -> None:
 def state_of(index_dir: Path) -> tuple:
     """What the index holds: each document's sha256, and the chunk ids in FAISS row order."""
     state = Store(index_dir).load()
-    assert state.faiss_index.ntotal == len(state.chunks)
+    assert len(state.vectors()) == len(state.chunks) == state.manifest["count"]
     return ({d: info["sha256"] for d, info in state.documents.items()}, tuple(c.id for c in state.chunks))
 
 
@@ -146,7 +146,7 @@ def test_rag_index_killed_at_random_moments_leaves_the_old_or_the_new_index(stat
     out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
     t = marks(out)
-    work, write = t["done"] - t["ready"], t["committed"] - t["writing"]
+    work, before, write = t["done"] - t["ready"], t["writing"] - t["ready"], t["committed"] - t["writing"]
     new_state = state_of(reference)
     assert new_state != old_state and json.loads(out.splitlines()[-1])["embedded"] > 0
 
@@ -158,9 +158,12 @@ def test_rag_index_killed_at_random_moments_leaves_the_old_or_the_new_index(stat
         shutil.copytree(old, index)
         proc = run_worker(script, "index", index, corpus)
         assert proc.stdout.readline().startswith("ready ")
-        # Half the kills anywhere in the run, half once the write began, where a torn commit would show.
+        # Half the kills once the write began, where a torn commit would show; a quarter while the
+        # corpus is read and embedded (the write is most of a run); a quarter anywhere in the run.
         read = ""
-        if trial % 2:
+        if trial % 4 == 1:
+            time.sleep(rng.uniform(0, before))
+        elif trial % 4 == 3:
             time.sleep(rng.uniform(0, work * 1.1))
         else:
             read = proc.stdout.readline()

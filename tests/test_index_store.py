@@ -37,7 +37,7 @@ def test_changed_file_is_reembedded_and_deleted_file_removed(tmp_path, corpus_co
     state = store.load()
     assert {c.doc_id for c in state.chunks} == {"xi-global-ai-collaboration.txt"}
     assert any("new closing paragraph" in c.text for c in state.chunks)
-    assert state.faiss_index.ntotal == len(state.chunks)
+    assert len(state.vectors()) == len(state.chunks) == state.manifest["count"]
 
 
 def test_kept_vectors_stay_aligned_with_their_chunks(tmp_path, corpus_copy):
@@ -91,17 +91,18 @@ def test_crash_during_write_leaves_the_previous_index_loadable(tmp_path, corpus_
 def test_corrupted_index_is_refused_with_the_fix(tmp_path, corpus_copy, damage):
     store = Store(tmp_path / "idx")
     index(store, corpus_copy)
-    gen = store.load().directory
+    state = store.load()
+    gen, segment = state.directory, state.segments[0].path
     if damage == "truncate_faiss":
-        data = (gen / "index.faiss").read_bytes()
-        (gen / "index.faiss").write_bytes(data[: len(data) // 2])
+        data = (segment / "index.faiss").read_bytes()
+        (segment / "index.faiss").write_bytes(data[: len(data) // 2])
     elif damage == "edit_manifest":
         manifest = json.loads((gen / "manifest.json").read_text())
         manifest["dim"] = 32
         (gen / "manifest.json").write_text(json.dumps(manifest))
     elif damage == "drop_chunk":
-        lines = (gen / "chunks.jsonl").read_text().splitlines()
-        (gen / "chunks.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+        lines = (segment / "chunks.jsonl").read_text().splitlines()
+        (segment / "chunks.jsonl").write_text("\n".join(lines[:-1]) + "\n")
     else:
         (tmp_path / "idx" / "CURRENT").write_text("garbage")
     with pytest.raises(IndexMismatch, match="rag index --rebuild"):

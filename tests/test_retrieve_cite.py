@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from rag.cite import facts, parse_claims, verify_sentence
-from rag.retrieve import BM25, fuse_scores
+from rag.lexical import BM25
+from rag.retrieve import fuse_scores
 
 PASSAGE = ("The Bletchley Declaration, a pact signed by 28 nations, including China, the United States, "
            "the United Kingdom, and the European Union, signifies a collective recognition of the "
@@ -12,7 +13,7 @@ REGULATION = ("China’s groundbreaking regulation of generative artificial inte
 
 
 def test_bm25_ranks_the_chunk_with_the_rare_term_first():
-    bm25 = BM25(["the cat sat on the mat", "dogs chase cats in the park", "Bletchley pact signed"])
+    bm25 = BM25.from_texts(["the cat sat on the mat", "dogs chase cats in the park", "Bletchley pact signed"])
     scores = bm25.scores("Who signed the Bletchley pact?")
     assert scores.argmax() == 2 and scores[0] == 0
 
