@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -95,8 +96,8 @@ def run_bench(args) -> int:
             figures["indexing_throughput"], figures["reindex_unchanged"] = bench_indexing(
                 shards, Store(work / "index"), embedder, chunker)
         with phase(phases, "retrieval"):
-            figures["retrieval_latency"], report["retrieval"] = bench_retrieval(
-                Store(work / "index").load(), embedder, sizes)
+            figures["retrieval_latency"], figures["index_load"], figures["one_file_update"], \
+                report["retrieval"] = bench_retrieval(Store(work / "index").load(), embedder, sizes, work)
         with phase(phases, "generation"):
             figures["time_to_first_token"], figures["decode_speed"] = bench_generation(
                 settings.replace(index_dir=work / "index"), embedder, QUESTIONS[: sizes.questions])
@@ -220,13 +221,17 @@ def bench_indexing(shards: list[Path], store, embedder, chunker: dict) -> tuple[
     return throughput, reindex
 
 
-def bench_retrieval(base, embedder, sizes: Sizes) -> tuple[dict, dict]:
-    """Hybrid k=5 latency on synthetic indexes grown from the corpus's chunks, exact and HNSW."""
+def bench_retrieval(base, embedder, sizes: Sizes, work: Path) -> tuple[dict, dict]:
+    """Hybrid k=5 latency on synthetic indexes grown from the corpus's chunks, exact and HNSW.
+
+    Each size is written as a real index: a new process times its load (with the first search),
+    and another commits a one-file update to it; both report their peak memory.
+    """
     import numpy as np
 
     from .records import Chunk
-    from .retrieve import Retriever
-    from .store import HNSW_THRESHOLD, IndexState, make_faiss_index
+    from .retrieve import LocalIndex, Retriever
+    from .store import HNSW_THRESHOLD, Store, make_faiss_index
 
     rng = np.random.default_rng(7)
     base_vectors, base_texts = base.vectors(), [c.text for c in base.chunks]
@@ -235,36 +240,45 @@ def bench_retrieval(base, embedder, sizes: Sizes) -> tuple[dict, dict]:
     rows = []
     for n in sizes.rows:
         vectors = grow_vectors(base_vectors, n, rng)
-        indexes = {"flat": make_faiss_index(vectors, threshold=n + 1)}
+        texts = [base_texts[i % len(base_texts)] for i in range(n)]
+        chunks = [Chunk(f"synthetic-{i // 10}#{i % 10}", f"synthetic-{i // 10}", text, 0, len(text))
+                  for i, text in enumerate(texts)]
+        documents = {f"synthetic-{d}": {"path": f"synthetic-{d}", "sha256": "", "chunks": min(10, n - 10 * d),
+                                        "pages": 1} for d in range((n + 9) // 10)}
+        store = Store(work / f"scale-{n}")
+        product = "hnsw" if n >= HNSW_THRESHOLD else "flat"
         t0 = time.perf_counter()
-        indexes["hnsw"] = make_faiss_index(vectors, threshold=0)
-        row = {"rows": n, "product_index": "hnsw" if n >= HNSW_THRESHOLD else "flat",
-               "hnsw_build_s": round(time.perf_counter() - t0, 2)}
-        del vectors
+        with store.lock():
+            state = store.write(chunks, vectors, {"embedder": embedder.name, "dim": embedder.dim,
+                                                  "documents": documents})
+        row = {"rows": n, "product_index": product, "write_s": round(time.perf_counter() - t0, 2)}
+        t0 = time.perf_counter()
+        other = make_faiss_index(vectors, threshold=0 if product == "flat" else n + 1)
+        indexes = {product: state.segments[0].index, "flat" if product == "hnsw" else "hnsw": other}
+        row["hnsw_build_s"] = row["write_s"] if product == "hnsw" else round(time.perf_counter() - t0, 2)
         probes = np.vstack([query_vectors, grow_vectors(base_vectors, 200, rng)])
         _, truth = indexes["flat"].search(probes, 5)
         _, found = indexes["hnsw"].search(probes, 5)
         row["hnsw_recall_at_5"] = round(float(np.mean([len(set(a) & set(b)) / 5
                                                        for a, b in zip(found, truth, strict=True)])), 4)
-        texts = [base_texts[i % len(base_texts)] for i in range(n)]
-        chunks = tuple(Chunk(f"synthetic-{i}", f"synthetic-{i // 10}", text, 0, len(text))
-                       for i, text in enumerate(texts))
-        t0 = time.perf_counter()
-        retriever = Retriever(IndexState(chunks, indexes["flat"], {}), embedder)
-        row["bm25_build_s"] = round(time.perf_counter() - t0, 2)
+        del vectors, texts, chunks
+        row.update(_scale_child("load", store.directory))
+        retriever = Retriever(LocalIndex(state), embedder)
         for kind, index in indexes.items():
             # The top 50, as the retriever asks of FAISS before fusing.
             ms = _latencies(lambda q, i=index: i.search(q[None, :], 50), query_vectors, sizes.queries)
             row[f"faiss_{kind}_p95_ms"] = _percentile(ms, 95)
-            # The same BM25 over the other FAISS index: building BM25 is the slow part.
-            retriever.state = IndexState(chunks, index, {})
+            state.segments[0].cache["index"] = index  # the same chunks and BM25 over the other index kind
             retriever.search(queries[0], 5)
             ms = _latencies(lambda q, r=retriever: r.search(q, 5), queries, sizes.queries)
             row[f"{kind}_p50_ms"], row[f"{kind}_p95_ms"] = _percentile(ms, 50), _percentile(ms, 95)
-        del indexes, retriever, chunks, texts
+        del indexes, retriever, state, other
+        row.update(_scale_child("update", store.directory))
+        shutil.rmtree(store.directory)
         rows.append(row)
         print(f"[bench] {n:,} rows: hybrid p95 {row['flat_p95_ms']} ms exact, {row['hnsw_p95_ms']} ms HNSW "
-              f"(recall@5 {row['hnsw_recall_at_5']})", file=sys.stderr, flush=True)
+              f"(recall@5 {row['hnsw_recall_at_5']}); load {row['load_s']} s, one-file update "
+              f"{row['update_s']} s", file=sys.stderr, flush=True)
 
     at = max((r for r in rows if r["rows"] <= 100_000), key=lambda r: r["rows"], default=rows[0])
     kind = at["product_index"]
@@ -275,7 +289,54 @@ def bench_retrieval(base, embedder, sizes: Sizes) -> tuple[dict, dict]:
         f"retrieval p95, hybrid k=5, {at['rows']:,} rows", at[f"{kind}_p95_ms"], "ms", "<=", 50.0,
         f"p50 {at[f'{kind}_p50_ms']} ms; {sizes.queries} queries, query embedding included, on the "
         f"{kind} index the product uses at this size; all sizes below", rows=at["rows"])
-    return figure, summary
+    load = _figure(
+        f"index load, {at['rows']:,} rows", at["load_s"], "s", "<=", 1.0,
+        f"a new process: Store.load (checksums, FAISS, postings) and the first hybrid candidate search; "
+        f"peak memory {at['load_peak_mb']} MB; all sizes below", rows=at["rows"])
+    big = rows[-1]
+    update = _figure(
+        f"one-file update, {big['rows']:,} rows", big["update_s"], "s", "<=", 1.0,
+        f"a new process: read the manifest and commit one document's 10 new chunks (scan and embedding "
+        f"excluded); peak memory {big['update_peak_mb']} MB; all sizes below", rows=big["rows"])
+    return figure, load, update, summary
+
+
+SCALE_CHILD = """
+import json, re, sys, time
+from pathlib import Path
+import numpy as np
+import faiss  # imported before the clock starts, as a running app has it
+from rag.records import Chunk
+from rag.retrieve import LocalIndex
+from rag.store import Store
+what, directory = sys.argv[1], Path(sys.argv[2])
+store = Store(directory)
+t0 = time.perf_counter()
+if what == "load":
+    index = LocalIndex(store.load())
+    index.candidates("How do I encode bytes with Base64?", index.state.vector(0), 50)
+else:
+    with store.lock():
+        _, manifest = store.read_manifest()
+        texts = [f"Edited part {k}: the synthetic document now says something new." for k in range(10)]
+        chunks = [Chunk(f"synthetic-0#{k}", "synthetic-0", t, 0, len(t)) for k, t in enumerate(texts)]
+        vectors = np.eye(10, manifest["dim"], dtype=np.float32)
+        documents = {**manifest["documents"], "synthetic-0": {"path": "synthetic-0", "sha256": "edited",
+                                                              "chunks": 10, "pages": 1}}
+        store.write(chunks, vectors, {**manifest, "documents": documents})
+seconds = time.perf_counter() - t0
+peak = int(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024 / 1e6
+print(json.dumps({f"{what}_s": round(seconds, 3), f"{what}_peak_mb": round(peak, 1)}))
+"""
+
+
+def _scale_child(what: str, directory: Path) -> dict:
+    """Load the index at `directory`, or commit a one-file update to it, in a new process; time and peak."""
+    done = subprocess.run([sys.executable, "-c", SCALE_CHILD, what, str(directory)], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=1800, cwd=PROJECT_ROOT)
+    if done.returncode:
+        raise RagError(f"the {what} child failed: {done.stderr[-800:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def grow_vectors(base, n: int, rng):

@@ -9,7 +9,7 @@ import pytest
 from rag.cli import main
 
 FIGURES = {"indexing_throughput", "reindex_unchanged", "retrieval_latency", "time_to_first_token",
-           "decode_speed", "cold_ask", "peak_rss"}
+           "decode_speed", "cold_ask", "peak_rss", "index_load", "one_file_update"}
 
 
 @pytest.mark.integration
