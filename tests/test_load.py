@@ -1,4 +1,5 @@
-"""Load: the real app on loopback answers many concurrent /ask calls, correctly and in bounded memory."""
+"""Load: the real app on loopback answers many concurrent /ask calls, correctly and in bounded memory,
+with the in-process model and with the same GGUF behind llama_cpp.server. Figures are printed, not asserted."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 from conftest import running_app
+from test_remote_generator import KEY, llama_server
 
+from rag.config import Settings
 from rag.pipeline import ABSTAIN
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -20,6 +23,7 @@ REQUEST_TIMEOUT_S = 600
 MAX_RSS_GROWTH_MB = 300
 BLETCHLEY = "How many nations signed the Bletchley Declaration?"
 GDP = "What is the GDP of Brazil?"
+FIGURES: dict[str, dict] = {}
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +31,30 @@ def server(tmp_path_factory, real_embedder, real_generator):
     """The app served on a free loopback port over a copy of the corpus, like `python app.py`."""
     with running_app(tmp_path_factory.mktemp("load"), real_embedder, real_generator) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def remote_server(tmp_path_factory, real_embedder, real_generator):
+    """The same app generating through llama_cpp.server, which serves the in-process model's GGUF."""
+    root = tmp_path_factory.mktemp("load-remote")
+    with llama_server(real_generator.path, root / "llama-server.log", n_ctx=real_generator.n_ctx) as llm_url, \
+            pytest.MonkeyPatch.context() as env:
+        env.setenv("RAG_LLM_URL", llm_url)
+        env.setenv("RAG_LLM_API_KEY", KEY)
+        env.setenv("RAG_LLM_N_CTX", str(real_generator.n_ctx))
+        env.setenv("RAG_LLM_TOKENIZER", str(real_generator.path))
+        with running_app(root, real_embedder, None) as url:
+            yield url
+
+
+@pytest.fixture
+def say(capsys):
+    """Print a line past pytest's output capture, so the figures show in every run."""
+    def write(line: str) -> None:
+        with capsys.disabled():
+            print(line, flush=True)
+
+    return write
 
 
 def client(url: str):
@@ -44,11 +72,12 @@ def check(question: str, result: dict) -> None:
         assert result["abstained"] and result["answer"] == ABSTAIN and result["citations"] == []
 
 
-def test_24_concurrent_asks_all_get_correct_answers_in_bounded_memory(server):
+def measure_load(url: str) -> dict:
+    """Fire 24 concurrent /ask calls (half answerable, half not) at once; check every answer."""
     process = psutil.Process()
-    check(BLETCHLEY, client(server).predict(BLETCHLEY, api_name="/ask"))  # loads and warms the models
+    check(BLETCHLEY, client(url).predict(BLETCHLEY, api_name="/ask"))  # loads and warms the models
     started = time.perf_counter()
-    check(BLETCHLEY, client(server).predict(BLETCHLEY, api_name="/ask"))
+    check(BLETCHLEY, client(url).predict(BLETCHLEY, api_name="/ask"))
     single = time.perf_counter() - started
     baseline = process.memory_info().rss
     peak = [baseline]
@@ -59,7 +88,7 @@ def test_24_concurrent_asks_all_get_correct_answers_in_bounded_memory(server):
             peak[0] = max(peak[0], process.memory_info().rss)
 
     questions = [BLETCHLEY if i % 2 == 0 else GDP for i in range(CLIENTS)]
-    clients = [client(server) for _ in questions]
+    clients = [client(url) for _ in questions]
     go = threading.Barrier(CLIENTS + 1)
 
     def ask(c, question: str) -> tuple[float, dict]:
@@ -84,13 +113,33 @@ def test_24_concurrent_asks_all_get_correct_answers_in_bounded_memory(server):
     for question, (_, result) in zip(questions, outcomes, strict=True):
         check(question, result)
     latencies = sorted(seconds for seconds, _ in outcomes)
-    p50, p95 = latencies[len(latencies) // 2], latencies[math.ceil(0.95 * len(latencies)) - 1]
-    growth_mb = (peak[0] - baseline) / 2**20
-    print(f"\nload: {CLIENTS} concurrent /ask ({CLIENTS // 2} Bletchley, {CLIENTS // 2} GDP of Brazil), "
-          f"{len(outcomes)}/{CLIENTS} correct in {wall:.1f} s = {CLIENTS / wall * 60:.1f} answers/min; "
-          f"latency p50 {p50:.1f} s, p95 {p95:.1f} s, max {latencies[-1]:.1f} s "
-          f"(one warm answer alone: {single:.1f} s); RSS {baseline / 2**20:.0f} MB, "
-          f"peak growth {growth_mb:.0f} MB")
-    assert growth_mb < MAX_RSS_GROWTH_MB
     # The server is still healthy afterwards.
-    check(GDP, client(server).predict(GDP, api_name="/ask"))
+    check(GDP, client(url).predict(GDP, api_name="/ask"))
+    return {"wall": wall, "per_min": CLIENTS / wall * 60, "p50": latencies[len(latencies) // 2],
+            "p95": latencies[math.ceil(0.95 * len(latencies)) - 1], "max": latencies[-1], "single": single,
+            "rss_mb": baseline / 2**20, "growth_mb": (peak[0] - baseline) / 2**20}
+
+
+def describe(label: str, f: dict) -> str:
+    return (f"load ({label}): {CLIENTS} concurrent /ask ({CLIENTS // 2} Bletchley, {CLIENTS // 2} GDP of "
+            f"Brazil), all correct in {f['wall']:.1f} s = {f['per_min']:.1f} answers/min; latency p50 "
+            f"{f['p50']:.1f} s, p95 {f['p95']:.1f} s, max {f['max']:.1f} s (one warm answer alone: "
+            f"{f['single']:.1f} s); UI process RSS {f['rss_mb']:.0f} MB, peak growth {f['growth_mb']:.0f} MB")
+
+
+def test_24_concurrent_asks_all_get_correct_answers_in_bounded_memory(server, say, real_generator):
+    figures = FIGURES["in-process model"] = measure_load(server)
+    say(f"\n{describe(f'in-process {real_generator.name}, one answer at a time', figures)}")
+    assert figures["growth_mb"] < MAX_RSS_GROWTH_MB
+
+
+def test_24_concurrent_asks_through_llama_cpp_server_all_get_correct_answers(remote_server, say):
+    """The UI sends up to llm_concurrency questions at once; llama_cpp.server runs one at a time
+    (one model behind one lock: it has no parallel slots) and queues the rest."""
+    figures = FIGURES["llama_cpp.server"] = measure_load(remote_server)
+    say("\n" + describe(f"through llama_cpp.server, UI concurrency {Settings().llm_concurrency}", figures))
+    local = FIGURES.get("in-process model")
+    if local:
+        say(f"load: llama_cpp.server / in-process: throughput x{figures['per_min'] / local['per_min']:.2f}, "
+            f"p95 x{figures['p95'] / local['p95']:.2f} (same run, same GGUF, same 2 cores)")
+    assert figures["growth_mb"] < MAX_RSS_GROWTH_MB
