@@ -56,6 +56,8 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
     """
     began = time.perf_counter()
     with store.lock(lock_timeout):
+        if not rebuild:
+            store.upgrade()
         previous = None if rebuild else _previous_manifest(store, embedder, chunker)
         old_docs = previous["documents"] if previous else {}
         excluded = set(exclude) | set(previous.get("excluded", []) if previous else [])

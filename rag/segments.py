@@ -50,7 +50,7 @@ class Segment:
     def index(self):
         """The FAISS index, read on first use."""
         if "index" not in self.cache:
-            self.cache["index"] = _read_faiss(self.path / "index.faiss")
+            self.cache["index"] = read_faiss(self.path / "index.faiss")
         return self.cache["index"]
 
 
@@ -174,7 +174,7 @@ def index_kind(index) -> str:
     return "hnsw" if type(index).__name__.startswith("IndexHNSW") else "flat"
 
 
-def _read_faiss(path: Path):
+def read_faiss(path: Path):
     import faiss
 
     return faiss.read_index(str(path))

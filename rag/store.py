@@ -29,7 +29,7 @@ import numpy as np
 from .errors import IndexBusy, IndexMismatch, IndexMissing, IndexUnwritable
 from .lexical import Postings, count_terms, document_frequencies
 from .records import Chunk
-from .segments import HNSW_THRESHOLD, ChunkFile, IndexState, Segment, index_kind, make_faiss_index
+from .segments import HNSW_THRESHOLD, ChunkFile, IndexState, Segment, index_kind, make_faiss_index, read_faiss
 
 FORMAT_VERSION = 2
 MAX_SEGMENTS = 8
@@ -71,6 +71,8 @@ class Store:
             manifest = json.loads(manifest_bytes)
         except ValueError as exc:
             raise IndexMismatch(f"{gen}/manifest.json cannot be read ({exc}); {REBUILD_HINT}") from None
+        if manifest.get("format") == 1:
+            raise IndexMismatch(f"the index in {self.directory}/ is of format 1; `rag index` upgrades it")
         if manifest.get("format") != FORMAT_VERSION:
             raise IndexMismatch(f"index format {manifest.get('format')} is not {FORMAT_VERSION}; {REBUILD_HINT}")
         self._read = (text, gen, manifest)
@@ -189,6 +191,32 @@ class Store:
         # Anything else is a half-written generation or segment left by a crash, or no longer used.
         self._remove_unused({*keep, gen.name, *(e["name"] for e in segments)})
         return self._open(gen, manifest)
+
+    def upgrade(self) -> bool:
+        """Rewrite an index of format 1 (one FAISS file for all rows) as a segment, keeping its vectors.
+
+        Call with the lock held. Returns whether there was one to upgrade.
+        """
+        try:
+            gen_name, manifest_sha = (self.directory / "CURRENT").read_text(encoding="utf-8").split()
+            manifest_bytes = (self.directory / gen_name / "manifest.json").read_bytes()
+            manifest = json.loads(manifest_bytes)
+        except (OSError, ValueError):
+            return False  # nothing to upgrade, or damage that read_manifest reports
+        if manifest.get("format") != 1 or _sha256(manifest_bytes) != manifest_sha:
+            return False
+        gen = self.directory / gen_name
+        for name, digest in manifest["files"].items():
+            if _file_sha256(gen / name) != digest:
+                raise IndexMismatch(f"{gen}/{name} is corrupted (checksum differs); {REBUILD_HINT}")
+        index = read_faiss(gen / "index.faiss")
+        chunks = [Chunk(**json.loads(line)) for line in
+                  (gen / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line]
+        vectors = index.reconstruct_n(0, index.ntotal) if index.ntotal else \
+            np.zeros((0, manifest["dim"]), dtype=np.float32)
+        kept = {k: v for k, v in manifest.items() if k not in ("format", "count", "index_type", "created", "files")}
+        self.write(chunks, vectors, kept, replace=True)
+        return True
 
     def _manifest_under_lock(self) -> tuple[Path, dict]:
         """The manifest this writer read last if it is still committed (nobody else writes), else read it."""

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import CORPUS, ROOT, FakeEmbedder
 
+import rag.errors
 import rag.indexer
 import rag.lexical
 from rag.indexer import update_index
@@ -208,3 +209,36 @@ def test_a_same_size_edit_of_an_old_file_is_seen(tmp_path, big_corpus):
     path.write_text(text.replace("day 2 ", "day 8 "))
     assert len(path.read_text()) == len(text)
     assert build(store, big_corpus).updated == ("note-02.txt",)
+
+
+def test_an_index_of_format_1_is_upgraded_by_rag_index_without_embedding_again(tmp_path, corpus_copy):
+    import faiss
+
+    from rag.store import _file_sha256, _sha256
+
+    # The layout before segments: one generation with one FAISS file and every chunk.
+    reference = build(Store(tmp_path / "reference"), corpus_copy).state
+    gen = tmp_path / "old" / "gen-000001"
+    gen.mkdir(parents=True)
+    index = faiss.IndexFlatIP(FakeEmbedder.dim)
+    index.add(reference.vectors())
+    faiss.write_index(index, str(gen / "index.faiss"))
+    (gen / "chunks.jsonl").write_text("".join(json.dumps(c.to_dict()) + "\n" for c in reference.chunks))
+    documents = {d: {k: v for k, v in info.items() if k in ("path", "sha256", "chunks", "pages")}
+                 for d, info in reference.documents.items()}
+    manifest = {"embedder": FakeEmbedder.name, "dim": FakeEmbedder.dim, "chunker": CHUNKER, "roots": [],
+                "excluded": [], "documents": documents, "format": 1, "count": reference.count,
+                "index_type": "flat", "files": {n: _file_sha256(gen / n) for n in ("index.faiss", "chunks.jsonl")}}
+    (gen / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "old" / "CURRENT").write_text(f"gen-000001 {_sha256((gen / 'manifest.json').read_bytes())}\n")
+    store = Store(tmp_path / "old")
+    with pytest.raises(rag.errors.IndexMismatch, match="format 1; `rag index` upgrades it"):
+        store.load()
+    embedder = FakeEmbedder()
+    report = update_index(store, [corpus_copy], embedder, CHUNKER)
+    assert (report.embedded, embedder.embedded, report.unchanged) == (0, 0, 2)
+    state = store.load()
+    assert [c.id for c in state.chunks] == [c.id for c in reference.chunks]
+    assert np.array_equal(state.vectors(), reference.vectors())
+    assert [h.chunk.id for h in Retriever(LocalIndex(state), FakeEmbedder()).search("Bletchley Declaration")] == \
+        [h.chunk.id for h in Retriever(LocalIndex(reference), FakeEmbedder()).search("Bletchley Declaration")]
