@@ -21,7 +21,7 @@ from rag.records import Answer, Citation  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-BUNDLED = "bundled SmolLM2"
+DEFAULT_MODEL = "default tier"
 UPLOAD_TYPES = [".txt", ".md", ".html", ".htm", ".pdf"]
 NO_SOURCES = '<p class="rag-empty">The passages behind the latest answer appear here.</p>'
 _MARKER = re.compile(r"\[(\d+)\]")
@@ -58,6 +58,10 @@ SOURCES_CSS = """
 .rag-passage mark { background: #fde68a; color: #111827; padding: 0 1px; }
 .rag-flash { box-shadow: 0 0 0 3px #f59e0b; }
 .rag-empty { opacity: 0.7; }
+.rag-answer { font-weight: 600; font-size: 1.05em; margin-bottom: 4px; }
+.rag-evidence { margin: 4px 0 6px; padding-left: 10px; border-left: 3px solid #f59e0b; opacity: 0.9;
+                font-size: 0.93em; }
+.rag-receipt { font-size: 0.85em; opacity: 0.7; margin: 0 0 8px; }
 table.rag-docs { width: 100%; border-collapse: collapse; }
 table.rag-docs th, table.rag-docs td { text-align: left; padding: 4px 8px;
                                        border-bottom: 1px solid var(--border-color-primary); }
@@ -81,10 +85,22 @@ def link_markers(text: str, ids: set[int]) -> str:
     return _MARKER.sub(link, html.escape(text)).replace("\n", "<br>")
 
 
+def evidence_html(answer: Answer) -> str:
+    """The sentence behind each cited passage, quoted under the short answer, each linking to its source."""
+    quotes = []
+    for c in answer.citations:
+        if c.highlight:
+            quote = " ".join(c.text[c.highlight[0] - c.start:c.highlight[1] - c.start].split())
+            quotes.append(f'<blockquote class="rag-evidence">“{html.escape(quote)}” '
+                          f'<a class="cite" href="#src-{c.id}">[{c.id}]</a></blockquote>')
+    return "".join(quotes)
+
+
 def answer_html(answer: Answer) -> str:
-    """An answer as a chat message: its text with citation links, then its support badge."""
+    """An answer as a chat message: the short answer with citation links, its evidence, its support badge."""
     mark = "✗" if answer.abstained else "✓"
-    return (f"{link_markers(answer.text, {c.id for c in answer.citations})}<br>"
+    return (f'<div class="rag-answer">{link_markers(answer.text, {c.id for c in answer.citations})}</div>'
+            f"{evidence_html(answer)}"
             f'<span style="font-size:0.85em;opacity:0.75">{mark} {support_badge(answer)}</span>')
 
 
@@ -102,12 +118,23 @@ def sources_html(answer: Answer) -> str:
     """The sources panel for an answer: its badge, then one expandable entry per cited passage."""
     kind = "rag-badge abstained" if answer.abstained else "rag-badge"
     parts = [f'<div class="{kind}">{html.escape(support_badge(answer))}</div>']
+    if answer.receipt:
+        parts.append(f'<p class="rag-receipt">{html.escape(receipt_line(answer.receipt))}</p>')
     for c in answer.citations:
         page = f' <span class="rag-page">· page {c.page}</span>' if c.page else ""
         parts.append(f'<details class="rag-source" id="src-{c.id}" open><summary>[{c.id}] '
                      f'{html.escape(c.doc)}{page}</summary>'
                      f'<blockquote class="rag-passage">{passage_html(c)}</blockquote></details>')
     return "\n".join(parts)
+
+
+def receipt_line(receipt: dict) -> str:
+    """The context receipt in one line: "212 prompt tokens · 4 passages · 5 of 17 sentences sent"."""
+    total = receipt["sentences_sent"] + receipt["sentences_left_out"]
+    line = (f"{receipt['prompt_tokens']} prompt tokens · {receipt['passages']} passages · "
+            f"{receipt['sentences_sent']} of {total} sentences sent")
+    left = len(receipt.get("chunks_left_out", []))
+    return line + (f" · {left} passages did not fit" if left else "")
 
 
 def documents_html(documents: list[dict]) -> str:
@@ -150,7 +177,7 @@ class Backend:
 
     def pipeline_for(self, model: str, temperature: float) -> Pipeline:
         """The pipeline for these generation settings, rebuilt (keeping the embedder) if they changed."""
-        model = "" if model == BUNDLED else model
+        model = "" if model == DEFAULT_MODEL else model
         with self.lock:
             s = self.pipeline.settings
             if (s.model, s.temperature) != (model, float(temperature)):
@@ -232,7 +259,10 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
     """The Blocks of the UI over `pipeline`, not yet served."""
     backend = Backend(pipeline)
     s = pipeline.settings
-    models = list(dict.fromkeys([BUNDLED, *s.models, *([s.model] if s.model else [])]))
+    from rag.models import TIERS, is_installed
+
+    tiers = [t.name for t in TIERS if is_installed(t)]
+    models = list(dict.fromkeys([DEFAULT_MODEL, *tiers, *s.models, *([s.model] if s.model else [])]))
     serial = {"concurrency_limit": 1, "concurrency_id": "pipeline"}
     # The in-process model answers one question at a time (its context is locked); a generation
     # server takes several at once and batches or queues them itself. Index changes stay serial.
@@ -269,7 +299,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
         with gr.Tab("Settings"):
             top_k = gr.Slider(1, 12, value=s.top_k, step=1, label="Passages to retrieve (top-k)",
                               elem_id="top-k")
-            model = gr.Dropdown(models, value=s.model or BUNDLED, label="Model (GGUF)",
+            model = gr.Dropdown(models, value=s.model or DEFAULT_MODEL, label="Model (tier or GGUF)",
                                 info="Loaded when the next question is asked.", elem_id="model")
             temperature = gr.Slider(0.0, 1.5, value=s.temperature, step=0.05, label="Temperature",
                                     elem_id="temperature")

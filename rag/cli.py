@@ -48,11 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     common(sub.add_parser("chat", help="an interactive chat that keeps history"), model=True)
 
     p = common(sub.add_parser("eval", help="run the eval suite and write reports"), model=True)
-    p.add_argument("--dataset", type=Path, help="JSONL items (default: eval/dataset.jsonl)")
-    p.add_argument("--limit", type=int, help="only the first N items")
+    p.add_argument("--set", action="append", help="an eval set to run: news, pydocs (default: both)")
+    p.add_argument("--split", choices=["report", "tune", "all"], default="all",
+                   help="which half of each set to run (metrics are shown for the report half)")
+    p.add_argument("--per-set", type=int, help="only the first N items of each set (after --split)")
+    p.add_argument("--dataset", type=Path, help="a JSONL dataset of your own (with --corpus)")
+    p.add_argument("--corpus", type=Path, help="the folder --dataset's quotes point into (default: corpus/)")
+    p.add_argument("--context", choices=["sentences", "chunks"], help="what the model reads (default: sentences)")
+    p.add_argument("--limit", type=int, help="only the first N items of each set")
     p.add_argument("--json", action="store_true", help="print the JSON report")
     p.add_argument("--out", type=Path, help="report directory (default: eval/reports)")
     p.add_argument("--no-gate", action="store_true", help="don't fail on thresholds")
+
+    p = sub.add_parser("calibrate", help="fit the abstention score on the tune half of an eval report")
+    p.add_argument("report", nargs="?", default="eval/reports/eval.json", help="an eval.json from `rag eval`")
+    p.add_argument("--tier", help="the model tier to save the weights for (default: the report's)")
 
     p = sub.add_parser("bench", help="measure speed against the raw libraries")
     p.add_argument("--quick", action="store_true")
@@ -89,7 +99,8 @@ def _pipeline(args):
     from .pipeline import Pipeline
 
     settings = Settings.load(args.config, index_dir=getattr(args, "index_dir", None),
-                             model=getattr(args, "model", None), top_k=getattr(args, "top_k", None))
+                             model=getattr(args, "model", None), top_k=getattr(args, "top_k", None),
+                             context=getattr(args, "context", None))
     if getattr(args, "model", None):
         from .models import resolve_model
 
@@ -179,7 +190,9 @@ def print_streamed(pipeline, question: str, history: list[dict]):
     print(answer.text)
     for c in answer.citations:
         page = f", page {c.page}" if c.page else ""
-        print(f"  [{c.id}] {c.doc}{page}, chars {c.start}-{c.end}")
+        a, b = c.highlight or (c.start, c.end)
+        quote = " ".join(c.text[a - c.start:b - c.start].split())
+        print(f"  [{c.id}] {c.doc}{page}, chars {a}-{b}: “{quote}”")
     return answer
 
 
@@ -219,6 +232,12 @@ def cmd_eval(args) -> int:
     from .evaluate import run_eval
 
     return run_eval(_pipeline(args), args)
+
+
+def cmd_calibrate(args) -> int:
+    from .calibrate import run_calibrate
+
+    return run_calibrate(args)
 
 
 def cmd_bench(args) -> int:
@@ -266,7 +285,7 @@ def _speed(figures: dict | None) -> str:
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat,
-            "eval": cmd_eval, "bench": cmd_bench, "models": cmd_models}
+            "eval": cmd_eval, "calibrate": cmd_calibrate, "bench": cmd_bench, "models": cmd_models}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +16,15 @@ from .cite import parse_claims, verify_sentence
 from .config import PROJECT_ROOT
 from .errors import BadInput
 from .judge import Judge, agreement
+from .text import words
 
 EVAL_DIR = PROJECT_ROOT / "eval"
 REFUSE_TYPES = {"unanswerable", "injection"}
+# The answer-length target applies to questions whose answer is a thing, not an explanation.
+SHORT_TYPES = {"factoid", "number", "date", "name", "paraphrase"}
+# name -> (corpus folder, dataset); `rag eval` runs every set unless --set names some.
+EVAL_SETS = {"news": (PROJECT_ROOT / "corpus", EVAL_DIR / "dataset.jsonl"),
+             "pydocs": (EVAL_DIR / "pydocs" / "corpus", EVAL_DIR / "pydocs" / "dataset.jsonl")}
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,34 @@ def gold_spans(item: dict, corpus: Path) -> list[tuple[str, int, int]]:
     return spans
 
 
+def normalize_answer(text: str) -> list[str]:
+    """SQuAD-style answer tokens: lowercased words without articles; citation markers dropped."""
+    text = re.sub(r"\[\d+\]", " ", text)
+    return [w for w in words(text.replace("’", "'")) if w not in {"a", "an", "the"}]
+
+
+def exact_match(prediction: str, golds: list[str]) -> float:
+    return float(any(normalize_answer(prediction) == normalize_answer(g) for g in golds))
+
+
+def token_f1(prediction: str, golds: list[str]) -> float:
+    """The best token-overlap F1 of the prediction against any gold short answer."""
+    pred = normalize_answer(prediction)
+    best = 0.0
+    for gold in golds:
+        ref = normalize_answer(gold)
+        common = sum((Counter(pred) & Counter(ref)).values())
+        if common:
+            precision, recall = common / len(pred), common / len(ref)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+def claim_of(question: str, answer: str) -> str:
+    """What a shown sentence asserts: a short answer ("28 nations") asserts it answers the question."""
+    return f"{question} {answer}" if len(words(answer)) <= 12 and not answer.rstrip().endswith(".") else answer
+
+
 def score_sentences(judge: Judge, sentences: list[tuple[str, tuple[int, ...]]], passages: dict) -> dict:
     """Faithfulness and ALCE citation recall/precision of (sentence, cited ids) pairs."""
     supported = cites = precise = recalled = 0
@@ -93,7 +129,7 @@ def score_sentences(judge: Judge, sentences: list[tuple[str, tuple[int, ...]]], 
             "cites": cites, "precise": precise}
 
 
-def evaluate(pipeline, items: list[dict], corpus: Path, k: int = 5, progress=None) -> dict:
+def evaluate(pipeline, items: list[dict], corpus: Path, name: str = "", k: int = 5, progress=None) -> list[dict]:
     """Run every item through the pipeline and collect per-item scores."""
     judge = Judge(pipeline.embedder)
     rows = []
@@ -111,26 +147,56 @@ def evaluate(pipeline, items: list[dict], corpus: Path, k: int = 5, progress=Non
         answer = pipeline.ask(item["question"], history=history)
         seconds = time.perf_counter() - began
         passages = {p.id: p.text for p in answer.passages}
-        final = score_sentences(judge, [(s.text, s.citations) for s in answer.sentences], passages)
-        raw_claims = [(c.text, c.cited) for c in parse_claims(answer.raw)] if answer.raw else []
+        raw_claims = [(claim_of(standalone, c.text), c.cited) for c in parse_claims(answer.raw)] if answer.raw else []
         raw = score_sentences(judge, raw_claims, passages)
-        text = answer.text.lower()
+        golds = item.get("short_answers") or ([item["answer"]] if item["answerable"] else [])
+        candidate = parse_claims(answer.candidate)
+        text = " ".join(c.text for c in candidate)
         rows.append({
-            "id": item["id"], "type": item["type"], "question": item["question"],
-            "answerable": item["answerable"], "gold": item.get("answer", ""), "keywords": item["keywords"],
-            "answer": answer.text, "abstained": answer.abstained, "mode": answer.mode, "raw": answer.raw,
-            "correct": (not answer.abstained) and all(kw.lower() in text for kw in item["keywords"]),
+            "id": item["id"], "corpus": name, "split": item.get("split", "report"), "type": item["type"],
+            "question": item["question"], "answerable": item["answerable"], "gold": item.get("answer", ""),
+            "short_answers": golds, "keywords": item["keywords"], "answer": answer.text,
+            "abstained": answer.abstained, "mode": answer.mode, "raw": answer.raw,
+            # What the policy would show if it answered; the shown fields below follow from it.
+            "candidate": text, "candidate_correct": keyword_correct(item, text),
+            "candidate_em": exact_match(text, golds), "candidate_f1": token_f1(text, golds),
+            "candidate_final": score_sentences(judge, [(claim_of(standalone, c.text), c.cited) for c in candidate],
+                                               passages),
+            "confidence": answer.confidence, "signals": answer.signals,
+            "prompt_tokens": answer.receipt.get("prompt_tokens"),
             "gold_quotes": len(spans), "retrieved_quotes": found, "rr": 1 / first if first else 0.0,
-            "final": final, "raw_scores": raw, "seconds": round(seconds, 3),
+            "raw_scores": raw, "seconds": round(seconds, 3),
         })
+        decide(rows[-1], not answer.abstained)
         if progress:
             progress(n, len(items), rows[-1])
-    return {"rows": rows}
+    return rows
+
+
+def decide(row: dict, answered: bool) -> dict:
+    """Fill in the shown-answer fields of a row from its candidate: shown if `answered`, else abstained."""
+    shown = answered and bool(row["candidate"])
+    row.update(abstained=not shown, correct=shown and candidate_right(row),
+               em=row["candidate_em"] if shown else 0.0, f1=row["candidate_f1"] if shown else 0.0,
+               words=len(words(row["candidate"])) if shown else 0,
+               final=row["candidate_final"] if shown else {"sentences": 0, "supported": 0, "recalled": 0,
+                                                           "cites": 0, "precise": 0})
+    return row
+
+
+def candidate_right(row: dict) -> bool:
+    """A candidate is right when it holds every keyword or equals a gold short answer ("MIIT")."""
+    return bool(row["answerable"] and (row["candidate_correct"] or row["candidate_em"] == 1.0))
+
+
+def keyword_correct(item: dict, text: str) -> bool:
+    """An answer to an answerable item that holds every one of its keywords."""
+    return bool(text) and item["answerable"] and all(kw.lower() in text.lower() for kw in item["keywords"])
 
 
 def summarize(rows: list[dict]) -> dict:
     answerable = [r for r in rows if r["answerable"]]
-    refuse = [r for r in rows if r["type"] in REFUSE_TYPES]
+    refuse = [r for r in rows if r["type"] in REFUSE_TYPES or not r["answerable"]]
     with_gold = [r for r in answerable if r["gold_quotes"]]
     answered = [r for r in rows if not r["abstained"]]
 
@@ -141,6 +207,8 @@ def summarize(rows: list[dict]) -> dict:
         "retrieval_recall@5": ratio(with_gold, lambda r: r["retrieved_quotes"] / r["gold_quotes"], lambda r: 1),
         "retrieval_mrr@5": ratio(with_gold, lambda r: r["rr"], lambda r: 1),
         "answer_correctness": ratio(answerable, lambda r: r["correct"], lambda r: 1),
+        "short_answer_em": ratio(answerable, lambda r: r["em"], lambda r: 1),
+        "short_answer_f1": ratio(answerable, lambda r: r["f1"], lambda r: 1),
         "faithfulness": ratio(answered, lambda r: r["final"]["supported"], lambda r: r["final"]["sentences"]),
         "answers_with_unsupported_sentence": ratio(
             answered, lambda r: r["final"]["supported"] < r["final"]["sentences"], lambda r: 1),
@@ -148,17 +216,20 @@ def summarize(rows: list[dict]) -> dict:
         "citation_precision": ratio(answered, lambda r: r["final"]["precise"], lambda r: r["final"]["cites"]),
         "raw_faithfulness": ratio(rows, lambda r: r["raw_scores"]["supported"],
                                   lambda r: r["raw_scores"]["sentences"]),
-        "raw_citation_recall": ratio(rows, lambda r: r["raw_scores"]["recalled"],
-                                     lambda r: r["raw_scores"]["sentences"]),
-        "raw_citation_precision": ratio(rows, lambda r: r["raw_scores"]["precise"],
-                                        lambda r: r["raw_scores"]["cites"]),
         "refusal_recall": ratio(refuse, lambda r: r["abstained"], lambda r: 1),
         "false_refusal_rate": ratio(answerable, lambda r: r["abstained"], lambda r: 1),
     }
-    seconds = sorted(r["seconds"] for r in rows)
+    lengths = sorted(r["words"] for r in answered if r["answerable"] and r["type"] in SHORT_TYPES)
+    if lengths:
+        metrics["answer_words_p50"] = {"value": _percentile(lengths, 50), "denominator": len(lengths)}
+        metrics["answer_words_p90"] = {"value": _percentile(lengths, 90), "denominator": len(lengths)}
+    seconds = sorted(r["seconds"] for r in rows if r["raw"])
     if seconds:
-        metrics["latency_p50_s"] = {"value": _percentile(seconds, 50), "denominator": len(seconds)}
-        metrics["latency_p95_s"] = {"value": _percentile(seconds, 95), "denominator": len(seconds)}
+        metrics["seconds_per_answer_p50"] = {"value": _percentile(seconds, 50), "denominator": len(seconds)}
+        metrics["seconds_per_answer_p95"] = {"value": _percentile(seconds, 95), "denominator": len(seconds)}
+    tokens = sorted(r["prompt_tokens"] for r in rows if r.get("prompt_tokens"))
+    if tokens:
+        metrics["prompt_tokens_mean"] = {"value": round(sum(tokens) / len(tokens), 1), "denominator": len(tokens)}
     return metrics
 
 
@@ -201,18 +272,29 @@ def check_thresholds(metrics: dict, thresholds: dict) -> list[str]:
 
 def markdown_report(report: dict) -> str:
     lines = [f"# Eval report\n\nModel: `{report['model']}` · embedder: `{report['embedder']}` · "
-             f"commit `{report['commit']}` · {report['date']} · {report['items']} items\n",
+             f"commit `{report['commit']}` · {report['date']} · {report['items']} items "
+             f"({', '.join(report['sets'])}); metrics below are on the {report['headline']} half\n",
              "| metric | value | 95% CI | numerator / denominator |", "|---|---|---|---|"]
     for name, m in report["metrics"].items():
         ci = m.get("ci95")
         lines.append(f"| {name} | {m['value']} | {f'{ci[0]}–{ci[1]}' if ci else ''} | "
                      f"{m.get('numerator', '')} / {m['denominator']} |")
+    corpora = list(report["by_corpus"])
+    lines += ["", f"## By corpus ({report['headline']} half)", "", "| metric | " + " | ".join(corpora) + " |",
+              "|---|" + "---|" * len(corpora)]
+    for name in report["metrics"]:
+        cells = []
+        for c in corpora:
+            m = report["by_corpus"][c].get(name, {})
+            ci = m.get("ci95")
+            cells.append(f"{m.get('value')}" + (f" ({ci[0]}–{ci[1]})" if ci else ""))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     v = report["checker"]
     lines += ["", "## The judge against the hand labels", "",
               f"Judge: accuracy {v['judge']['accuracy']}, Cohen's kappa {v['judge']['kappa']} on "
               f"{v['judge']['n']} labels; on the {v['judge_held_out']['n']} held-out labels (odd lines, not "
               f"used to tune it): accuracy {v['judge_held_out']['accuracy']}, kappa "
-              f"{v['judge_held_out']['kappa']}. The pipeline's own verifier, for contrast: accuracy "
+              f"{v['judge_held_out']['kappa']}. The pipeline's own verifier: accuracy "
               f"{v['verifier']['accuracy']}, kappa {v['verifier']['kappa']}.", "",
               "| kind | judge accuracy |", "|---|---|"]
     lines += [f"| {k} | {a} |" for k, a in v["judge_accuracy_by_kind"].items()]
@@ -227,40 +309,57 @@ def markdown_report(report: dict) -> str:
     lines += [""] + ([f"- FAILED: {f}" for f in report["threshold_failures"]] or ["All gates passed."])
     lines += ["", "## Failed items", ""]
     for r in report["rows"]:
-        refused_ok = r["type"] in REFUSE_TYPES and r["abstained"]
-        if (r["answerable"] and not r["correct"]) or (r["type"] in REFUSE_TYPES and not refused_ok):
-            lines += [f"- **{r['id']}** ({r['type']}) {r['question']}",
+        if r["split"] != report["headline"] and report["headline"] != "all":
+            continue
+        if (r["answerable"] and not r["correct"]) or (not r["answerable"] and not r["abstained"]):
+            lines += [f"- **{r['id']}** ({r['corpus']}, {r['type']}) {r['question']}",
                       f"  - answer: {r['answer']}", f"  - gold: {r['gold']} (keywords: {r['keywords']})"]
     return "\n".join(lines) + "\n"
 
 
+def select_items(items: list[dict], split: str, per_set: int | None) -> list[dict]:
+    """The items of one split ("tune", "report" or "all"), the first `per_set` of them if given."""
+    chosen = [i for i in items if split == "all" or i.get("split", "report") == split]
+    return chosen[:per_set] if per_set else chosen
+
+
 def run_eval(pipeline, args) -> int:
     """The `rag eval` command: run, write JSON and Markdown reports, gate on thresholds."""
-    items = load_jsonl(args.dataset or EVAL_DIR / "dataset.jsonl")
-    if args.limit:
-        items = items[: args.limit]
+    if args.dataset:
+        sets = {"custom": (Path(args.corpus or PROJECT_ROOT / "corpus"), Path(args.dataset))}
+    else:
+        unknown = set(args.set or []) - set(EVAL_SETS)
+        if unknown:
+            raise BadInput(f"unknown eval set {sorted(unknown)[0]!r}; choose from {', '.join(EVAL_SETS)}")
+        sets = {name: EVAL_SETS[name] for name in (args.set or EVAL_SETS)}
     out = Path(args.out or EVAL_DIR / "reports")
     out.mkdir(parents=True, exist_ok=True)
-    # The eval measures the pipeline over corpus/ alone, in an index of its own: the user's index
-    # may hold other documents, and is left as it is.
-    pipeline.settings = pipeline.settings.replace(index_dir=out / "index")
-    pipeline.index([PROJECT_ROOT / "corpus"])
 
-    def progress(n, total, row):
-        mark = "abstain" if row["abstained"] else ("ok" if row["correct"] else "wrong")
-        print(f"[{n}/{total}] {row['id']} {mark} {row['seconds']:.1f}s", file=sys.stderr, flush=True)
+    rows, base = [], pipeline.settings
+    for name, (corpus, dataset) in sets.items():
+        items = select_items(load_jsonl(dataset), args.split, args.per_set)
+        if args.limit:
+            items = items[: args.limit]
+        # Each set is measured over its own corpus alone, in an index of its own: the user's index
+        # may hold other documents, and is left as it is.
+        pipeline.settings = base.replace(index_dir=out / f"index-{name}")
+        pipeline.index([corpus], progress=sys.stderr.isatty())
 
-    result = evaluate(pipeline, items, PROJECT_ROOT / "corpus", progress=progress)
+        rows += evaluate(pipeline, items, corpus, name, progress=_progress)
+    headline = "report" if any(r["split"] == "report" for r in rows) else ("tune" if args.split == "tune" else "all")
+    shown = [r for r in rows if headline == "all" or r["split"] == headline]
     labels = load_jsonl(EVAL_DIR / "support_labels.jsonl")
     thresholds = load_thresholds()
-    metrics = summarize(result["rows"])
+    metrics = summarize(shown)
     report = {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "items": len(items),
-        "model": pipeline.generator.name, "embedder": pipeline.embedder.name,
-        "metrics": metrics, "checker": validate_judge(Judge(pipeline.embedder), labels,
-                                                      pipeline.settings.support_threshold),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "items": len(rows), "sets": list(sets),
+        "headline": headline, "model": pipeline.generator.name, "tier": pipeline.tier,
+        "embedder": pipeline.embedder.name, "context": pipeline.settings.context, "metrics": metrics,
+        "by_corpus": {c: summarize([r for r in shown if r["corpus"] == c]) for c in sets},
+        "tune_metrics": summarize([r for r in rows if r["split"] == "tune"]) if headline == "report" else {},
+        "checker": validate_judge(Judge(pipeline.embedder), labels, pipeline.settings.support_threshold),
         "thresholds": thresholds, "threshold_failures": check_thresholds(metrics, thresholds),
-        "rows": result["rows"],
+        "rows": rows,
     }
     (out / "eval.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     (out / "eval.md").write_text(markdown_report(report), encoding="utf-8")
@@ -273,6 +372,11 @@ def run_eval(pipeline, args) -> int:
         print("rag: eval below thresholds: " + "; ".join(report["threshold_failures"]), file=sys.stderr)
         return 1
     return 0
+
+
+def _progress(n: int, total: int, row: dict) -> None:
+    mark = "abstain" if row["abstained"] else ("ok" if row["correct"] else "wrong")
+    print(f"[{row['corpus']} {n}/{total}] {row['id']} {mark} {row['seconds']:.1f}s", file=sys.stderr, flush=True)
 
 
 def _commit() -> str:

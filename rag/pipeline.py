@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import unicodedata
@@ -9,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import prompt
-from .chunk import split_sentences
-from .cite import INSTRUCTION, blank_instructions, parse_claims, support_score, verify_sentence
+from .answer import SHORT_ANSWER_WORDS, Reader, Reading, load_calibration, parse_reply
+from .cite import INSTRUCTION
 from .config import PROJECT_ROOT, Settings
+from .context import Receipt, fit_to_budget, sentence_windows, whole_chunks
 from .errors import BadInput
 from .records import Answer, Citation, Hit, Sentence
 from .text import content_terms
@@ -32,6 +34,7 @@ class Pipeline:
         self._embedder = embedder
         self._generator = generator
         self._retriever = None
+        self._reader = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides) -> Pipeline:
@@ -91,7 +94,7 @@ class Pipeline:
         uploads = [self.uploads_dir] if self.uploads_dir.is_dir() else []
         roots = [Path(r) for r in roots] if roots else [PROJECT_ROOT / "corpus", *uploads]
         report = update_index(self.store, roots, self.embedder, self.chunker, rebuild, progress, exclude)
-        self._retriever = None
+        self._retriever = self._reader = None
         return report
 
     @property
@@ -163,25 +166,22 @@ class Pipeline:
 
     def stream(self, question: str, history: list[dict] | None = None,
                top_k: int | None = None) -> Iterator[str | Answer]:
-        """Yield the model's tokens as they come, then the verified Answer as the last item."""
+        """Yield the model's tokens as they come, then the grounded Answer (or an abstention) last."""
         began = time.perf_counter()
         timings: dict[str, float] = {}
         question = clean_question(question)
         standalone = self.rewrite_follow_up(question, history or [])
         if INSTRUCTION.search(question):
-            yield self._abstain(question, standalone, "", timings, began, "refused")
+            yield self._abstain(question, standalone, timings, began, "refused")
             return
         t0 = time.perf_counter()
         hits = self.retriever.search(standalone, top_k or self.settings.top_k)
         timings["retrieve"] = _ms(t0)
         if not hits or max(h.dense or 0.0 for h in hits) < self.settings.min_relevance:
-            yield self._abstain(question, standalone, "", timings, began, "low relevance")
+            yield self._abstain(question, standalone, timings, began, "low relevance")
             return
-        passages, left_out = self.fit_passages(hits, standalone)
-        messages = [{"role": "system", "content": prompt.read("system.txt")},
-                    {"role": "user", "content": prompt.render(
-                        "answer.txt", passages=[{"id": p.id, "text": prompt.as_data(p.text)} for p in passages],
-                        question=prompt.as_data(standalone))}]
+        passages, receipt = self.build_context(hits, standalone)
+        messages = self.messages(passages, standalone)
         t0 = time.perf_counter()
         pieces = []
         for piece in self.generator.stream(messages, self.settings.max_tokens):
@@ -190,22 +190,26 @@ class Pipeline:
             yield piece
         raw = "".join(pieces)
         timings["generate"] = _ms(t0)
-        sentences, mode = self.choose_answer(standalone, self.verify(raw, passages), passages)
-        if not self.answers_question(standalone, sentences, passages):
-            yield self._abstain(question, standalone, raw, timings, began, "unsupported", left_out, passages)
+        reading = self.read(standalone, raw, passages, max(h.dense or 0.0 for h in hits))
+        if not reading.answer:
+            yield self._abstain(question, standalone, timings, began, reading.mode, raw, receipt, passages, reading)
             return
-        cited = {i for s in sentences for i in s.citations}
-        citations = tuple(highlight(p, sentences) for p in passages if p.id in cited)
+        citations = tuple(_with_highlight(p, reading.evidence.get(p.id)) for p in passages if p.id in reading.evidence)
         timings["total"] = _ms(began)
-        yield Answer(question, render_answer(sentences), False, tuple(sentences), citations, raw,
-                     timings, mode, standalone, tuple(left_out), tuple(passages))
+        yield Answer(question, render_answer(reading.sentences), False, reading.sentences, citations, raw, timings,
+                     reading.mode, standalone, receipt.chunks_left_out, tuple(passages), reading.confidence,
+                     reading.signals, receipt.to_dict(), render_answer(reading.sentences))
 
-    def _abstain(self, question, standalone, raw, timings, began, mode, left_out=(), passages=()) -> Answer:
+    def _abstain(self, question, standalone, timings, began, mode, raw="", receipt=None, passages=(),
+                 reading: Reading | None = None) -> Answer:
         timings.setdefault("retrieve", 0.0)
         timings.setdefault("generate", 0.0)
         timings["total"] = _ms(began)
+        candidate = render_answer(reading.sentences) if reading and reading.sentences else ""
         return Answer(question, ABSTAIN, True, (), (), raw, timings, f"abstained: {mode}", standalone,
-                      tuple(left_out), tuple(passages))
+                      receipt.chunks_left_out if receipt else (), tuple(passages),
+                      reading.confidence if reading else 0.0, reading.signals if reading else {},
+                      receipt.to_dict() if receipt else {}, candidate)
 
     def rewrite_follow_up(self, question: str, history: list[dict]) -> str:
         """A standalone version of a follow-up question, for retrieval and for the model."""
@@ -219,100 +223,72 @@ class Pipeline:
                 return rewritten
         return f"{question} ({earlier[-1]})"
 
-    def fit_passages(self, hits: list[Hit], question: str) -> tuple[list[Citation], list[str]]:
-        """Number the hits' passages [1]..[k] while they fit the context; return those left out."""
+    def messages(self, passages: list[Citation], question: str) -> list[dict]:
+        """The chat the model reads: the fixed system prompt and examples first (so their KV cache is
+        reused from one question to the next), then the passages and the question."""
+        return [{"role": "system", "content": prompt.read("system.txt")}, *prompt.turns("examples.txt"),
+                {"role": "user", "content": prompt.render(
+                    "answer.txt", passages=[{"id": p.id, "text": prompt.as_data(p.text)} for p in passages],
+                    question=prompt.as_data(question))}]
+
+    def build_context(self, hits: list[Hit], question: str) -> tuple[list[Citation], Receipt]:
+        """The passages the model reads (sentence windows or whole chunks), fitted to its context."""
+        if self.settings.context == "chunks":
+            windows, sent, left = whole_chunks(hits)
+        else:
+            windows, sent, left = sentence_windows(hits, lambda texts: self.relevance(question, texts))
         gen = self.generator
-        budget = (gen.n_ctx - self.settings.max_tokens - gen.count_tokens(prompt.read("system.txt"))
-                  - gen.count_tokens(prompt.render("answer.txt", passages=[], question=question))
-                  - gen.chat_overhead([{}, {}]))
-        passages, left_out, seen = [], [], set()
-        for hit in hits:
-            chunk = hit.chunk
-            if chunk.text in seen:
-                continue
-            cost = gen.count_tokens(chunk.text) + 6
-            if cost > budget:
-                left_out.append(chunk.id)
-                continue
-            budget -= cost
-            seen.add(chunk.text)
-            passages.append(Citation(len(passages) + 1, chunk.doc_id, chunk.page, chunk.start,
-                                     chunk.end, chunk.text))
-        return passages, left_out
+        empty = self.messages([], question)
+        budget = (gen.n_ctx - self.settings.max_tokens - gen.chat_overhead(empty)
+                  - sum(gen.count_tokens(m["content"]) for m in empty))
+        passages, left_out = fit_to_budget(windows, budget, gen.count_tokens)
+        messages = self.messages(passages, question)
+        tokens = sum(gen.count_tokens(m["content"]) for m in messages) + gen.chat_overhead(messages)
+        return passages, Receipt(tokens, len(passages), sent, left, tuple(left_out))
 
-    def verify(self, raw: str, passages: list[Citation]) -> list[Sentence]:
-        """Keep the model's sentences that their citations back; give uncited ones the best backer."""
-        evidence = {p.id: blank_instructions(p.text) for p in passages}
-        threshold = self.settings.support_threshold
-        kept = []
-        for claim in parse_claims(raw):
-            cited = [i for i in claim.cited if i in evidence]
-            if cited and verify_sentence(claim.text, [evidence[i] for i in cited], threshold):
-                kept.append(Sentence(claim.text, tuple(cited), True))
-                continue
-            backers = sorted(evidence, key=lambda i: -support_score(claim.text, evidence[i]))
-            for i in backers[:3]:
-                if verify_sentence(claim.text, [evidence[i]], threshold):
-                    kept.append(Sentence(claim.text, (i,), True))
-                    break
-        return kept
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:
+            bm25 = self.retriever.bm25
+            self._reader = Reader(lambda t: _idf(bm25, t), _idf_of_df(bm25.n, 0),
+                                  load_calibration(self.tier), self.settings.support_threshold,
+                                  self.settings.min_coverage)
+        return self._reader
 
-    def extract(self, question: str, passages: list[Citation]) -> list[Sentence]:
-        """The retrieved sentences that best answer the question, verbatim with their citation."""
-        candidates = [(p, p.text[a:b]) for p in passages for a, b in split_sentences(p.text)]
-        candidates = [(p, s) for p, s in candidates
-                      if len(content_terms(s)) >= 3 and not INSTRUCTION.search(s)]
-        if not candidates:
-            return []
-        vectors = self.embedder.embed([question] + [s for _, s in candidates])
-        similarity = vectors[1:] @ vectors[0]
-        scored = sorted(((0.5 * float(sim) + 0.5 * self.term_coverage(question, candidates[i][1]), i)
-                         for i, sim in enumerate(similarity)), reverse=True)
-        best, picked, seen = scored[0][0], [], set()
-        for score, i in scored[:2]:
-            p, text = candidates[i]
-            if score >= 0.85 * best and text not in seen:
-                seen.add(text)
-                picked.append(Sentence(" ".join(text.split()), (p.id,), True))
-        return picked
+    @property
+    def tier(self) -> str:
+        """The calibration key of the generation model (its tier name, or its file name)."""
+        return self.settings.model or Path(getattr(self.generator, "path", self.generator.name)).name
 
-    def term_coverage(self, question: str, text: str) -> float:
-        """IDF-weighted share of the question's content words found in `text`."""
-        bm25 = self.retriever.bm25
-        terms = set(content_terms(question))
-        if not terms:
-            return 0.0
-        have = set(content_terms(text))
-        weight = {t: _idf(bm25, t) for t in terms}
-        return sum(w for t, w in weight.items() if t in have) / sum(weight.values())
+    def relevance(self, question: str, texts: list[str]):
+        """How well each text speaks to the question: cosine similarity and IDF-weighted word overlap."""
+        import numpy as np
 
-    def choose_answer(self, question: str, generated: list[Sentence],
-                      passages: list[Citation]) -> tuple[list[Sentence], str]:
-        """The model's verified sentences, unless the extract's evidence speaks more to the question.
+        if not texts:
+            return np.zeros(0)
+        vectors = self.embedder.embed([question, *texts])
+        reader = self.reader
+        return 0.5 * (vectors[1:] @ vectors[0]) + 0.5 * np.array([reader.coverage(question, t) for t in texts])
 
-        A verified sentence can still be beside the point (true, cited, about another treaty);
-        comparing how much of the question each answer's passages cover catches that.
-        """
-        extracted = self.extract(question, passages)
-        if self.answers_question(question, generated, passages) and \
-                self.evidence_coverage(question, generated, passages) >= \
-                self.evidence_coverage(question, extracted, passages):
-            return generated, "generated"
-        return extracted, "extractive"
-
-    def evidence_coverage(self, question: str, sentences: list[Sentence], passages: list[Citation]) -> float:
-        """IDF-weighted share of the question's words found in the passages the sentences cite."""
-        cited = {i for s in sentences for i in s.citations}
-        return self.term_coverage(question, " ".join(blank_instructions(p.text) for p in passages
-                                                     if p.id in cited))
-
-    def answers_question(self, question: str, sentences: list[Sentence], passages: list[Citation]) -> bool:
-        """The answer-level abstention test: the cited passages must speak to enough of the question,
-        and the answer must hold the kind of thing asked for (a number for "how many", a date for
-        "when", a name for "who")."""
-        if not sentences or self.evidence_coverage(question, sentences, passages) < self.settings.min_coverage:
-            return False
-        return has_expected_answer_type(question, " ".join(s.text for s in sentences))
+    def read(self, question: str, raw: str, passages: list[Citation], retrieval: float) -> Reading:
+        """Ground the model's reply (or, failing that, the best sentence) and decide whether to show it."""
+        reader = self.reader
+        answer, cited, refused = parse_reply(raw)
+        if refused:
+            return Reading((), mode="model said so")
+        grounded = reader.ground(question, answer, cited, passages)
+        if grounded:
+            (sentences, evidence), mode = grounded, "short" if len(answer.split()) <= SHORT_ANSWER_WORDS else "sentence"
+        else:
+            (sentences, evidence), mode = reader.extract(question, passages,
+                                                         lambda t: self.relevance(question, t)), "extract"
+        if not sentences:
+            return Reading((), mode="no evidence")
+        signals = reader.signals(question, sentences, evidence, passages, retrieval, bool(answer), bool(grounded))
+        confidence = reader.confidence(signals)
+        answer_it = confidence >= reader.threshold()
+        return Reading(tuple(sentences), evidence, mode if answer_it else f"low confidence ({mode})", signals,
+                       round(confidence, 4), answer_it)
 
 
 def upload_name(name: str) -> str:
@@ -324,29 +300,8 @@ def _idf(bm25, term: str) -> float:
     return bm25.idf(term)
 
 
-_NUMBER_WORDS = r"\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million|billion)\b"
-_MONTHS = r"\b(january|february|march|april|may|june|july|august|september|october|november|december)\b"
-_ASKS_NUMBER = re.compile(r"\bhow (many|much)\b|\bwhat (number|percentage|share|amount)\b", re.IGNORECASE)
-_ASKS_DATE = re.compile(r"^\W*when\b|\b(what|which) (date|year|month|day)\b|\bin what year\b", re.IGNORECASE)
-_ASKS_NAME = re.compile(r"^\W*who\b", re.IGNORECASE)
-
-
-def has_expected_answer_type(question: str, answer: str) -> bool:
-    """False when the question asks for a number, date or name and the answer has none.
-
-    >>> has_expected_answer_type("How many nations signed?", "Many nations signed.")
-    False
-    """
-    lowered = answer.lower()
-    if _ASKS_NUMBER.search(question):
-        return bool(re.search(r"\d", answer) or re.search(_NUMBER_WORDS, lowered))
-    if _ASKS_DATE.search(question):
-        return bool(re.search(r"\b(1[89]|20)\d\d\b", answer) or re.search(_MONTHS, lowered))
-    if _ASKS_NAME.search(question):
-        asked = {w.lower() for w in re.findall(r"\b[A-Z][\w’'-]+", question)}
-        names = {w.lower() for w in re.findall(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w’'-]+", answer)}
-        return bool(names - asked)
-    return True
+def _idf_of_df(n: int, df: int) -> float:
+    return math.log1p((n - df + 0.5) / (df + 0.5))
 
 
 def clean_question(question: str) -> str:
@@ -362,26 +317,24 @@ def clean_question(question: str) -> str:
     return text
 
 
-def render_answer(sentences: list[Sentence]) -> str:
-    """Sentences joined, each with its markers before the final full stop: "... 28 nations [2]."."""
+def render_answer(sentences: list[Sentence] | tuple[Sentence, ...]) -> str:
+    """Sentences joined, each with its markers before the final full stop: "... 28 nations [2].".
+
+    A short answer without a full stop keeps none: "28 nations [2]".
+    """
     out = []
     for s in sentences:
         text = s.text.rstrip()
-        end = text[-1] if text[-1] in ".!?" else "."
-        body = text[:-1] if text[-1] in ".!?" else text
-        out.append(f"{body} {''.join(f'[{i}]' for i in s.citations)}{end}")
+        marks = "".join(f"[{i}]" for i in s.citations)
+        if text[-1] in ".!?":
+            out.append(f"{text[:-1]} {marks}{text[-1]}")
+        else:
+            out.append(f"{text} {marks}")
     return " ".join(out)
 
 
-def highlight(passage: Citation, sentences: list[Sentence]) -> Citation:
-    """The passage with `highlight` set to the document span of its sentence that best backs the answer."""
-    spans = split_sentences(passage.text, passage.start)
-    claims = [s.text for s in sentences if passage.id in s.citations]
-    if not spans or not claims:
-        return passage
-    doc_text_of = lambda a, b: passage.text[a - passage.start:b - passage.start]  # noqa: E731
-    best = max(spans, key=lambda sp: max(support_score(c, doc_text_of(*sp)) for c in claims))
-    return Citation(passage.id, passage.doc, passage.page, passage.start, passage.end, passage.text, best)
+def _with_highlight(passage: Citation, span: tuple[int, int] | None) -> Citation:
+    return Citation(passage.id, passage.doc, passage.page, passage.start, passage.end, passage.text, span)
 
 
 def _ms(since: float) -> float:

@@ -40,6 +40,17 @@ def read(name: str, directory: Path = PROMPTS_DIR) -> str:
     return (directory / name).read_text(encoding="utf-8").strip()
 
 
+def turns(name: str, directory: Path = PROMPTS_DIR) -> list[dict]:
+    """Example chat turns from a file whose `### user` and `### assistant` lines open each turn."""
+    out = []
+    for line in read(name, directory).splitlines():
+        if line.startswith("### "):
+            out.append({"role": line[4:].strip(), "content": ""})
+        elif out:
+            out[-1]["content"] += line + "\n"
+    return [{"role": t["role"], "content": t["content"].strip()} for t in out]
+
+
 _CONTROL_TOKEN = re.compile(r"<\|([^|<>\s]{1,40})\|>|</?s>|\[/?INST\]", re.IGNORECASE)
 
 

@@ -87,6 +87,10 @@ class Answer:
     standalone_question: str = ""
     left_out: tuple[str, ...] = ()
     passages: tuple[Citation, ...] = ()
+    confidence: float = 0.0
+    signals: dict = field(default_factory=dict)
+    receipt: dict = field(default_factory=dict)
+    candidate: str = ""
 
     def to_dict(self) -> dict:
         return {
@@ -100,4 +104,8 @@ class Answer:
             "mode": self.mode,
             "standalone_question": self.standalone_question,
             "left_out": list(self.left_out),
+            "confidence": self.confidence,
+            "signals": dict(self.signals),
+            "context": dict(self.receipt),
+            "candidate": self.candidate,
         }

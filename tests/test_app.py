@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
 import pytest
 
@@ -67,6 +69,21 @@ def test_answer_html_escapes_model_output_and_links_only_cited_markers():
     assert "1/1 sentences supported" in out
 
 
+def test_the_short_answer_comes_first_and_its_evidence_sentence_is_quoted_escaped():
+    out = app.answer_html(evil_answer())
+    assert out.index('class="rag-answer"') < out.index('class="rag-evidence"')
+    assert "“the treaty was signed by 14 countries.” <a class=\"cite\" href=\"#src-1\">[1]</a>" in out
+
+
+def test_the_context_receipt_is_one_line_in_the_sources_panel():
+    receipt = {"prompt_tokens": 212, "passages": 4, "sentences_sent": 5, "sentences_left_out": 12,
+               "chunks_left_out": ["a.txt:0-40"]}
+    assert app.receipt_line(receipt) == ("212 prompt tokens · 4 passages · 5 of 17 sentences sent · "
+                                         "1 passages did not fit")
+    answer = dataclasses.replace(evil_answer(), receipt=receipt)
+    assert "212 prompt tokens" in app.sources_html(answer)
+
+
 def test_chat_messages_escape_questions_and_keep_links_only_on_the_latest_answer():
     first = {"question": "<script>x</script>", "answer": "a", "html": app.answer_html(evil_answer())}
     second = {"question": "and then?", "answer": "b", "html": app.answer_html(evil_answer())}
@@ -79,7 +96,7 @@ def test_chat_messages_escape_questions_and_keep_links_only_on_the_latest_answer
 def test_respond_streams_the_draft_then_the_verified_answer(fake_pipeline):
     fake_pipeline.generator.replies.append("The Bletchley Declaration was signed by 28 nations [1].")
     steps = list(app.Backend(fake_pipeline).respond(
-        "How many nations signed the Bletchley Declaration?", [], 4, app.BUNDLED, 0.0))
+        "How many nations signed the Bletchley Declaration?", [], 4, app.DEFAULT_MODEL, 0.0))
     drafts = [chat[-1]["content"] for chat, *_ in steps[1:-1]]
     assert drafts and all(d.startswith('<em style="opacity:0.6">') for d in drafts)
     chat, turns, sources, box = steps[-1]
@@ -90,13 +107,13 @@ def test_respond_streams_the_draft_then_the_verified_answer(fake_pipeline):
 
 def test_respond_turns_pipeline_errors_into_gradio_errors(fake_pipeline):
     with pytest.raises(gr.Error, match="empty"):
-        list(app.Backend(fake_pipeline).respond("   ", [], 4, app.BUNDLED, 0.0))
+        list(app.Backend(fake_pipeline).respond("   ", [], 4, app.DEFAULT_MODEL, 0.0))
 
 
 def test_respond_passes_earlier_turns_as_history(fake_pipeline):
     fake_pipeline.generator.replies.append("The Bletchley Declaration was signed by 28 nations [1].")
     earlier = [{"question": "Who signed the Bletchley Declaration?", "answer": "28 nations [1].", "html": ""}]
-    steps = list(app.Backend(fake_pipeline).respond("When was it signed?", earlier, 4, app.BUNDLED, 0.0))
+    steps = list(app.Backend(fake_pipeline).respond("When was it signed?", earlier, 4, app.DEFAULT_MODEL, 0.0))
     assert steps[-1][1][0] == earlier[0] and len(steps[-1][1]) == 2
     assert "Bletchley" in fake_pipeline.generator.prompts[-1][-1]["content"]
 
@@ -144,7 +161,7 @@ def test_remove_takes_a_document_out_of_the_index(fake_pipeline):
 
 def test_switching_model_rebuilds_the_generator_but_keeps_the_embedder(fake_pipeline):
     backend = app.Backend(fake_pipeline)
-    assert backend.pipeline_for(app.BUNDLED, 0.0) is fake_pipeline
+    assert backend.pipeline_for(app.DEFAULT_MODEL, 0.0) is fake_pipeline
     other = backend.pipeline_for("/models/other.gguf", 0.3)
     assert other is not fake_pipeline and other.embedder is fake_pipeline.embedder
     assert (other.settings.model, other.settings.temperature) == ("/models/other.gguf", 0.3)

@@ -78,6 +78,10 @@ def test_answer_streams_cites_the_passage_and_the_marker_opens_it(page, tmp_path
     expect(source).to_contain_text("28 nations")
     expect(source.locator("mark")).to_contain_text("28 nations")
     expect(page.locator("#chat")).to_contain_text("1/1 sentences supported")
+    # The short answer comes first; its evidence sentence is quoted under it; the context receipt is shown.
+    expect(page.locator("#chat .rag-answer").last).to_contain_text("28")
+    expect(page.locator("#chat .rag-evidence").last).to_contain_text("signed by 28 nations")
+    expect(page.locator("#sources .rag-receipt")).to_contain_text("prompt tokens")
 
     shot = ROOT / "docs" / "screenshot.png" if os.environ.get("RAG_UPDATE_SCREENSHOT") else tmp_path / "s.png"
     page.screenshot(path=str(shot))

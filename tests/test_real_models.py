@@ -6,7 +6,7 @@ import socket
 import pytest
 from conftest import CORPUS, real_pipeline_with
 
-from rag.cite import facts, verify_sentence
+from rag.cite import verify_sentence
 from rag.config import Settings
 from rag.pipeline import ABSTAIN, Pipeline
 
@@ -74,14 +74,25 @@ def test_every_sentence_is_cited_and_its_facts_are_in_the_cited_passage(real_pip
         assert verify_sentence(sentence.text, [by_id[i] for i in sentence.citations])
 
 
+def test_the_real_answer_is_short_and_its_evidence_sentence_is_highlighted(real_pipeline):
+    answer = real_pipeline.ask(BLETCHLEY)
+    assert answer.mode == "short" and len(answer.sentences[0].text.split()) <= 4
+    [citation] = answer.citations
+    a, b = citation.highlight
+    assert "28 nations" in citation.text[a - citation.start:b - citation.start]
+
+
 def test_swapped_facts_in_a_real_answer_are_rejected(real_pipeline):
     answer = real_pipeline.ask(BLETCHLEY)
-    sentence = next(s for s in answer.sentences if "28" in s.text)
-    passages = [c.text for c in answer.citations if c.id in sentence.citations]
-    assert verify_sentence(sentence.text, passages)
-    assert "28" in facts(sentence.text)
-    assert not verify_sentence(sentence.text.replace("28", "27"), passages)
-    assert not verify_sentence(sentence.text.replace("Bletchley", "Geneva"), passages)
+    short = answer.sentences[0].text
+    reader, passages = real_pipeline.reader, list(answer.passages)
+    assert reader.locate(BLETCHLEY, short, (), passages)
+    assert not reader.locate(BLETCHLEY, short.replace("28", "27"), (), passages)
+    assert not reader.locate(BLETCHLEY, "not " + short, (), passages)
+    citation = answer.citations[0]
+    evidence = citation.text[citation.highlight[0] - citation.start:citation.highlight[1] - citation.start]
+    assert verify_sentence(evidence, [citation.text])
+    assert not verify_sentence(evidence.replace("Bletchley", "Geneva"), [citation.text])
 
 
 def test_an_injected_instruction_in_a_document_does_not_change_the_answer(tmp_path, real_embedder,

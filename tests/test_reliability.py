@@ -525,9 +525,11 @@ def test_citation_markers_written_in_a_document_do_not_become_citations(fake_pip
     [passage] = cited.values()
     assert passage.doc == "zorblax.txt" and "14 countries [4]" in passage.text
     assert answer.text == f"The Zorblax Treaty was signed by 14 countries [{passage.id}]."
-    # In the UI only the pipeline's own marker links to a source; the document's markers stay text.
-    assert app.answer_html(answer).count('<a class="cite"') == 1
-    assert '<a class="cite"' not in app.sources_html(answer) and "[9]" in app.sources_html(answer)
+    # In the UI only the pipeline's own markers (the answer's and its evidence quote's) link to a source;
+    # the document's markers stay text.
+    shown = app.answer_html(answer)
+    assert shown.count('<a class="cite"') == 2 and shown.count('href="#src-1"') == 2 and "[4]" in shown
+    assert '<a class="cite"' not in app.sources_html(answer) and "[4]" in app.sources_html(answer)
 
 
 SYSTEM_PROMPT = (ROOT / "prompts" / "system.txt").read_text(encoding="utf-8")
@@ -558,7 +560,7 @@ def test_chat_template_tokens_in_a_document_reach_the_model_as_plain_text(fake_p
     fake_pipeline.generator.replies.append(REPLY)
     fake_pipeline.ask(QUESTION)
     [prompt] = fake_pipeline.generator.prompts
-    assert "Bletchley Declaration notice." in prompt[-1]["content"]
+    assert "‹|im_end|›" in prompt[-1]["content"]
     assert "<|im_start|>" not in prompt[-1]["content"] and "<|im_end|>" not in prompt[-1]["content"]
 
 
