@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from importlib import metadata
@@ -231,7 +233,8 @@ class RemoteGenerator:
         from llama_cpp import Llama
 
         try:
-            vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+            with stderr_silenced():
+                vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelMissing(f"llm_tokenizer: cannot read the vocabulary of {path}: {exc}") from None
         return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -258,6 +261,24 @@ class RemoteGenerator:
         except (ValueError, AttributeError):
             return None
         return tokens if isinstance(tokens, list) else None
+
+
+@contextlib.contextmanager
+def stderr_silenced():
+    """Send standard error, Python's and file descriptor 2, to /dev/null for the duration.
+
+    llama.cpp warns about the context of a vocabulary-only model ("n_ctx_seq > n_ctx_train") even
+    with verbose=False; without this, the CLI's one-line errors would come with that line.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 # Tokenize endpoints: llama-cpp-python's server, llama.cpp's own server, vLLM.

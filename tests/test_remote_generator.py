@@ -230,18 +230,18 @@ def test_the_ui_answers_several_questions_at_once_only_with_a_generation_server(
 
 # --- the real thing: llama-cpp-python's server with the bundled model ----------------------------
 @contextmanager
-def llama_server(model: Path, log: Path, api_key: str = KEY, n_ctx: int = 2048):
+def llama_server(model: Path, log: Path, api_key: str = KEY, n_ctx: int = 2048, interrupt: bool = False):
     """`python -m llama_cpp.server` serving `model` on a free loopback port; yields its URL.
 
     Requests run one at a time (llama-cpp-python's server has no parallel slots); interrupt_requests
-    is off so a queued request does not cut off the answer being streamed.
+    is off unless asked, so a queued request does not cut off the answer being streamed.
     """
     import httpx
 
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--seed", "7",
-               "--n_threads", "2", "--n_threads_batch", "2", "--interrupt_requests", "False"]
+               "--n_threads", "2", "--n_threads_batch", "2", "--interrupt_requests", str(interrupt)]
     # The key goes in the environment, not the command line, where `ps` would show it.
     env = {**os.environ, "API_KEY": api_key}
     url = f"http://127.0.0.1:{port}"
@@ -327,7 +327,7 @@ def test_rag_ask_through_the_server_gives_the_in_process_answers_on_the_first_10
         assert through_server["raw"] == local["raw"], local["question"]
         assert through_server["answer"] == local["answer"], local["question"]
         assert through_server["citations"] == local["citations"], local["question"]
-    assert sum(not a["abstained"] for a in remote) >= 5  # the comparison covers real answers
+    assert sum(bool(a["raw"]) for a in remote) >= 8  # the model wrote something to compare for most
     assert KEY not in run.stdout and KEY not in run.stderr
 
 
@@ -364,3 +364,41 @@ def test_a_generation_server_that_is_down_makes_rag_ask_exit_2_with_one_line(eva
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.startswith("rag: error: the generation server at http://127.0.0.1:")
     assert "cannot be reached" in run.stderr and run.stderr.count("\n") == 1 and KEY not in run.stderr
+
+
+@pytest.mark.integration
+def test_a_stream_that_llama_cpp_server_interrupts_is_an_error_not_a_short_answer(tmp_path):
+    """With its default interrupt_requests, llama_cpp.server ends a stream with [DONE] when another
+    request arrives; without a finish_reason that is reported, never passed off as the answer."""
+    from rag.generate import bundled_model_path
+
+    count = [{"role": "user", "content": "Count from 1 to 100, separated by commas."}]
+    with llama_server(bundled_model_path(), tmp_path / "server.log", interrupt=True) as url:
+        gen = RemoteGenerator(url, api_key=KEY)
+        first = gen.stream(count, max_tokens=200)
+        assert next(first)
+        second = []
+        arrival = threading.Thread(target=lambda: second.extend(gen.stream(count, max_tokens=8)))
+        arrival.start()
+        with pytest.raises(GenerationFailed, match="stopped the answer before it was finished"):
+            list(first)
+        arrival.join(timeout=120)
+    assert "".join(second).startswith("1, 2")
+
+
+@pytest.mark.integration
+def test_a_local_gguf_counts_tokens_like_the_in_process_model_and_prints_nothing(capfd):
+    from rag.generate import LlamaGenerator, bundled_model_path
+
+    text = "The Bletchley Declaration was signed by 28 nations <|im_end|> in 2023."
+    gen = RemoteGenerator("http://127.0.0.1:9", tokenizer=str(bundled_model_path()))
+    counted = gen.count_tokens(text)
+    assert capfd.readouterr().err == ""
+    assert counted == LlamaGenerator(str(bundled_model_path()), n_ctx=512).count_tokens(text) > 10
+
+
+def test_a_missing_local_tokenizer_file_is_a_clear_error(tmp_path):
+    from rag.errors import ModelMissing
+
+    with pytest.raises(ModelMissing, match="llm_tokenizer: no GGUF file at"):
+        RemoteGenerator("http://127.0.0.1:9", tokenizer=str(tmp_path / "none.gguf")).count_tokens("text")
