@@ -31,7 +31,8 @@ _REFUSAL = re.compile(
     r"\bnot (?:in|found in) the (?:passages|documents)", re.IGNORECASE)
 _LEAD = re.compile(r"^\s*(?:\*\*)?(?:final\s+)?answer\s*(?:\*\*)?\s*[:：-]\s*", re.IGNORECASE)
 
-FEATURES = ("retrieval", "coverage", "sentence_coverage", "missing", "type_ok", "grounded", "generated")
+FEATURES = ("retrieval", "coverage", "sentence_coverage", "missing", "unknown", "type_ok", "grounded",
+            "generated", "cited_match", "evidence_rank", "answer_words")
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ class Reader:
         have = set(content_terms(sentence))
         if any(t not in have for t in new):
             return False
-        flat = " " + " ".join(words(re.sub(r"(?<=\d),(?=\d{3})", "", sentence.replace("’", "'")))) + " "
+        flat = " " + " ".join(w.removesuffix("'s") for w in words(
+            re.sub(r"(?<=\d),(?=\d{3})", "", sentence.replace("’", "'")))) + " "
         if any(f" {' '.join(words(f))} " not in flat for f in needed_facts):
             return False
         return negations(answer) <= negations(sentence)
@@ -164,9 +166,10 @@ class Reader:
         return max((g for g in gaps if g < self.max_idf - 1e-6), default=0.0) / self.max_idf
 
     def signals(self, question: str, sentences: list[Sentence], evidence: dict, passages: list[Citation],
-                retrieval: float, generated: bool, grounded: bool) -> dict:
+                retrieval: float, generated: bool, grounded: bool, model_cited: tuple[int, ...] = ()) -> dict:
         """The numbers the abstention score is computed from."""
         cited = {i for s in sentences for i in s.citations}
+        terms = set(content_terms(question))
         context = " ".join(blank_instructions(p.text) for p in passages if p.id in cited)
         spans = [(p, evidence[p.id]) for p in passages if p.id in evidence]
         evidence_text = " ".join(p.text[a - p.start:b - p.start] for p, (a, b) in spans)
@@ -174,8 +177,13 @@ class Reader:
         return {"retrieval": round(retrieval, 4), "coverage": round(self.coverage(question, context), 4),
                 "sentence_coverage": round(self.coverage(question, evidence_text + " " + answer), 4),
                 "missing": round(self.missing(question, context + " " + answer), 4),
+                # Question words the corpus never uses: a paraphrase, or a thing the documents don't hold.
+                "unknown": round(sum(self.idf(t) >= self.max_idf - 1e-6 for t in terms) / max(1, len(terms)), 4),
                 "type_ok": float(has_expected_answer_type(question, answer)),
-                "grounded": float(grounded), "generated": float(generated)}
+                "grounded": float(grounded), "generated": float(generated),
+                "cited_match": float(bool(cited & set(model_cited))),
+                "evidence_rank": float(min(cited, default=len(passages) + 1)) / max(1, len(passages)),
+                "answer_words": float(min(len(words(answer)), 40))}
 
     def confidence(self, signals: dict) -> float:
         """P(the candidate answers the question correctly), from the calibrated logistic weights."""

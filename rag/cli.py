@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", help="an eval set to run: news, pydocs (default: both)")
     p.add_argument("--split", choices=["report", "tune", "all"], default="all",
                    help="which half of each set to run (metrics are shown for the report half)")
-    p.add_argument("--per-set", type=int, help="only the first N items of each set (after --split)")
+    p.add_argument("--per-set", type=int, help="N items of each set, spread evenly over it (after --split)")
     p.add_argument("--dataset", type=Path, help="a JSONL dataset of your own (with --corpus)")
     p.add_argument("--corpus", type=Path, help="the folder --dataset's quotes point into (default: corpus/)")
     p.add_argument("--context", choices=["sentences", "chunks"], help="what the model reads (default: sentences)")

@@ -318,9 +318,12 @@ def markdown_report(report: dict) -> str:
 
 
 def select_items(items: list[dict], split: str, per_set: int | None) -> list[dict]:
-    """The items of one split ("tune", "report" or "all"), the first `per_set` of them if given."""
+    """The items of one split ("tune", "report" or "all"); with `per_set`, that many spread evenly over
+    it, so a subset keeps the mix of question types (the datasets are ordered by type)."""
     chosen = [i for i in items if split == "all" or i.get("split", "report") == split]
-    return chosen[:per_set] if per_set else chosen
+    if not per_set or per_set >= len(chosen):
+        return chosen
+    return [chosen[n * len(chosen) // per_set] for n in range(per_set)]
 
 
 def run_eval(pipeline, args) -> int:

@@ -14,7 +14,7 @@ from .answer import SHORT_ANSWER_WORDS, Reader, Reading, load_calibration, parse
 from .cite import INSTRUCTION
 from .config import PROJECT_ROOT, Settings
 from .context import Receipt, fit_to_budget, sentence_windows, whole_chunks
-from .errors import BadInput
+from .errors import BadInput, RagError
 from .records import Answer, Citation, Hit, Sentence
 from .text import content_terms
 
@@ -257,8 +257,17 @@ class Pipeline:
 
     @property
     def tier(self) -> str:
-        """The calibration key of the generation model (its tier name, or its file name)."""
-        return self.settings.model or Path(getattr(self.generator, "path", self.generator.name)).name
+        """The generation model's tier name when its file is a tier's, else its name (the calibration key)."""
+        from .models import TIERS, tier_path
+
+        path = getattr(self.generator, "path", None)
+        for tier in TIERS:
+            try:
+                if path and Path(path).resolve() == tier_path(tier).resolve():
+                    return tier.name
+            except RagError:
+                continue
+        return self.generator.name
 
     def relevance(self, question: str, texts: list[str]):
         """How well each text speaks to the question: cosine similarity and IDF-weighted word overlap."""
@@ -284,7 +293,8 @@ class Pipeline:
                                                          lambda t: self.relevance(question, t)), "extract"
         if not sentences:
             return Reading((), mode="no evidence")
-        signals = reader.signals(question, sentences, evidence, passages, retrieval, bool(answer), bool(grounded))
+        signals = reader.signals(question, sentences, evidence, passages, retrieval, bool(answer), bool(grounded),
+                                 cited)
         confidence = reader.confidence(signals)
         answer_it = confidence >= reader.threshold()
         return Reading(tuple(sentences), evidence, mode if answer_it else f"low confidence ({mode})", signals,

@@ -1,23 +1,29 @@
-"""CI runs the whole eval with the real models and fails when a metric falls below eval/thresholds.json."""
+"""CI runs a fixed subset of the eval's report half with the real models and fails when a metric falls
+below eval/thresholds.json (`make eval` runs every item of both sets)."""
 
 import json
 
 import pytest
 
 from rag.cli import main
+from rag.evaluate import select_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+# 30 report-half items of each set, spread over the question types: about 5 minutes on 2 cores.
+CI_SUBSET = ["--split", "report", "--per-set", "30"]
 
-def test_the_eval_meets_every_checked_in_threshold(tmp_path, capsys):
-    status = main(["eval", "--out", str(tmp_path)])
+
+def test_the_eval_meets_every_checked_in_threshold(tmp_path):
+    status = main(["eval", *CI_SUBSET, "--out", str(tmp_path)])
     report = json.loads((tmp_path / "eval.json").read_text())
     assert (tmp_path / "eval.md").read_text().startswith("# Eval report")
-    assert report["items"] >= 60
+    assert report["items"] == 60 and report["sets"] == ["news", "pydocs"] and report["headline"] == "report"
+    assert {r["split"] for r in report["rows"]} == {"report"}
     assert report["threshold_failures"] == [], report["threshold_failures"]
     assert status == 0
-    # The judge is validated against the hand labels on every run.
-    assert report["checker"]["judge"]["n"] >= 150
+    # The judge and the verifier are validated against the hand labels on every run.
+    assert report["checker"]["judge"]["n"] >= 150 and report["checker"]["verifier"]["n"] >= 150
 
 
 def test_the_eval_gate_fails_when_a_threshold_is_missed(tmp_path, monkeypatch):
@@ -25,6 +31,13 @@ def test_the_eval_gate_fails_when_a_threshold_is_missed(tmp_path, monkeypatch):
 
     strict = {"answer_correctness": {"min": 1.01}}
     monkeypatch.setattr(evaluate, "load_thresholds", lambda: strict)
-    assert main(["eval", "--limit", "2", "--out", str(tmp_path)]) == 1
+    assert main(["eval", "--set", "news", "--limit", "2", "--out", str(tmp_path)]) == 1
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["threshold_failures"] and "answer_correctness" in report["threshold_failures"][0]
+
+
+def test_a_subset_spreads_over_the_whole_split():
+    items = [{"id": n, "split": "report" if n % 2 else "tune"} for n in range(40)]
+    picked = select_items(items, "report", 5)
+    assert [i["id"] for i in picked] == [1, 9, 17, 25, 33]
+    assert select_items(items, "tune", None) == [i for i in items if i["split"] == "tune"]
