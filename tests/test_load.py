@@ -137,7 +137,8 @@ def test_24_concurrent_asks_through_llama_cpp_server_all_get_correct_answers(rem
     """The UI sends up to llm_concurrency questions at once; llama_cpp.server runs one at a time
     (one model behind one lock: it has no parallel slots) and queues the rest."""
     figures = FIGURES["llama_cpp.server"] = measure_load(remote_server)
-    say("\n" + describe(f"through llama_cpp.server, UI concurrency {Settings().llm_concurrency}", figures))
+    concurrency = Settings.load().llm_concurrency  # what running_app's settings read
+    say(f"\n{describe(f'through llama_cpp.server, UI concurrency {concurrency}', figures)}")
     local = FIGURES.get("in-process model")
     if local:
         say(f"load: llama_cpp.server / in-process: throughput x{figures['per_min'] / local['per_min']:.2f}, "
