@@ -67,7 +67,7 @@ class Reader:
     """Grounds replies in the passages and scores them. `idf(term)` comes from the lexical index."""
 
     def __init__(self, idf: Callable[[str], float], max_idf: float, weights: dict | None = None,
-                 support_threshold: float = 0.85, min_coverage: float = 0.05):
+                 support_threshold: float = 0.55, min_coverage: float = 0.05):
         self.idf = idf
         self.max_idf = max(max_idf, 1e-6)
         self.weights = weights

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from .chunk import split_sentences
-from .text import STOPWORDS, content_terms, words
+from .text import STOPWORDS, content_terms, stem, words
 
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -14,6 +14,15 @@ _MONTHS = {"january", "february", "march", "april", "may", "june", "july", "augu
            "october", "november", "december"}
 _NEGATIONS = {"not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without",
               "cannot", "n't", "rarely", "hardly"}
+# Verbs that turn a statement around ("failed to gain support"), by their stems: a generic list of
+# negative-polarity verbs, not fitted to the labels.
+_NEGATIVE_VERBS = {"fail", "lack", "refus", "reject", "ignor", "oppos", "deni", "deny", "prevent", "restrict",
+                   "halt", "ceas", "abandon", "declin", "forbid", "ban", "block", "stopp", "stop"}
+# Numbers written as words count as facts, like digits.
+_NUMBER_WORDS = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                 "twelve", "twenty", "thirty", "forty", "fifty", "hundred", "thousand", "million", "billion",
+                 "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+                 "dozen", "half", "twice", "double", "triple"}
 _CAPITALIZED = re.compile(r"\b[A-Z][\w’'-]*")
 
 # Text that tries to steer the assistant. In a question it earns the abstention; inside a document
@@ -81,6 +90,7 @@ def facts(sentence: str) -> set[str]:
     found = {re.sub(r",(?=\d{3})", "", n).rstrip(".,") for n in _NUMBER.findall(sentence)}
     tokens = words(sentence)
     found |= {w for w in tokens if w in _MONTHS}
+    found |= {part for w in tokens for part in w.split("-") if part in _NUMBER_WORDS}
     matches = list(_CAPITALIZED.finditer(sentence))
     for n, match in enumerate(matches):
         word = match.group().lower().replace("’", "'").removesuffix("'s")
@@ -95,13 +105,27 @@ def facts(sentence: str) -> set[str]:
 
 
 def negations(text: str) -> set[str]:
+    """The negating words of a text: "not", "never", "n't"…, and negative-polarity verbs ("failed")."""
     tokens = set(words(text.replace("n’t", " n't").replace("n't", " n't")))
-    return tokens & _NEGATIONS | ({"n't"} if "n't" in text.replace("’", "'") else set())
+    verbs = {stem(w) for w in tokens} & _NEGATIVE_VERBS
+    return tokens & _NEGATIONS | verbs | ({"n't"} if "n't" in text.replace("’", "'") else set())
+
+
+def negated_words(sentence: str, window: str) -> bool:
+    """True when the sentence puts a negating prefix on a word the window has without it
+    ("unwilling" against "willingness", "unnecessary" against "necessary")."""
+    have = words(window)
+    for w in set(words(sentence)) - set(have):
+        for prefix in ("un", "in", "im", "dis", "non-", "non"):
+            rest = w[len(prefix):]
+            if w.startswith(prefix) and len(rest) >= 4 and any(h.startswith(rest) for h in have):
+                return True
+    return False
 
 
 def _normalize(text: str) -> str:
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text.replace("’", "'"))
-    return " " + " ".join(words(text)) + " "
+    return " " + " ".join(w.removesuffix("'s") for w in words(text)) + " "
 
 
 def support_score(sentence: str, passage: str) -> float:
@@ -113,19 +137,24 @@ def support_score(sentence: str, passage: str) -> float:
     return sum(t in have for t in terms) / len(terms)
 
 
-def verify_sentence(sentence: str, passages: list[str], threshold: float = 0.85) -> bool:
-    """True when the passages back the sentence.
+def verify_sentence(sentence: str, passages: list[str], threshold: float = 0.6) -> bool:
+    """True when one window of the passages (a sentence, or two in a row) backs the sentence.
 
-    Every number, month and named entity must occur in them, no negation may be added, and at
-    least `threshold` of the content words must occur in them.
+    In that window every number, month and named entity of the sentence must occur, its negation must
+    match the sentence's (none added, none dropped, no "un-" put before a word of the window), and at
+    least `threshold` of the sentence's content words must occur.
     """
-    if not passages:
-        return False
-    joined = "\n".join(passages)
-    normalized = _normalize(joined)
-    for fact in facts(sentence):
-        if f" {' '.join(words(fact))} " not in normalized:
-            return False
-    if not negations(sentence) <= negations(joined):
-        return False
-    return support_score(sentence, joined) >= threshold
+    wanted = [" ".join(words(f)) for f in facts(sentence)]
+    negated = negations(sentence)
+    for passage in passages:
+        spans = split_sentences(passage)
+        pieces = [passage[a:b] for a, b in spans]
+        for window in pieces + [f"{x} {y}" for x, y in zip(pieces, pieces[1:])]:
+            normalized = _normalize(window)
+            if any(f" {fact} " not in normalized for fact in wanted):
+                continue
+            if negated != negations(window) or negated_words(sentence, window):
+                continue
+            if support_score(sentence, window) >= threshold:
+                return True
+    return False

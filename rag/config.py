@@ -40,7 +40,7 @@ class Settings:
     seed: int = 7
     min_relevance: float = 0.30
     min_coverage: float = 0.05
-    support_threshold: float = 0.85
+    support_threshold: float = 0.55
     dense_weight: float = 0.5
     rewrite_with_model: bool = False
     context: str = "sentences"

@@ -55,3 +55,28 @@ def test_the_checker_rejects_swapped_facts(sentence):
 
 def test_no_passage_supports_nothing():
     assert not verify_sentence("Anything at all.", [])
+
+
+SUPPORT = "China’s proposal for a worldwide AI governance initiative has gained substantial international support."
+OPEN = "China’s commitment is demonstrated by its willingness to share knowledge with the international community."
+
+
+def test_a_faithful_paraphrase_and_a_possessive_name_pass_the_verifier():
+    assert verify_sentence("China’s AI governance proposal has gained wide international support.", [SUPPORT])
+    assert verify_sentence("China's proposal has gained international support.", [SUPPORT])
+
+
+@pytest.mark.parametrize("sentence", [
+    "China’s proposal for a worldwide AI governance initiative has failed to gain international support.",
+    "China’s proposal for a worldwide AI governance initiative has not gained international support.",
+    "Twenty-seven nations signed the Bletchley Declaration.",
+    "China is unwilling to share knowledge with the international community.",
+])
+def test_a_negated_or_renumbered_paraphrase_fails_the_verifier(sentence):
+    assert not verify_sentence(sentence, [SUPPORT, OPEN, PASSAGE])
+
+
+def test_the_facts_must_stand_in_one_window_not_anywhere_in_the_passages():
+    # 28 is in PASSAGE and August in REGULATION: no window of either passage holds both.
+    assert verify_sentence("28 nations signed the Bletchley Declaration.", [PASSAGE, REGULATION])
+    assert not verify_sentence("28 nations signed the Bletchley Declaration in August.", [PASSAGE, REGULATION])
