@@ -8,6 +8,7 @@ at query time, so an update only adds the new chunks' postings and adjusts the c
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
 from dataclasses import dataclass
 
@@ -31,7 +32,8 @@ class Postings:
 def count_terms(texts: list[str], vocab: dict[str, int]) -> tuple[Postings, list[str]]:
     """Postings of `texts`, giving unseen terms the next ids in `vocab`; returns them and the new terms."""
     first_new = len(vocab)
-    terms, rows, tfs, lengths = [], [], [], []
+    # Typed arrays, not lists: a 50 MB file makes millions of postings, 4 bytes each instead of 36.
+    terms, rows, tfs, lengths = array("i"), array("i"), array("f"), array("f")
     for row, text in enumerate(texts):
         counts = Counter(content_terms(text))
         lengths.append(sum(counts.values()))
@@ -39,12 +41,12 @@ def count_terms(texts: list[str], vocab: dict[str, int]) -> tuple[Postings, list
             terms.append(vocab.setdefault(term, len(vocab)))
             rows.append(row)
             tfs.append(tf)
-    term_ids = np.asarray(terms, dtype=np.int64)
+    term_ids = np.frombuffer(terms, dtype=np.int32)
     order = np.argsort(term_ids, kind="stable")  # rows stay ascending within a term
     ptr = np.zeros(len(vocab) + 1, dtype=np.int64)
     np.cumsum(np.bincount(term_ids, minlength=len(vocab)), out=ptr[1:])
-    postings = Postings(ptr, np.asarray(rows, dtype=np.int32)[order], np.asarray(tfs, dtype=np.float32)[order],
-                        np.asarray(lengths, dtype=np.float32))
+    postings = Postings(ptr, np.frombuffer(rows, dtype=np.int32)[order], np.frombuffer(tfs, dtype=np.float32)[order],
+                        np.frombuffer(lengths, dtype=np.float32).copy())
     new_terms = list(vocab)[first_new:] if len(vocab) > first_new else []
     return postings, new_terms
 
