@@ -20,7 +20,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .bench_report import machine_info, markdown_report, phase
+from .bench_cold import bench_cold_ask, bench_cold_search, bench_embedding_paths, bench_peak_rss
+from .bench_report import figure, machine_info, markdown_report, phase
+from .bench_tiers import bench_tier, installed_tiers, sweep_threads_and_batch
 from .config import PROJECT_ROOT, Settings
 from .errors import RagError
 
@@ -44,8 +46,13 @@ QUESTIONS = (
     "How do I serialize a Python object to a JSON formatted string?",
 )
 WARMUP_QUESTION = "What does the heapq module provide?"
-# Asked of the project's own corpus/ by the cold `rag ask` and by the peak-memory child.
-CORPUS_QUESTION = "How many nations signed the Bletchley Declaration?"
+# Time to first token on 2 cores, by tier ("" for any other tier): the issue's targets.
+TTFT_TARGETS = {"smollm2-135m": 1.5, "": 4.0}
+# Chunks each embedding path embeds for its chunks/s, by mode.
+EMBED_CHUNKS = {"tiny": 32, "quick": 200, "full": 1000}
+# The thread counts and n_batch values tried on the default tier, and the runs per pair, by mode.
+SWEEPS = {"tiny": ((1, 2), (64, 512), 1), "quick": ((1, 2), (64, 128, 256, 512), 2),
+          "full": ((1, 2), (64, 128, 256, 512), 3)}
 
 
 @dataclass(frozen=True)
@@ -99,13 +106,17 @@ def run_bench(args) -> int:
             figures["retrieval_latency"], figures["index_load"], figures["one_file_update"], \
                 report["retrieval"] = bench_retrieval(Store(work / "index").load(), embedder, sizes, work)
         with phase(phases, "generation"):
-            figures["time_to_first_token"], figures["decode_speed"] = bench_generation(
-                settings.replace(index_dir=work / "index"), embedder, QUESTIONS[: sizes.questions])
+            figures["time_to_first_token"], figures["decode_speed"], figures["prompt_speed"] = bench_generation(
+                settings.replace(index_dir=work / "index"), embedder, sizes, report)
         with phase(phases, "processes"):
             Pipeline(settings.replace(index_dir=work / "corpus-index"), embedder=embedder).index()
             env = {**os.environ, "RAG_INDEX_DIR": str(work / "corpus-index"),
                    **({"RAG_CONFIG": str(args.config)} if args.config else {})}
             figures["cold_ask"] = bench_cold_ask(env, sizes.cold_runs, work)
+            figures["cold_search"] = bench_cold_search(env, sizes.cold_runs, work)
+            figures["query_embedding"] = bench_embedding_paths(
+                embedder, [c.text for c in Store(work / "index").load().chunks][:EMBED_CHUNKS[sizes.name]],
+                sizes.cold_runs)
             figures["peak_rss"] = bench_peak_rss(env, sizes.rss_runs, work)
     report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     report["seconds"] = round(time.perf_counter() - began, 1)
@@ -181,7 +192,9 @@ def bench_indexing(shards: list[Path], store, embedder, chunker: dict) -> tuple[
     from .embed import SentenceTransformerEmbedder
     from .indexer import update_index
 
-    embedder.embed(["warm-up: load the model outside the timings"] * embedder.batch_size)
+    # Loads sentence-transformers, which the embedder then uses for every batch (it is the faster path
+    # once loaded), so both sides run the same code and the ratio is the pipeline's overhead alone.
+    embedder.model.encode(["warm-up: load the model outside the timings"] * embedder.batch_size)
     runs = []
     for number, shard in enumerate(shards):
         t0 = time.perf_counter()
@@ -198,7 +211,7 @@ def bench_indexing(shards: list[Path], store, embedder, chunker: dict) -> tuple[
                      "pipeline_s": round(pipeline_s, 3), "raw_s": round(raw_s, 3)})
     pipe = {u: statistics.median(r[u] / r["pipeline_s"] for r in runs) for u in ("chunks", "megabytes")}
     raw = {u: statistics.median(r[u] / r["raw_s"] for r in runs) for u in ("chunks", "megabytes")}
-    throughput = _figure(
+    throughput = figure(
         "indexing throughput", pipe["chunks"] / raw["chunks"], "× raw", ">=", 0.85,
         f"pipeline {pipe['chunks']:.1f} chunks/s ({pipe['megabytes'] * 60:.2f} MB/min) ÷ raw encode "
         f"{raw['chunks']:.1f} chunks/s ({raw['megabytes'] * 60:.2f} MB/min), same texts, batch size "
@@ -213,7 +226,7 @@ def bench_indexing(shards: list[Path], store, embedder, chunker: dict) -> tuple[
     reports = [update_index(store, shards, fresh, chunker) for _ in range(max(3, len(shards)))]
     files, chunks = sum(r["files"] for r in runs), reports[0].chunks
     embedded = max(r.embedded for r in reports)
-    reindex = _figure(
+    reindex = figure(
         "re-index, unchanged corpus", statistics.median(r.seconds for r in reports), "s", "<=", 2.0,
         f"{files:,} files, {chunks:,} chunks, {embedded} chunks embedded; median of {len(reports)}",
         met_also=embedded == 0, embedded=embedded, files=files, chunks=chunks,
@@ -285,20 +298,20 @@ def bench_retrieval(base, embedder, sizes: Sizes, work: Path) -> tuple[dict, dic
     within = [r["rows"] for r in rows if r["flat_p95_ms"] <= 50.0]
     summary = {"rows": rows, "hnsw_threshold": HNSW_THRESHOLD,
                "exact_within_50ms_up_to": max(within, default=0)}
-    figure = _figure(
+    latency = figure(
         f"retrieval p95, hybrid k=5, {at['rows']:,} rows", at[f"{kind}_p95_ms"], "ms", "<=", 50.0,
         f"p50 {at[f'{kind}_p50_ms']} ms; {sizes.queries} queries, query embedding included, on the "
         f"{kind} index the product uses at this size; all sizes below", rows=at["rows"])
-    load = _figure(
+    load = figure(
         f"index load, {at['rows']:,} rows", at["load_s"], "s", "<=", 1.0,
         f"a new process: Store.load (checksums, FAISS, postings) and the first hybrid candidate search; "
         f"peak memory {at['load_peak_mb']} MB; all sizes below", rows=at["rows"])
     big = rows[-1]
-    update = _figure(
+    update = figure(
         f"one-file update, {big['rows']:,} rows", big["update_s"], "s", "<=", 1.0,
         f"a new process: read the manifest and commit one document's 10 new chunks (scan and embedding "
         f"excluded); peak memory {big['update_peak_mb']} MB; all sizes below", rows=big["rows"])
-    return figure, load, update, summary
+    return latency, load, update, summary
 
 
 SCALE_CHILD = """
@@ -352,151 +365,54 @@ def grow_vectors(base, n: int, rng):
     return out
 
 
-class RecordingGenerator:
-    """The pipeline's real generator, untouched, keeping the messages it was last given."""
+def bench_generation(settings: Settings, embedder, sizes: Sizes, report: dict) -> tuple[dict, dict, dict]:
+    """Every installed tier (the smallest in --tiny) through the pipeline and raw; then, on the default tier,
+    the thread count and n_batch prompt processing runs fastest with.
 
-    def __init__(self, generator):
-        self.generator = generator
-        self.messages: list[dict] = []
-
-    def __getattr__(self, name):
-        return getattr(self.generator, name)
-
-    def stream(self, messages: list[dict], max_tokens: int = 128):
-        self.messages = messages
-        return self.generator.stream(messages, max_tokens)  # the real iterator: no layer per token
-
-
-def bench_generation(settings: Settings, embedder, questions: tuple[str, ...]) -> tuple[dict, dict]:
-    """Time to first token through `Pipeline.stream`, and its decode speed against raw llama-cpp-python.
-
-    The raw side gets the very messages the pipeline built, and goes second: llama.cpp reuses a
-    cached prompt, which would flatter the pipeline's time to first token (not the decode speed).
+    The figures are the default tier's; report["tiers"] has a row per tier, and the speeds are stored
+    for `rag models` (not from --tiny, whose answers are too short to time).
     """
-    from .pipeline import Pipeline
-    from .records import Answer
+    from .models import DEFAULT_TIER, record_speed
 
-    generator = RecordingGenerator(Pipeline(settings, embedder=embedder).generator)
-    pipeline = Pipeline(settings, embedder=embedder, generator=generator)
-    pipeline.ask(WARMUP_QUESTION)  # a running app has the index and BM25 loaded, and has answered
-    ttft, rates, details = [], {"pipeline": [], "raw": []}, []
-    for question in questions:
-        stamps, answer = {"pipeline": [], "raw": []}, None
-        for item in pipeline.stream(question):
-            if isinstance(item, Answer):
-                answer = item
-            else:
-                stamps["pipeline"].append(time.perf_counter())
-        if "first_token" not in answer.timings_ms:
-            details.append({"question": question, "skipped": answer.mode})
-            continue
-        raw_text = []
-        for chunk in generator.llm.create_chat_completion(messages=generator.messages, stream=True,
-                                                          max_tokens=settings.max_tokens,
-                                                          temperature=settings.temperature):
-            piece = chunk["choices"][0]["delta"].get("content")
-            if piece:
-                stamps["raw"].append(time.perf_counter())
-                raw_text.append(piece)
-        ttft.append(round(answer.timings_ms["first_token"] / 1000, 3))
-        for side, times in stamps.items():
-            if len(times) > 1:
-                rates[side].append((len(times) - 1) / (times[-1] - times[0]))
-        details.append({"question": question, "passages": len(answer.passages),
-                        "tokens": len(stamps["pipeline"]), "first_token_s": ttft[-1],
-                        "same_text_both_sides": "".join(raw_text) == answer.raw})
-    if not rates["pipeline"] or not rates["raw"]:
-        raise RagError(f"no bench question got two tokens or more from the model: {details}")
-    passages = "/".join(str(n) for n in sorted({d["passages"] for d in details if "passages" in d}))
-    ttft_figure = _figure(
-        "time to first token", statistics.median(ttft), "s", "<=", 1.5,
-        f"median of {len(ttft)} questions (max {max(ttft):.2f} s), k={settings.top_k}, {passages} "
-        "passages in the prompt, retrieval included, models loaded", questions=details)
-    pipe, raw = statistics.median(rates["pipeline"]), statistics.median(rates["raw"])
-    decode = _figure(
-        "decode speed", pipe / raw, "× raw", ">=", 0.9,
-        f"pipeline {pipe:.1f} tokens/s ÷ raw llama-cpp-python {raw:.1f} tokens/s, same messages, "
-        f"up to {settings.max_tokens} tokens; median of {len(rates['raw'])}",
-        sides={"pipeline_tokens_per_s": pipe, "raw_tokens_per_s": raw},
-        runs={k: [round(r, 2) for r in v] for k, v in rates.items()})
-    return ttft_figure, decode
-
-
-def bench_cold_ask(env: dict, runs: int, work: Path) -> dict:
-    """Wall time of a new `rag ask` process, from its start to the answer printed."""
-    rag = Path(sys.executable).with_name("rag")
-    command = [str(rag)] if rag.is_file() else [sys.executable, "-m", "rag.cli"]
-    env = {**env, "PYTHONUNBUFFERED": "1"}
-    printed, exited = [], []
-    for _ in range(runs):
-        with tempfile.TemporaryFile() as errors:
-            t0 = time.perf_counter()
-            proc = subprocess.Popen([*command, "ask", CORPUS_QUESTION], stdout=subprocess.PIPE, stderr=errors,
-                                    stdin=subprocess.DEVNULL, env=env, cwd=work, text=True)
-            answer = proc.stdout.readline()  # not a terminal: the verified answer is the first line
-            printed.append(time.perf_counter() - t0)
-            proc.stdout.read()
-            proc.wait(timeout=600)
-            exited.append(time.perf_counter() - t0)
-            if proc.returncode or not answer.strip():
-                errors.seek(0)
-                raise RagError(f"`rag ask` failed: {errors.read().decode(errors='replace')[-800:]}")
-    return _figure(
-        "cold `rag ask`", statistics.median(printed), "s", "<=", 8.0,
-        f"a new process until the answer is printed (exit at {statistics.median(exited):.2f} s), "
-        f"warm OS file cache, index of corpus/; median of {runs}", answer=answer.strip(),
-        runs=[round(x, 3) for x in printed], exit_s=[round(x, 3) for x in exited])
-
-
-RSS_CHILD = """
-import json, re, sys
-from pathlib import Path
-from rag.pipeline import Pipeline
-root, question = sys.argv[1], sys.argv[2]
-pipeline = Pipeline.from_settings()
-pipeline.embedder.embed(["load the embedder"])
-pipeline.generator
-app = (Path(root) / "app.py").is_file()
-if app:
-    sys.path.insert(0, root)
-    from app import build_app
-    build_app(pipeline)
-abstained = pipeline.ask(question).abstained
-peak_kib = int(re.search(r"VmHWM:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
-print(json.dumps({"app": app, "abstained": abstained, "peak_kib": peak_kib}))
-"""
-
-
-def bench_peak_rss(env: dict, runs: int, work: Path) -> dict:
-    """Peak resident memory of a process with the pipeline, both models and the UI, after one answer.
-
-    The child reports its own high-water mark (VmHWM). Its ru_maxrss, through wait4 or
-    RUSAGE_CHILDREN, would not do: Linux carries the parent's resident size into the child's
-    ru_maxrss at exec, and the bench itself holds both models by then.
-    """
-    peaks, child = [], {}
-    for _ in range(runs):
-        done = subprocess.run([sys.executable, "-c", RSS_CHILD, str(PROJECT_ROOT), CORPUS_QUESTION],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, cwd=work,
-                              timeout=600)
-        if done.returncode:
-            raise RagError(f"the peak-memory child failed: {done.stderr[-800:]}")
-        child = json.loads(done.stdout.strip().splitlines()[-1])
-        peaks.append(child["peak_kib"] * 1024 / 1e6)
-    what = "embedder, generator and app.build_app" if child["app"] else "embedder and generator (no app.py)"
-    return _figure("peak RSS", statistics.median(peaks), "MB", "<=", 2000.0,
-                   f"VmHWM of a process with the {what}, after one answer; median of {runs}",
-                   app=child["app"], runs=[round(p, 1) for p in peaks])
+    tiers = installed_tiers(1 if sizes.name == "tiny" else None)
+    if not tiers:
+        raise RagError("no model tier is installed: run `rag models install`")
+    default = settings.model or DEFAULT_TIER
+    default = default if default in tiers else tiers[0]
+    rows, messages = {}, []
+    for tier in tiers:
+        print(f"[bench] generation: {tier}", file=sys.stderr, flush=True)
+        rows[tier], last = bench_tier(settings.replace(model=tier), embedder, QUESTIONS[: sizes.questions],
+                                      WARMUP_QUESTION)
+        target = TTFT_TARGETS.get(tier, TTFT_TARGETS[""])
+        rows[tier].update(ttft_target_s=target, ttft_met=rows[tier]["ttft_p50_s"] <= target)
+        if tier == default:
+            messages = last
+        if sizes.name != "tiny":
+            record_speed(tier, {"decode_tok_s": rows[tier]["pipeline_decode_tok_s"],
+                                "prompt_tok_s": rows[tier]["pipeline_prompt_tok_s"],
+                                "ttft_p50_s": rows[tier]["ttft_p50_s"], "answer_s": rows[tier]["answer_s"]})
+    report["tiers"] = rows
+    print(f"[bench] threads and n_batch: {default}", file=sys.stderr, flush=True)
+    report["sweep"] = sweep_threads_and_batch(settings.replace(model=default), messages, *SWEEPS[sizes.name])
+    row = rows[default]
+    ttft = figure(
+        f"time to first token ({default})", row["ttft_p50_s"], "s", "<=", row["ttft_target_s"],
+        f"p50 of {row['answers']} questions (p95 {row['ttft_p95_s']} s), k={row['k']}, "
+        f"{row['prompt_tokens']:g} prompt tokens per answer (counted from the messages sent), retrieval "
+        "included, models loaded, no prompt cache", tier=default)
+    decode = figure(
+        f"decode speed ({default})", row["decode_ratio"], "× raw", ">=", 0.9,
+        f"pipeline {row['pipeline_decode_tok_s']} tokens/s ÷ raw llama-cpp-python {row['raw_decode_tok_s']} "
+        f"tokens/s, same messages, up to {settings.max_tokens} tokens; median of {row['answers']}", tier=default)
+    prompt = figure(
+        f"prompt speed ({default})", row["prompt_ratio"], "× raw", ">=", 0.9,
+        f"pipeline {row['pipeline_prompt_tok_s']} tokens/s ÷ raw {row['raw_prompt_tok_s']} tokens/s over "
+        f"{row['prompt_tokens']:g} prompt tokens; median of {row['answers']}", tier=default)
+    return ttft, decode, prompt
 
 
 # --- helpers and the report ---------------------------------------------------------------------
-def _figure(label: str, value: float, unit: str, op: str, target: float, measured: str,
-            met_also: bool = True, **detail) -> dict:
-    met = (value <= target if op == "<=" else value >= target) and met_also
-    return {"label": label, "value": round(value, 4), "unit": unit, "op": op, "target": target,
-            "met": met, "measured": measured, **detail}
-
-
 def _latencies(call, items, count: int) -> list[float]:
     """Milliseconds of `call(item)` for `count` items, cycling through `items`."""
     ms = []

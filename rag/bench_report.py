@@ -93,9 +93,49 @@ def markdown_report(report: dict) -> str:
     lines += ["", f"Exact search kept hybrid p95 within 50 ms up to {retrieval['exact_within_50ms_up_to']:,} "
               f"rows of those measured; the product switches to HNSW at {retrieval['hnsw_threshold']:,} "
               "rows (`store.HNSW_THRESHOLD`)."]
+    lines += tier_lines(report.get("tiers", {}), report.get("sweep"))
+    paths = report["figures"].get("query_embedding", {}).get("paths", {})
+    if paths:
+        lines += ["", "## Embedding paths", "", "| command | embeds with |", "|---|---|"]
+        lines += [f"| {command} | {path} |" for command, path in paths.items()]
     phases = ", ".join(f"{k} {v['seconds']} s ({v['other_cpu']:.0%})" for k, v in report["phases"].items())
     lines += ["", f"Phases, with the share of the CPU other processes took meanwhile: {phases}. "
               f"Corpus: the pydoc text of {report['corpus']['modules']} stdlib modules "
               f"({report['corpus']['megabytes']} MB), of which the first {report['sizes']['corpus_kb']} kB "
               f"were indexed as {report['sizes']['files']:,} files."]
     return "\n".join(lines) + "\n"
+
+
+def figure(label: str, value: float, unit: str, op: str, target: float, measured: str,
+           met_also: bool = True, **detail) -> dict:
+    """One figure of the report: its value against its target, and how it was measured."""
+    met = (value <= target if op == "<=" else value >= target) and met_also
+    return {"label": label, "value": round(value, 4), "unit": unit, "op": op, "target": target,
+            "met": met, "measured": measured, **detail}
+
+
+def tier_lines(tiers: dict, sweep: dict | None) -> list[str]:
+    """The per-tier generation table and the threads × n_batch sweep, as Markdown lines."""
+    if not tiers:
+        return []
+    lines = ["", "## Generation by model tier", "",
+             "Both sides process the whole prompt (no prompt cache); the raw side is llama-cpp-python given "
+             "the very messages the pipeline sent. Prompt tokens are counted from those messages.", "",
+             "| tier | TTFT p50 / p95 s (target) | s per answer | prompt tokens | prompt tok/s pipeline / raw | "
+             "decode tok/s pipeline / raw | threads |", "|---|---|---|---|---|---|---|"]
+    for name, t in tiers.items():
+        lines.append(f"| {name} | {t['ttft_p50_s']} / {t['ttft_p95_s']} (≤ {t['ttft_target_s']:g}, "
+                     f"{'met' if t['ttft_met'] else 'missed'}) | {t['answer_s']} | {t['prompt_tokens']:g} | "
+                     f"{t['pipeline_prompt_tok_s']} / {t['raw_prompt_tok_s']} ({t['prompt_ratio']:g}×) | "
+                     f"{t['pipeline_decode_tok_s']} / {t['raw_decode_tok_s']} ({t['decode_ratio']:g}×) | "
+                     f"{t['threads']} |")
+    if sweep:
+        best = sweep["best"]
+        lines += ["", f"Raw llama-cpp-python on {sweep['tier']}, the same messages, best of {sweep['runs']} "
+                  f"each: prompt processing was fastest with {best['threads']} threads and n_batch "
+                  f"{best['n_batch']} ({best['prompt_tok_s']} tokens/s); decoding with "
+                  f"{sweep['best_decode_threads']} threads.", "",
+                  "| threads | n_batch | prompt tok/s | decode tok/s |", "|---|---|---|---|"]
+        lines += [f"| {c['threads']} | {c['n_batch']} | {c['prompt_tok_s']} | {c['decode_tok_s']} |"
+                  for c in sweep["cells"]]
+    return lines

@@ -9,7 +9,8 @@ import pytest
 from rag.cli import main
 
 FIGURES = {"indexing_throughput", "reindex_unchanged", "retrieval_latency", "time_to_first_token",
-           "decode_speed", "cold_ask", "peak_rss", "index_load", "one_file_update"}
+           "decode_speed", "prompt_speed", "cold_ask", "cold_search", "query_embedding", "peak_rss", "index_load",
+           "one_file_update"}
 
 
 @pytest.mark.integration
@@ -25,6 +26,11 @@ def test_tiny_bench_writes_every_figure_with_a_positive_value(tmp_path, capsys):
     assert report["figures"]["reindex_unchanged"]["embedded"] == 0
     assert report["figures"]["reindex_unchanged"]["files"] == report["sizes"]["files"]
     assert report["machine"]["cores"] >= 1
+    tier = report["figures"]["time_to_first_token"]["tier"]
+    assert report["tiers"][tier]["prompt_tokens"] > 0 and report["tiers"][tier]["answers"] >= 1
+    assert {(c["threads"], c["n_batch"]) for c in report["sweep"]["cells"]} == {(1, 64), (1, 512), (2, 64), (2, 512)}
+    assert report["figures"]["cold_search"]["heavy_imports"] == []
+    assert report["figures"]["query_embedding"]["paths"]["rag ask / search / chat (one query)"] == "numpy"
 
     markdown = (tmp_path / "bench.md").read_text(encoding="utf-8")
     for figure in report["figures"].values():
