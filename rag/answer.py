@@ -74,6 +74,25 @@ class Reader:
         self.support_threshold = support_threshold
         self.min_coverage = min_coverage
 
+    def read(self, question: str, raw: str, passages: list[Citation], retrieval: float, relevance) -> Reading:
+        """Ground the model's reply (or, failing that, the best sentence) and decide whether to show it."""
+        answer, cited, refused = parse_reply(raw)
+        if refused:
+            return Reading((), mode="model said so")
+        grounded = self.ground(question, answer, cited, passages)
+        if grounded:
+            (sentences, evidence), mode = grounded, "short" if len(words(answer)) <= SHORT_ANSWER_WORDS else "sentence"
+        else:
+            (sentences, evidence), mode = self.extract(question, passages, relevance), "extract"
+        if not sentences:
+            return Reading((), mode="no evidence")
+        signals = self.signals(question, sentences, evidence, passages, retrieval, bool(answer), bool(grounded),
+                               cited)
+        confidence = self.confidence(signals)
+        shown = confidence >= self.threshold()
+        return Reading(tuple(sentences), evidence, mode if shown else f"low confidence ({mode})", signals,
+                       round(confidence, 4), shown)
+
     # --- grounding ------------------------------------------------------------------------------
     def ground(self, question: str, answer: str, cited: tuple[int, ...],
                passages: list[Citation]) -> tuple[list[Sentence], dict] | None:

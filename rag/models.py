@@ -103,6 +103,17 @@ def is_installed(tier: Tier, root: Path | None = None) -> bool:
         return False
 
 
+def tier_of(path: str | Path | None) -> str:
+    """The name of the installed tier whose file `path` is, or "" when it is no tier's."""
+    for tier in TIERS:
+        try:
+            if path and Path(path).resolve() == tier_path(tier).resolve():
+                return tier.name
+        except ModelMissing:
+            continue
+    return ""
+
+
 def resolve_model(model: str, root: Path | None = None) -> Path:
     """The GGUF file for a tier name or a path; "" means the default tier."""
     name = model or DEFAULT_TIER

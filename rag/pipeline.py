@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import prompt
-from .answer import SHORT_ANSWER_WORDS, Reader, Reading, load_calibration, parse_reply
+from .answer import Reader, Reading, load_calibration
 from .cite import INSTRUCTION
 from .config import PROJECT_ROOT, Settings
 from .context import Receipt, fit_to_budget, sentence_windows, whole_chunks
-from .errors import BadInput, RagError
+from .errors import BadInput
 from .records import Answer, Citation, Hit, Sentence
 from .text import content_terms
 
@@ -190,7 +190,8 @@ class Pipeline:
             yield piece
         raw = "".join(pieces)
         timings["generate"] = _ms(t0)
-        reading = self.read(standalone, raw, passages, max(h.dense or 0.0 for h in hits))
+        reading = self.reader.read(standalone, raw, passages, max(h.dense or 0.0 for h in hits),
+                                   lambda texts: self.relevance(standalone, texts))
         if not reading.answer:
             yield self._abstain(question, standalone, timings, began, reading.mode, raw, receipt, passages, reading)
             return
@@ -258,16 +259,9 @@ class Pipeline:
     @property
     def tier(self) -> str:
         """The generation model's tier name when its file is a tier's, else its name (the calibration key)."""
-        from .models import TIERS, tier_path
+        from .models import tier_of
 
-        path = getattr(self.generator, "path", None)
-        for tier in TIERS:
-            try:
-                if path and Path(path).resolve() == tier_path(tier).resolve():
-                    return tier.name
-            except RagError:
-                continue
-        return self.generator.name
+        return tier_of(getattr(self.generator, "path", None)) or self.generator.name
 
     def relevance(self, question: str, texts: list[str]):
         """How well each text speaks to the question: cosine similarity and IDF-weighted word overlap."""
@@ -278,27 +272,6 @@ class Pipeline:
         vectors = self.embedder.embed([question, *texts])
         reader = self.reader
         return 0.5 * (vectors[1:] @ vectors[0]) + 0.5 * np.array([reader.coverage(question, t) for t in texts])
-
-    def read(self, question: str, raw: str, passages: list[Citation], retrieval: float) -> Reading:
-        """Ground the model's reply (or, failing that, the best sentence) and decide whether to show it."""
-        reader = self.reader
-        answer, cited, refused = parse_reply(raw)
-        if refused:
-            return Reading((), mode="model said so")
-        grounded = reader.ground(question, answer, cited, passages)
-        if grounded:
-            (sentences, evidence), mode = grounded, "short" if len(answer.split()) <= SHORT_ANSWER_WORDS else "sentence"
-        else:
-            (sentences, evidence), mode = reader.extract(question, passages,
-                                                         lambda t: self.relevance(question, t)), "extract"
-        if not sentences:
-            return Reading((), mode="no evidence")
-        signals = reader.signals(question, sentences, evidence, passages, retrieval, bool(answer), bool(grounded),
-                                 cited)
-        confidence = reader.confidence(signals)
-        answer_it = confidence >= reader.threshold()
-        return Reading(tuple(sentences), evidence, mode if answer_it else f"low confidence ({mode})", signals,
-                       round(confidence, 4), answer_it)
 
 
 def upload_name(name: str) -> str:

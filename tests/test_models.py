@@ -263,3 +263,13 @@ def test_the_default_tier_installed_by_make_matches_its_published_sha256():
         assert path.with_name(path.name + ".sha256").read_text().split()[0] == tier.sha256
     with path.open("rb") as f:
         assert f.read(4) == b"GGUF"
+
+
+def test_a_tier_file_is_known_by_its_tier_name_and_another_file_by_none(tmp_path, monkeypatch):
+    from rag import models
+
+    monkeypatch.setenv("RAG_MODELS_DIR", str(tmp_path))
+    tier = models.get_tier("qwen2.5-coder-0.5b")
+    (tmp_path / tier.filename).write_bytes(b"x")
+    assert models.tier_of(tmp_path / tier.filename) == "qwen2.5-coder-0.5b"
+    assert models.tier_of(tmp_path / "other.gguf") == "" and models.tier_of(None) == ""
