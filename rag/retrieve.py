@@ -70,6 +70,7 @@ class Retriever:
 
     @property
     def bm25(self) -> BM25:
+        """The index's term statistics: `n` chunks and `idf(term)`."""
         return self.index.bm25
 
     def search(self, query: str, k: int = 5, pool: int = 50) -> list[Hit]:
