@@ -234,7 +234,7 @@ def bench_indexing(shards: list[Path], store, embedder, chunker: dict) -> tuple[
     return throughput, reindex
 
 
-def bench_retrieval(base, embedder, sizes: Sizes, work: Path) -> tuple[dict, dict]:
+def bench_retrieval(base, embedder, sizes: Sizes, work: Path) -> tuple[dict, dict, dict, dict]:
     """Hybrid k=5 latency on synthetic indexes grown from the corpus's chunks, exact and HNSW.
 
     Each size is written as a real index: a new process times its load (with the first search),
