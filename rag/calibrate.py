@@ -17,6 +17,8 @@ from .answer import CALIBRATION_FILE, FEATURES, Reader
 from .errors import BadInput
 from .evaluate import candidate_right, decide, markdown_report, summarize
 
+MAX_FALSE_REFUSALS = 0.10
+
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, rounds: int = 50) -> np.ndarray:
     """Weights [bias, coef...] of an L2-regularized logistic regression, by Newton's method."""
@@ -36,7 +38,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, rounds: int = 50
 
 
 def fit(rows: list[dict]) -> dict:
-    """Weights and a threshold from tune rows: the threshold maximizes refusal recall minus false refusals."""
+    """Weights and a threshold from tune rows: the most refusals with at most 10% false refusals."""
     usable = [r for r in rows if r["signals"] and r["candidate"]]
     if len({candidate_right(r) for r in usable}) < 2:
         raise BadInput("the tune rows need both correct and wrong candidates to calibrate on")
@@ -50,11 +52,14 @@ def fit(rows: list[dict]) -> dict:
                "threshold": 0.5, "fitted_on": len(usable)}
     reader = Reader(lambda t: 0.0, 1.0, weights)
     confidences = sorted({round(reader.confidence(r["signals"]), 4) for r in usable})
+    # The issue's shape: refuse as many unanswerable questions as possible while false refusals stay
+    # within MAX_FALSE_REFUSALS on the tune rows; among equals, keep the most correct answers.
     best = None
     for threshold in [0.0, *confidences]:
-        decided = apply_policy(rows, {**weights, "threshold": threshold})
-        m = summarize(decided)
-        score = (m["refusal_recall"]["value"] - m["false_refusal_rate"]["value"], m["answer_correctness"]["value"])
+        m = summarize(apply_policy(rows, {**weights, "threshold": threshold}))
+        if m["false_refusal_rate"]["value"] > MAX_FALSE_REFUSALS:
+            continue
+        score = (m["refusal_recall"]["value"], m["answer_correctness"]["value"])
         if best is None or score > best[0]:
             best = (score, threshold)
     weights["threshold"] = best[1]

@@ -103,26 +103,31 @@ def token_f1(prediction: str, golds: list[str]) -> float:
     return best
 
 
-def claim_of(question: str, answer: str) -> str:
-    """What a shown sentence asserts: a short answer ("28 nations") asserts it answers the question."""
-    return f"{question} {answer}" if len(words(answer)) <= 12 and not answer.rstrip().endswith(".") else answer
+def is_short(answer: str) -> bool:
+    """A short answer ("28 nations") rather than a sentence that asserts something on its own."""
+    return len(words(answer)) <= 12 and not answer.rstrip().endswith(".")
 
 
-def score_sentences(judge: Judge, sentences: list[tuple[str, tuple[int, ...]]], passages: dict) -> dict:
+def score_sentences(judge: Judge, question: str, sentences: list[tuple[str, tuple[int, ...]]],
+                    passages: dict) -> dict:
     """Faithfulness and ALCE citation recall/precision of (sentence, cited ids) pairs."""
+
+    def supports(text: str, texts: list[str]) -> bool:
+        return judge.supports_answer(question, text, texts) if is_short(text) else judge.supports(text, texts)
+
     supported = cites = precise = recalled = 0
     for text, cited in sentences:
         texts = [passages[i] for i in cited if i in passages]
-        joint = bool(texts) and judge.supports(text, texts)
+        joint = bool(texts) and supports(text, texts)
         recalled += joint
-        supported += joint or judge.supports(text, list(passages.values()))
+        supported += joint or supports(text, list(passages.values()))
         cites += len(cited)
         if joint:
             irrelevant = 0
             if len(texts) > 1:
                 for i, t in enumerate(texts):
                     rest = texts[:i] + texts[i + 1:]
-                    if not judge.supports(text, [t]) and judge.supports(text, rest):
+                    if not supports(text, [t]) and supports(text, rest):
                         irrelevant += 1
             precise += len(cited) - irrelevant
     return {"sentences": len(sentences), "supported": supported, "recalled": recalled,
@@ -147,8 +152,8 @@ def evaluate(pipeline, items: list[dict], corpus: Path, name: str = "", k: int =
         answer = pipeline.ask(item["question"], history=history)
         seconds = time.perf_counter() - began
         passages = {p.id: p.text for p in answer.passages}
-        raw_claims = [(claim_of(standalone, c.text), c.cited) for c in parse_claims(answer.raw)] if answer.raw else []
-        raw = score_sentences(judge, raw_claims, passages)
+        raw_claims = [(c.text, c.cited) for c in parse_claims(answer.raw)] if answer.raw else []
+        raw = score_sentences(judge, standalone, raw_claims, passages)
         golds = item.get("short_answers") or ([item["answer"]] if item["answerable"] else [])
         candidate = parse_claims(answer.candidate)
         text = " ".join(c.text for c in candidate)
@@ -160,8 +165,8 @@ def evaluate(pipeline, items: list[dict], corpus: Path, name: str = "", k: int =
             # What the policy would show if it answered; the shown fields below follow from it.
             "candidate": text, "candidate_correct": keyword_correct(item, text),
             "candidate_em": exact_match(text, golds), "candidate_f1": token_f1(text, golds),
-            "candidate_final": score_sentences(judge, [(claim_of(standalone, c.text), c.cited) for c in candidate],
-                                               passages),
+            "candidate_final": score_sentences(judge, standalone, [(c.text, c.cited) for c in candidate], passages),
+            "passages": {str(i): t for i, t in passages.items()},
             "confidence": answer.confidence, "signals": answer.signals,
             "prompt_tokens": answer.receipt.get("prompt_tokens"),
             "gold_quotes": len(spans), "retrieved_quotes": found, "rr": 1 / first if first else 0.0,

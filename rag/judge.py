@@ -62,6 +62,23 @@ class Judge:
                 return True
         return False
 
+    def supports_answer(self, question: str, answer: str, passages: list[str]) -> bool:
+        """True when one window holds every word, number, name and negation of a short answer and means
+        the question answered by it (embedding similarity of "question answer" to the window).
+
+        A short answer ("3.10") asserts only itself; the question's own words may be paraphrased or
+        stand elsewhere in the passage (a heading), so only the answer must align word for word.
+        """
+        turning = set(words(question.lower())) & (_POLARITY | _NEGATION)
+        holding = [p for p in passages if any(self.aligned(answer, w, 0.0) for w in self.windows([p]))
+                   and turning <= set(words(p.lower()))]
+        if not holding or not content_terms(answer):
+            return False
+        # The passage that holds the answer must mean the question answered by it: a window's
+        # heading or subject often stands a sentence or two away, so the whole passage is compared.
+        vectors = self._vectors([f"{question} {answer}"] + holding)
+        return bool((vectors[1:] @ vectors[0]).max() >= MIN_SIMILARITY)
+
     @staticmethod
     def windows(passages: list[str]) -> list[str]:
         out = []
