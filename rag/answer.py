@@ -21,10 +21,14 @@ from pathlib import Path
 from .chunk import split_sentences
 from .cite import INSTRUCTION, blank_instructions, facts, negations, parse_claims, support_score, verify_sentence
 from .records import Citation, Sentence
-from .text import content_terms, words
+from .text import content_terms, stem, words
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 SHORT_ANSWER_WORDS = 12
+# A question's name counts as its focus when it is at least this rare (share of the highest IDF).
+RARE_NAME_IDF = 0.4
+_MONTH_NAMES = {"january", "february", "march", "april", "may", "june", "july", "august", "september",
+                "october", "november", "december"}
 _REFUSAL = re.compile(
     r"\bcan(?:not|'t|’t| not) find|\b(?:is|are) not (?:mentioned|stated|provided|given|specified)|"
     r"\bno (?:information|mention)\b|\bdo(?:es)? not (?:say|mention|contain|provide|specify|state)|"
@@ -105,7 +109,8 @@ class Reader:
                 return None
             passage, span = found
             return [Sentence(answer, (passage.id,), True)], {passage.id: span}
-        evidence = {p.id: blank_instructions(p.text) for p in passages}
+        focus = self.focus(question)
+        evidence = {p.id: blank_instructions(p.text) for p in passages if self.about(focus, p.text)}
         kept, spans = [], {}
         for claim in parse_claims(answer):
             order = [i for i in cited if i in evidence] + sorted(
@@ -131,9 +136,12 @@ class Reader:
         needed_facts = {f for f in facts(answer) if f not in {w.lower() for w in words(question)}}
         if not new and not needed_facts:
             return None
+        focus = self.focus(question)
         best, best_cover = None, -1.0
         for group in ([p for p in passages if p.id in cited], [p for p in passages if p.id not in cited]):
             for passage in group:
+                if not self.about(focus, passage.text):
+                    continue
                 text = blank_instructions(passage.text)
                 for a, b in split_sentences(text):
                     sentence = text[a:b]
@@ -144,6 +152,23 @@ class Reader:
             if best:
                 break
         return best
+
+    def focus(self, question: str) -> set[str]:
+        """What the question is about that the answer's passage must name too: its numbers and months,
+        and its rare names ("Bletchley"; not "Python" in the Python docs, which every passage implies).
+
+        A passage about another treaty, year or person can hold a plausible answer word for word;
+        this is what tells it apart.
+        """
+        rare = RARE_NAME_IDF * self.max_idf
+        return {f for f in facts(question)
+                if any(ch.isdigit() for ch in f) or f in _MONTH_NAMES or self.idf(stem(f)) >= rare}
+
+    @staticmethod
+    def about(focus: set[str], text: str) -> bool:
+        flat = " " + " ".join(w.removesuffix("'s") for w in words(
+            re.sub(r"(?<=\d),(?=\d{3})", "", text.replace("’", "'")))) + " "
+        return all(f" {' '.join(words(f))} " in flat for f in focus)
 
     @staticmethod
     def holds(answer: str, new: list[str], needed_facts: set[str], sentence: str) -> bool:
@@ -157,8 +182,9 @@ class Reader:
         return negations(answer) <= negations(sentence)
 
     def extract(self, question: str, passages: list[Citation], relevance) -> tuple[list[Sentence], dict]:
-        """The single most relevant sentence of the passages, verbatim, as the fallback candidate."""
-        candidates = [(p, a, b) for p in passages for a, b in split_sentences(p.text)
+        """The single most relevant sentence of the passages about the question's focus, verbatim."""
+        focus = self.focus(question)
+        candidates = [(p, a, b) for p in passages if self.about(focus, p.text) for a, b in split_sentences(p.text)
                       if len(content_terms(p.text[a:b])) >= 3 and not INSTRUCTION.search(p.text[a:b])]
         if not candidates:
             return [], {}

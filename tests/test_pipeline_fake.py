@@ -178,3 +178,20 @@ def test_replies_are_parsed_into_answer_citations_and_refusal(raw, expected):
     from rag.answer import parse_reply
 
     assert parse_reply(raw) == expected
+
+
+def test_an_answer_found_in_a_passage_about_another_treaty_is_not_grounded(fake_pipeline, corpus_copy):
+    (corpus_copy / "zorblax.txt").write_text("The Zorblax Treaty was signed by 14 countries in 2031.\n",
+                                              encoding="utf-8")
+    fake_pipeline.index([corpus_copy])
+    fake_pipeline.generator.replies.append("14 countries [1]")
+    answer = fake_pipeline.ask(QUESTION)
+    assert "14" not in answer.text and answer.mode != "short"
+    assert all(c.doc != "zorblax.txt" for c in answer.citations)
+
+
+def test_the_focus_of_a_question_is_its_numbers_and_rare_names(fake_pipeline):
+    reader = fake_pipeline.reader
+    assert "bletchley" in reader.focus(QUESTION)
+    assert {"2022", "august"} <= reader.focus("What happened in August 2022 to China?")
+    assert "china" not in reader.focus("What happened in August 2022 to China?")  # in most passages
