@@ -53,13 +53,15 @@ def fit(rows: list[dict]) -> dict:
     reader = Reader(lambda t: 0.0, 1.0, weights)
     confidences = sorted({round(reader.confidence(r["signals"]), 4) for r in usable})
     # The shape: refuse as many unanswerable questions as possible while false refusals stay
-    # within MAX_FALSE_REFUSALS on the tune rows; among equals, keep the most correct answers.
+    # within MAX_FALSE_REFUSALS on the tune rows (when no threshold does, the fewest false refusals);
+    # among equals, keep the most correct answers.
     best = None
     for threshold in [0.0, *confidences]:
         m = summarize(apply_policy(rows, {**weights, "threshold": threshold}))
-        if m["false_refusal_rate"]["value"] > MAX_FALSE_REFUSALS:
-            continue
-        score = (m["refusal_recall"]["value"], m["answer_correctness"]["value"])
+        false_refusals = m["false_refusal_rate"]["value"]
+        within = false_refusals <= MAX_FALSE_REFUSALS
+        score = (within, m["refusal_recall"]["value"] if within else -false_refusals,
+                 m["answer_correctness"]["value"])
         if best is None or score > best[0]:
             best = (score, threshold)
     weights["threshold"] = best[1]
