@@ -25,6 +25,9 @@ DEFAULT_MODEL = "default tier"
 UPLOAD_TYPES = [".txt", ".md", ".html", ".htm", ".pdf"]
 NO_SOURCES = '<p class="rag-empty">The passages behind the latest answer appear here.</p>'
 _MARKER = re.compile(r"\[(\d+)\]")
+# Inline, because the chat panel does not apply the page's stylesheet to message HTML.
+ANSWER_STYLE = "font-weight:600;font-size:1.1em;margin-bottom:4px"
+EVIDENCE_STYLE = "margin:4px 0 6px;padding-left:10px;border-left:3px solid #f59e0b;opacity:0.9;font-size:0.93em"
 _LINK = re.compile(r'<a class="cite" href="#src-\d+">(\[\d+\])</a>')
 
 # Clicking a [n] marker opens its source and scrolls to it. Capturing the click on the document
@@ -58,9 +61,6 @@ SOURCES_CSS = """
 .rag-passage mark { background: #fde68a; color: #111827; padding: 0 1px; }
 .rag-flash { box-shadow: 0 0 0 3px #f59e0b; }
 .rag-empty { opacity: 0.7; }
-.rag-answer { font-weight: 600; font-size: 1.05em; margin-bottom: 4px; }
-.rag-evidence { margin: 4px 0 6px; padding-left: 10px; border-left: 3px solid #f59e0b; opacity: 0.9;
-                font-size: 0.93em; }
 .rag-receipt { font-size: 0.85em; opacity: 0.7; margin: 0 0 8px; }
 table.rag-docs { width: 100%; border-collapse: collapse; }
 table.rag-docs th, table.rag-docs td { text-align: left; padding: 4px 8px;
@@ -91,7 +91,7 @@ def evidence_html(answer: Answer) -> str:
     for c in answer.citations:
         if c.highlight:
             quote = " ".join(c.text[c.highlight[0] - c.start:c.highlight[1] - c.start].split())
-            quotes.append(f'<blockquote class="rag-evidence">“{html.escape(quote)}” '
+            quotes.append(f'<blockquote class="rag-evidence" style="{EVIDENCE_STYLE}">“{html.escape(quote)}” '
                           f'<a class="cite" href="#src-{c.id}">[{c.id}]</a></blockquote>')
     return "".join(quotes)
 
@@ -99,7 +99,8 @@ def evidence_html(answer: Answer) -> str:
 def answer_html(answer: Answer) -> str:
     """An answer as a chat message: the short answer with citation links, its evidence, its support badge."""
     mark = "✗" if answer.abstained else "✓"
-    return (f'<div class="rag-answer">{link_markers(answer.text, {c.id for c in answer.citations})}</div>'
+    return (f'<div class="rag-answer" style="{ANSWER_STYLE}">'
+            f'{link_markers(answer.text, {c.id for c in answer.citations})}</div>'
             f"{evidence_html(answer)}"
             f'<span style="font-size:0.85em;opacity:0.75">{mark} {support_badge(answer)}</span>')
 
