@@ -20,6 +20,7 @@ from .text import content_terms
 
 ABSTAIN = "I can't find that in the documents."
 MAX_QUESTION_CHARS = 2000
+_ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
 
 _FOLLOW_UP = re.compile(r"\b(it|its|it's|they|them|their|this|that|these|those|he|she|his|her|there|"
                         r"then|the same|the former|the latter)\b|^(and|also|what about|how about)\b",
@@ -288,10 +289,14 @@ def _idf_of_df(n: int, df: int) -> float:
 
 
 def clean_question(question: str) -> str:
-    """The question with control characters turned to spaces; BadInput if empty or too long."""
+    """The question with terminal escape sequences removed and other control characters turned to
+    spaces; BadInput if empty or too long."""
     if not isinstance(question, str):
         raise BadInput("the question must be text")
-    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in question)
+    # A pasted colour code ("\x1b[31m") would otherwise leave "[31m", and "31" would count as a
+    # number the answer's passage must hold.
+    text = _ESCAPE_SEQUENCE.sub(" ", question)
+    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
     text = " ".join(text.split())
     if not text:
         raise BadInput("the question is empty")

@@ -149,6 +149,7 @@ def test_bad_questions_are_refused_with_a_reason(question, message):
 
 def test_control_characters_are_removed_and_other_scripts_kept():
     assert clean_question("Wer\x00 hat\x1b unterschrieben? 🤖 中国") == "Wer hat unterschrieben? 🤖 中国"
+    assert clean_question("How many\x1b[31m nations\x1b[0m signed?") == "How many nations signed?"
 
 
 def test_markers_go_before_the_full_stop_and_after_a_short_answer():
