@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .chunk import split_sentences
-from .cite import INSTRUCTION, blank_instructions, facts, negations, parse_claims, support_score, verify_sentence
+from .cite import (
+    INSTRUCTION,
+    MONTHS,
+    blank_instructions,
+    facts,
+    holds_facts,
+    negations,
+    parse_claims,
+    support_score,
+    verify_sentence,
+)
 from .records import Citation, Sentence
 from .text import content_terms, stem, words
 
@@ -28,8 +38,6 @@ SHORT_ANSWER_WORDS = 12
 # A question's name counts as its focus when it is at least this rare (share of the highest IDF);
 # chosen on the tune half (of 0.4, 0.6, 0.75: most wrong short answers removed per right one lost).
 RARE_NAME_IDF = 0.6
-_MONTH_NAMES = {"january", "february", "march", "april", "may", "june", "july", "august", "september",
-                "october", "november", "december"}
 _REFUSAL = re.compile(
     r"\bcan(?:not|'t|’t| not) find|\b(?:is|are) not (?:mentioned|stated|provided|given|specified)|"
     r"\bno (?:information|mention)\b|\bdo(?:es)? not (?:say|mention|contain|provide|specify|state)|"
@@ -126,10 +134,9 @@ class Reader:
 
     def locate(self, question: str, answer: str, cited: tuple[int, ...],
                passages: list[Citation]) -> tuple[Citation, tuple[int, int]] | None:
-        """The passage sentence that holds every new word, number, name and negation of a short answer.
-
-        Words the answer repeats from the question may stand anywhere in the passage; the words it adds
-        must stand in the sentence itself. An answer that adds nothing to the question is not an answer.
+        """The passage sentence that holds every word, number, name and negation a short answer adds to
+        the question, in a passage that names the question's focus; cited passages are searched first.
+        An answer that adds nothing to the question is not an answer.
         """
         asked = set(content_terms(question))
         new = [t for t in content_terms(answer) if t not in asked]
@@ -140,7 +147,7 @@ class Reader:
         best, best_cover = None, -1.0
         for group in ([p for p in passages if p.id in cited], [p for p in passages if p.id not in cited]):
             for passage in group:
-                if not self.about(focus, passage.text):
+                if not holds_facts(focus, passage.text):
                     continue
                 text = blank_instructions(passage.text)
                 for a, b in split_sentences(text):
@@ -162,22 +169,14 @@ class Reader:
         """
         rare = RARE_NAME_IDF * self.max_idf
         return {f for f in facts(question)
-                if any(ch.isdigit() for ch in f) or f in _MONTH_NAMES or self.idf(stem(f)) >= rare}
-
-    @staticmethod
-    def about(focus: set[str], text: str) -> bool:
-        flat = " " + " ".join(w.removesuffix("'s") for w in words(
-            re.sub(r"(?<=\d),(?=\d{3})", "", text.replace("’", "'")))) + " "
-        return all(f" {' '.join(words(f))} " in flat for f in focus)
+                if any(ch.isdigit() for ch in f) or f in MONTHS or self.idf(stem(f)) >= rare}
 
     @staticmethod
     def holds(answer: str, new: list[str], needed_facts: set[str], sentence: str) -> bool:
         have = set(content_terms(sentence))
         if any(t not in have for t in new):
             return False
-        flat = " " + " ".join(w.removesuffix("'s") for w in words(
-            re.sub(r"(?<=\d),(?=\d{3})", "", sentence.replace("’", "'")))) + " "
-        if any(f" {' '.join(words(f))} " not in flat for f in needed_facts):
+        if not holds_facts(needed_facts, sentence):
             return False
         return negations(answer) <= negations(sentence)
 
@@ -260,7 +259,7 @@ def load_calibration(tier: str, path: Path = CALIBRATION_FILE) -> dict | None:
 
 
 _NUMBER_WORDS = r"\b(one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million|billion)\b"
-_MONTHS = r"\b(january|february|march|april|may|june|july|august|september|october|november|december)\b"
+_MONTHS = r"\b(" + "|".join(sorted(MONTHS)) + r")\b"
 _ASKS_NUMBER = re.compile(r"\bhow (many|much)\b|\bwhat (number|percentage|share|amount)\b", re.IGNORECASE)
 _ASKS_DATE = re.compile(r"^\W*when\b|\b(what|which) (date|year|month|day)\b|\bin what year\b", re.IGNORECASE)
 _ASKS_NAME = re.compile(r"^\W*who\b", re.IGNORECASE)

@@ -10,7 +10,7 @@ from .text import STOPWORDS, content_terms, stem, words
 
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august", "september",
+MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august", "september",
            "october", "november", "december"}
 _NEGATIONS = {"not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "without",
               "cannot", "n't", "rarely", "hardly"}
@@ -89,12 +89,12 @@ def facts(sentence: str) -> set[str]:
     """
     found = {re.sub(r",(?=\d{3})", "", n).rstrip(".,") for n in _NUMBER.findall(sentence)}
     tokens = words(sentence)
-    found |= {w for w in tokens if w in _MONTHS}
+    found |= {w for w in tokens if w in MONTHS}
     found |= {part for w in tokens for part in w.split("-") if part in _NUMBER_WORDS}
     matches = list(_CAPITALIZED.finditer(sentence))
     for n, match in enumerate(matches):
         word = match.group().lower().replace("’", "'").removesuffix("'s")
-        if word in STOPWORDS or word in _MONTHS:
+        if word in STOPWORDS or word in MONTHS:
             continue
         # The first word is capitalized anyway: it counts as a name only when a name follows it.
         at_start = not sentence[: match.start()].strip(" \"'“‘(")
@@ -123,9 +123,11 @@ def negated_words(sentence: str, window: str) -> bool:
     return False
 
 
-def _normalize(text: str) -> str:
+def holds_facts(found: set[str], text: str) -> bool:
+    """True when every fact (see `facts`) stands in `text` as whole words ("28", "bletchley")."""
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text.replace("’", "'"))
-    return " " + " ".join(w.removesuffix("'s") for w in words(text)) + " "
+    normalized = " " + " ".join(w.removesuffix("'s") for w in words(text)) + " "
+    return all(f" {' '.join(words(f))} " in normalized for f in found)
 
 
 def support_score(sentence: str, passage: str) -> float:
@@ -144,14 +146,13 @@ def verify_sentence(sentence: str, passages: list[str], threshold: float = 0.6) 
     match the sentence's (none added, none dropped, no "un-" put before a word of the window), and at
     least `threshold` of the sentence's content words must occur.
     """
-    wanted = [" ".join(words(f)) for f in facts(sentence)]
+    wanted = facts(sentence)
     negated = negations(sentence)
     for passage in passages:
         spans = split_sentences(passage)
         pieces = [passage[a:b] for a, b in spans]
         for window in pieces + [f"{x} {y}" for x, y in zip(pieces, pieces[1:])]:
-            normalized = _normalize(window)
-            if any(f" {fact} " not in normalized for fact in wanted):
+            if not holds_facts(wanted, window):
                 continue
             if negated != negations(window) or negated_words(sentence, window):
                 continue

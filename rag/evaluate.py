@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from .answer import SHORT_ANSWER_WORDS
 from .cite import parse_claims, verify_sentence
 from .config import PROJECT_ROOT
 from .errors import BadInput
@@ -105,7 +106,7 @@ def token_f1(prediction: str, golds: list[str]) -> float:
 
 def is_short(answer: str) -> bool:
     """A short answer ("28 nations") rather than a sentence that asserts something on its own."""
-    return len(words(answer)) <= 12 and not answer.rstrip().endswith(".")
+    return len(words(answer)) <= SHORT_ANSWER_WORDS and not answer.rstrip().endswith(".")
 
 
 def score_sentences(judge: Judge, question: str, sentences: list[tuple[str, tuple[int, ...]]],
