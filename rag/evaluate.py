@@ -170,6 +170,7 @@ def evaluate(pipeline, items: list[dict], corpus: Path, name: str = "", k: int =
             "passages": {str(i): t for i, t in passages.items()},
             "confidence": answer.confidence, "signals": answer.signals,
             "prompt_tokens": answer.receipt.get("prompt_tokens"),
+            "prompt_evaluated": answer.receipt.get("prompt_evaluated"),
             "gold_quotes": len(spans), "retrieved_quotes": found, "rr": 1 / first if first else 0.0,
             "raw_scores": raw, "seconds": round(seconds, 3),
         })
@@ -236,6 +237,11 @@ def summarize(rows: list[dict]) -> dict:
     tokens = sorted(r["prompt_tokens"] for r in rows if r.get("prompt_tokens"))
     if tokens:
         metrics["prompt_tokens_mean"] = {"value": round(sum(tokens) / len(tokens), 1), "denominator": len(tokens)}
+    # What the model processed: prompt tokens less those its KV cache held from the previous question.
+    evaluated = [r["prompt_evaluated"] for r in rows if r.get("prompt_evaluated") is not None]
+    if evaluated:
+        metrics["prompt_evaluated_mean"] = {"value": round(sum(evaluated) / len(evaluated), 1),
+                                            "denominator": len(evaluated)}
     return metrics
 
 

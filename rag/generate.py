@@ -59,6 +59,7 @@ class LlamaGenerator:
         except (ValueError, RuntimeError) as exc:
             raise ModelMissing(f"cannot load GGUF model {path}: {exc}") from None
         self.n_ctx = self.llm.n_ctx()
+        self.last_evaluated: int | None = None  # prompt tokens processed by the last call
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -68,13 +69,20 @@ class LlamaGenerator:
         return 8 * len(messages) + 8
 
     def stream(self, messages: list[dict], max_tokens: int = 128) -> Iterator[str]:
+        import llama_cpp
+
         with self.lock:
+            # llama.cpp's own counters say how many prompt tokens it evaluated; the rest of the
+            # prompt matched the previous call's tokens, whose KV cache llama-cpp-python kept.
+            llama_cpp.llama_perf_context_reset(self.llm.ctx)
+            self.last_evaluated = None
             chunks = self.llm.create_chat_completion(
                 messages=messages, max_tokens=max_tokens, temperature=self.temperature, stream=True)
             for chunk in chunks:
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
                     yield piece
+            self.last_evaluated = int(llama_cpp.llama_perf_context(self.llm.ctx).n_p_eval)
 
 
 class RemoteGenerator:

@@ -7,6 +7,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from . import prompt
@@ -191,6 +192,7 @@ class Pipeline:
             yield piece
         raw = "".join(pieces)
         timings["generate"] = _ms(t0)
+        receipt = replace(receipt, prompt_evaluated=getattr(self.generator, "last_evaluated", None))
         reading = self.reader.read(standalone, raw, passages, max(h.dense or 0.0 for h in hits),
                                    lambda texts: self.relevance(standalone, texts))
         if not reading.answer:

@@ -111,3 +111,12 @@ def test_a_follow_up_question_uses_the_history(real_pipeline):
     answer = real_pipeline.ask("When was it enacted?", history=history)
     assert not answer.abstained
     assert "August 15, 2023" in answer.text
+
+
+def test_a_second_question_reuses_the_fixed_prefix_from_the_kv_cache(real_pipeline):
+    """The system prompt and examples come first and never change, so a warm process evaluates only the
+    rest of the next prompt; llama.cpp's own counter says how many tokens it processed."""
+    real_pipeline.ask(BLETCHLEY)
+    answer = real_pipeline.ask("Which city hosted the AI Safety Summit?")
+    receipt = answer.receipt
+    assert 0 < receipt["prompt_evaluated"] < receipt["prompt_tokens"] - 200, receipt
