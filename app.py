@@ -130,9 +130,13 @@ def sources_html(answer: Answer) -> str:
 
 
 def receipt_line(receipt: dict) -> str:
-    """The context receipt in one line: "212 prompt tokens · 4 passages · 5 of 17 sentences sent"."""
+    """The context receipt in one line:
+    "212 prompt tokens (64 processed, the rest cached) · 4 passages · 5 of 17 sentences sent"."""
     total = receipt["sentences_sent"] + receipt["sentences_left_out"]
-    line = (f"{receipt['prompt_tokens']} prompt tokens · {receipt['passages']} passages · "
+    evaluated = receipt.get("prompt_evaluated")
+    cached = f" ({evaluated} processed, the rest cached)" if evaluated is not None and \
+        evaluated < receipt["prompt_tokens"] else ""
+    line = (f"{receipt['prompt_tokens']} prompt tokens{cached} · {receipt['passages']} passages · "
             f"{receipt['sentences_sent']} of {total} sentences sent")
     left = len(receipt.get("chunks_left_out", []))
     return line + (f" · {left} passages did not fit" if left else "")

@@ -82,6 +82,9 @@ def test_the_context_receipt_is_one_line_in_the_sources_panel():
                                          "1 passages did not fit")
     answer = dataclasses.replace(evil_answer(), receipt=receipt)
     assert "212 prompt tokens" in app.sources_html(answer)
+    warm = {**receipt, "prompt_evaluated": 64, "chunks_left_out": []}
+    assert app.receipt_line(warm) == ("212 prompt tokens (64 processed, the rest cached) · 4 passages · "
+                                      "5 of 17 sentences sent")
 
 
 def test_chat_messages_escape_questions_and_keep_links_only_on_the_latest_answer():
