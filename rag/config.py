@@ -55,6 +55,9 @@ class Settings:
     llm_read_timeout: float = 120.0
     llm_llama_sampling: bool = True
     llm_concurrency: int = 8
+    # Where the index lives: "faiss" (files in index_dir) or "postgres" (pgvector, at pg_url, a libpq URI).
+    vector_store: str = "faiss"
+    pg_url: str = ""
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, **overrides) -> Settings:

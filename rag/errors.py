@@ -35,3 +35,7 @@ class IndexUnwritable(RagError):
 
 class GenerationFailed(RagError):
     """The generation server cannot be reached, is too slow, or answers with something unusable."""
+
+
+class IndexUnavailable(RagError):
+    """The database server holding the index cannot be reached, or was lost mid-operation."""

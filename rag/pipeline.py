@@ -65,6 +65,13 @@ class Pipeline:
 
     @property
     def store(self):
+        """The index's store: files in `index_dir` (FAISS), or PostgreSQL at `pg_url`."""
+        if self.settings.vector_store == "postgres":
+            from .pgstore import PgStore
+
+            return PgStore(self.settings.pg_url)
+        if self.settings.vector_store != "faiss":
+            raise BadInput(f"vector_store must be \"faiss\" or \"postgres\", not {self.settings.vector_store!r}")
         from .store import Store
 
         return Store(self.settings.index_dir)
@@ -75,9 +82,10 @@ class Pipeline:
             from .retrieve import LocalIndex, Retriever
             from .store import check_compatible
 
-            state = self.store.load()
-            check_compatible(state.manifest, self.embedder.name, self.chunker)
-            self._retriever = Retriever(LocalIndex(state), self.embedder, self.settings.dense_weight)
+            loaded = self.store.load()
+            check_compatible(loaded.manifest, self.embedder.name, self.chunker)
+            index = loaded if self.settings.vector_store == "postgres" else LocalIndex(loaded)
+            self._retriever = Retriever(index, self.embedder, self.settings.dense_weight)
         return self._retriever
 
     @property
