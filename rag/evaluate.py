@@ -355,9 +355,9 @@ def run_eval(pipeline, args) -> int:
         items = select_items(load_jsonl(dataset), args.split, args.per_set)
         if args.limit:
             items = items[: args.limit]
-        # Each set is measured over its own corpus alone, in an index of its own: the user's index
-        # may hold other documents, and is left as it is.
-        pipeline.settings = base.replace(index_dir=out / f"index-{name}")
+        # Each set is measured over its own corpus alone, in an index of its own (FAISS files beside the
+        # report): the user's index, in files or in PostgreSQL, may hold other documents and is left alone.
+        pipeline.settings = base.replace(index_dir=out / f"index-{name}", vector_store="faiss")
         pipeline.index([corpus], progress=sys.stderr.isatty())
 
         rows += evaluate(pipeline, items, corpus, name, progress=_progress)

@@ -88,8 +88,11 @@ ORDER BY c.key
 
 def connect(url: str):
     """A psycopg connection in autocommit mode; a bad URL or an unreachable server is a one-line RagError."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise BadInput('vector_store = "postgres" needs psycopg: pip install -e ".[postgres]"') from None
 
     if not url:
         raise BadInput('vector_store = "postgres" needs pg_url (or RAG_PG_URL), a libpq URI')
