@@ -131,11 +131,9 @@ def sources_html(answer: Answer) -> str:
 
 def receipt_line(receipt: dict) -> str:
     """The context receipt in one line:
-    "212 prompt tokens (64 processed, the rest cached) · 4 passages · 5 of 17 sentences sent"."""
+    "405 prompt tokens (273 from the KV cache) · 4 passages · 4 of 11 sentences sent"."""
     total = receipt["sentences_sent"] + receipt["sentences_left_out"]
-    evaluated = receipt.get("prompt_evaluated")
-    cached = f" ({evaluated} processed, the rest cached)" if evaluated is not None and \
-        evaluated < receipt["prompt_tokens"] else ""
+    cached = f" ({receipt['prompt_cached']} from the KV cache)" if receipt.get("prompt_cached") else ""
     line = (f"{receipt['prompt_tokens']} prompt tokens{cached} · {receipt['passages']} passages · "
             f"{receipt['sentences_sent']} of {total} sentences sent")
     left = len(receipt.get("chunks_left_out", []))

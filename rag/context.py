@@ -30,16 +30,17 @@ class Receipt:
     sentences_sent: int
     sentences_left_out: int
     chunks_left_out: tuple[str, ...] = ()
-    # Prompt tokens the model actually processed: the rest came from its KV cache (the fixed prefix
-    # in a warm process). None when unknown (a remote server, or no generation).
+    # Prompt tokens the model actually processed, and those it took from its KV cache (the fixed
+    # prefix, in a warm process); from llama.cpp's counters. None when unknown (a remote server).
     prompt_evaluated: int | None = None
+    prompt_cached: int | None = None
 
     def to_dict(self) -> dict:
         out = {"prompt_tokens": self.prompt_tokens, "passages": self.passages,
                "sentences_sent": self.sentences_sent, "sentences_left_out": self.sentences_left_out,
                "chunks_left_out": list(self.chunks_left_out)}
         if self.prompt_evaluated is not None:
-            out["prompt_evaluated"] = self.prompt_evaluated
+            out.update(prompt_evaluated=self.prompt_evaluated, prompt_cached=self.prompt_cached)
         return out
 
 

@@ -59,7 +59,9 @@ class LlamaGenerator:
         except (ValueError, RuntimeError) as exc:
             raise ModelMissing(f"cannot load GGUF model {path}: {exc}") from None
         self.n_ctx = self.llm.n_ctx()
-        self.last_evaluated: int | None = None  # prompt tokens processed by the last call
+        # Of the last call's prompt: tokens llama.cpp processed, and tokens it took from the KV cache.
+        self.last_evaluated: int | None = None
+        self.last_cached: int | None = None
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -75,14 +77,17 @@ class LlamaGenerator:
             # llama.cpp's own counters say how many prompt tokens it evaluated; the rest of the
             # prompt matched the previous call's tokens, whose KV cache llama-cpp-python kept.
             llama_cpp.llama_perf_context_reset(self.llm.ctx)
-            self.last_evaluated = None
+            self.last_evaluated = self.last_cached = None
             chunks = self.llm.create_chat_completion(
                 messages=messages, max_tokens=max_tokens, temperature=self.temperature, stream=True)
             for chunk in chunks:
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
                     yield piece
-            self.last_evaluated = int(llama_cpp.llama_perf_context(self.llm.ctx).n_p_eval)
+            perf = llama_cpp.llama_perf_context(self.llm.ctx)
+            # The context now holds the prompt and the generated tokens evaluated one at a time.
+            prompt = self.llm.n_tokens - perf.n_eval
+            self.last_evaluated, self.last_cached = int(perf.n_p_eval), int(prompt - perf.n_p_eval)
 
 
 class RemoteGenerator:

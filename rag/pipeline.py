@@ -200,7 +200,8 @@ class Pipeline:
             yield piece
         raw = "".join(pieces)
         timings["generate"] = _ms(t0)
-        receipt = replace(receipt, prompt_evaluated=getattr(self.generator, "last_evaluated", None))
+        receipt = replace(receipt, prompt_evaluated=getattr(self.generator, "last_evaluated", None),
+                          prompt_cached=getattr(self.generator, "last_cached", None))
         reading = self.reader.read(standalone, raw, passages, max(h.dense or 0.0 for h in hits),
                                    lambda texts: self.relevance(standalone, texts))
         if not reading.answer:

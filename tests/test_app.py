@@ -82,9 +82,11 @@ def test_the_context_receipt_is_one_line_in_the_sources_panel():
                                          "1 passages did not fit")
     answer = dataclasses.replace(evil_answer(), receipt=receipt)
     assert "212 prompt tokens" in app.sources_html(answer)
-    warm = {**receipt, "prompt_evaluated": 64, "chunks_left_out": []}
-    assert app.receipt_line(warm) == ("212 prompt tokens (64 processed, the rest cached) · 4 passages · "
+    warm = {**receipt, "prompt_evaluated": 64, "prompt_cached": 150, "chunks_left_out": []}
+    assert app.receipt_line(warm) == ("212 prompt tokens (150 from the KV cache) · 4 passages · "
                                       "5 of 17 sentences sent")
+    cold = {**warm, "prompt_evaluated": 214, "prompt_cached": 0}
+    assert app.receipt_line(cold).startswith("212 prompt tokens · 4 passages")
 
 
 def test_chat_messages_escape_questions_and_keep_links_only_on_the_latest_answer():

@@ -120,3 +120,6 @@ def test_a_second_question_reuses_the_fixed_prefix_from_the_kv_cache(real_pipeli
     answer = real_pipeline.ask("Which city hosted the AI Safety Summit?")
     receipt = answer.receipt
     assert 0 < receipt["prompt_evaluated"] < receipt["prompt_tokens"] - 200, receipt
+    assert receipt["prompt_cached"] > 200, receipt
+    # The two counts make up the real prompt, which the receipt's estimate is close to.
+    assert abs(receipt["prompt_evaluated"] + receipt["prompt_cached"] - receipt["prompt_tokens"]) < 40, receipt
