@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 import unicodedata
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ class Pipeline:
         self._generator = generator
         self._retriever = None
         self._reader = None
+        # The first requests of a served app arrive together; each part is loaded once, by one of them.
+        self._loading = threading.RLock()
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides) -> Pipeline:
@@ -47,20 +50,22 @@ class Pipeline:
     # --- the parts, loaded on first use -------------------------------------------------------
     @property
     def embedder(self):
-        if self._embedder is None:
-            from .embed import SentenceTransformerEmbedder
+        with self._loading:
+            if self._embedder is None:
+                from .embed import SentenceTransformerEmbedder
 
-            self._embedder = SentenceTransformerEmbedder(self.settings.embed_model)
+                self._embedder = SentenceTransformerEmbedder(self.settings.embed_model)
         return self._embedder
 
     @property
     def generator(self):
-        if self._generator is None:
-            from .generate import LlamaGenerator, RemoteGenerator
+        with self._loading:
+            if self._generator is None:
+                from .generate import LlamaGenerator, RemoteGenerator
 
-            s = self.settings
-            self._generator = (RemoteGenerator.from_settings(s) if s.llm_url else
-                               LlamaGenerator(s.model, s.n_ctx, s.threads, s.temperature, s.seed))
+                s = self.settings
+                self._generator = (RemoteGenerator.from_settings(s) if s.llm_url else
+                                   LlamaGenerator(s.model, s.n_ctx, s.threads, s.temperature, s.seed))
         return self._generator
 
     @property
@@ -78,15 +83,16 @@ class Pipeline:
 
     @property
     def retriever(self):
-        if self._retriever is None:
-            from .retrieve import LocalIndex, Retriever
-            from .store import check_compatible
+        with self._loading:
+            if self._retriever is None:
+                from .retrieve import LocalIndex, Retriever
+                from .store import check_compatible
 
-            loaded = self.store.load()
-            check_compatible(loaded.manifest, self.embedder.name, self.chunker)
-            index = loaded if self.settings.vector_store == "postgres" else LocalIndex(loaded)
-            self._retriever = Retriever(index, self.embedder, self.settings.dense_weight)
-        return self._retriever
+                loaded = self.store.load()
+                check_compatible(loaded.manifest, self.embedder.name, self.chunker)
+                index = loaded if self.settings.vector_store == "postgres" else LocalIndex(loaded)
+                self._retriever = Retriever(index, self.embedder, self.settings.dense_weight)
+            return self._retriever
 
     @property
     def chunker(self) -> dict:
@@ -261,12 +267,13 @@ class Pipeline:
 
     @property
     def reader(self) -> Reader:
-        if self._reader is None:
-            bm25 = self.retriever.bm25
-            self._reader = Reader(lambda t: _idf(bm25, t), _idf_of_df(bm25.n, 0),
-                                  load_calibration(self.tier), self.settings.support_threshold,
-                                  self.settings.min_coverage)
-        return self._reader
+        with self._loading:
+            if self._reader is None:
+                bm25 = self.retriever.bm25
+                self._reader = Reader(lambda t: _idf(bm25, t), _idf_of_df(bm25.n, 0),
+                                      load_calibration(self.tier), self.settings.support_threshold,
+                                      self.settings.min_coverage)
+            return self._reader
 
     @property
     def tier(self) -> str:

@@ -196,3 +196,31 @@ def test_the_focus_of_a_question_is_its_numbers_and_rare_names(fake_pipeline):
     assert "bletchley" in reader.focus(QUESTION)
     assert {"2022", "august"} <= reader.focus("What happened in August 2022 to China?")
     assert "china" not in reader.focus("What happened in August 2022 to China?")  # in most passages
+
+
+def test_the_first_requests_arriving_together_load_the_index_once(fake_pipeline, monkeypatch):
+    import threading
+    import time
+
+    from rag.store import Store
+
+    loads, real_load = [], Store.load
+
+    def slow_load(self):
+        loads.append(1)
+        time.sleep(0.2)  # wide enough for every thread to find no retriever yet, without the lock
+        return real_load(self)
+
+    monkeypatch.setattr(Store, "load", slow_load)
+    got, start = [], threading.Barrier(6)
+
+    def first_request():
+        start.wait()
+        got.append(fake_pipeline.reader)
+
+    threads = [threading.Thread(target=first_request) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and len(got) == 6 and all(r is got[0] for r in got)
