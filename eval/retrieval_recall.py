@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Settings  # noqa: E402
 from rag.embed import SentenceTransformerEmbedder  # noqa: E402
-from rag.evaluate import EVAL_SETS, gold_spans, load_jsonl  # noqa: E402
+from rag.evaluate import EVAL_SETS, gold_spans, load_jsonl, quotes_retrieved  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 
 
@@ -49,8 +49,7 @@ def recall_rows(pipeline, items: list[dict], corpus: Path) -> list[dict]:
         if not (item["answerable"] and spans):
             continue
         hits = pipeline.retriever.search(pipeline.rewrite_follow_up(item["question"], item.get("history") or []), 5)
-        found = sum(any(h.chunk.doc_id == d and h.chunk.start <= a and b <= h.chunk.end for h in hits)
-                    for d, a, b in spans)
+        found, _ = quotes_retrieved(hits, spans)
         rows.append({"id": item["id"], "split": item.get("split", "report"), "recall": found / len(spans),
                      "top5": [(h.chunk.doc_id, h.chunk.start) for h in hits]})
     return rows

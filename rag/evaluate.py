@@ -69,6 +69,19 @@ def load_jsonl(path: Path) -> list[dict]:
         raise BadInput(f"cannot read {path}: {exc}") from None
 
 
+def quotes_retrieved(hits: list, spans: list[tuple[str, int, int]]) -> tuple[int, int]:
+    """How many gold quotes lie whole inside one of the hits' chunks, and the best rank holding one (0: none).
+
+    retrieval_recall@5 is the first over the number of quotes, averaged over the items that have quotes.
+    """
+    found, first = 0, 0
+    for doc, a, b in spans:
+        ranks = [h.rank for h in hits if h.chunk.doc_id == doc and h.chunk.start <= a and b <= h.chunk.end]
+        found += bool(ranks)
+        first = min([first or 99, *ranks]) if ranks else first
+    return found, first
+
+
 def gold_spans(item: dict, corpus: Path) -> list[tuple[str, int, int]]:
     """Where each gold quote lies: (doc, start, end)."""
     spans = []
@@ -144,11 +157,7 @@ def evaluate(pipeline, items: list[dict], corpus: Path, name: str = "", k: int =
         standalone = pipeline.rewrite_follow_up(item["question"], history)
         hits = pipeline.retriever.search(standalone, k)
         spans = gold_spans(item, corpus)
-        found, first = 0, 0
-        for doc, a, b in spans:
-            ranks = [h.rank for h in hits if h.chunk.doc_id == doc and h.chunk.start <= a and b <= h.chunk.end]
-            found += bool(ranks)
-            first = min([first or 99, *ranks]) if ranks else first
+        found, first = quotes_retrieved(hits, spans)
         began = time.perf_counter()
         answer = pipeline.ask(item["question"], history=history)
         seconds = time.perf_counter() - began

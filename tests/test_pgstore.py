@@ -28,7 +28,7 @@ from test_crash import write_corpus
 from rag import cli
 from rag.config import Settings
 from rag.errors import IndexBusy
-from rag.evaluate import EVAL_SETS, gold_spans, load_jsonl
+from rag.evaluate import EVAL_SETS, gold_spans, load_jsonl, quotes_retrieved
 from rag.indexer import update_index
 from rag.pgstore import CANDIDATES, PgStore, vector_text
 from rag.pipeline import Pipeline
@@ -133,8 +133,7 @@ def recall_at_5(pipeline, items: list[dict], corpus: Path) -> float:
         if not (item["answerable"] and spans):
             continue
         hits = pipeline.retriever.search(pipeline.rewrite_follow_up(item["question"], item.get("history") or []), 5)
-        shares.append(sum(any(h.chunk.doc_id == d and h.chunk.start <= a and b <= h.chunk.end for h in hits)
-                          for d, a, b in spans) / len(spans))
+        shares.append(quotes_retrieved(hits, spans)[0] / len(spans))
     return sum(shares) / len(shares)
 
 
