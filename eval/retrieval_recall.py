@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Settings  # noqa: E402
 from rag.embed import SentenceTransformerEmbedder  # noqa: E402
-from rag.evaluate import EVAL_SETS, gold_spans, load_jsonl, quotes_retrieved  # noqa: E402
+from rag.evaluate import EVAL_SETS, load_jsonl, retrieval_rows  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 
 
@@ -39,20 +39,6 @@ class MemoEmbedder:
         if missing:
             self.cache.update(zip(missing, self.embedder.embed(missing, progress=progress)))
         return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, self.dim), dtype=np.float32)
-
-
-def recall_rows(pipeline, items: list[dict], corpus: Path) -> list[dict]:
-    """Per item with gold quotes: its split, the share of quotes found in the top 5, and the top 5."""
-    rows = []
-    for item in items:
-        spans = gold_spans(item, corpus)
-        if not (item["answerable"] and spans):
-            continue
-        hits = pipeline.retriever.search(pipeline.rewrite_follow_up(item["question"], item.get("history") or []), 5)
-        found, _ = quotes_retrieved(hits, spans)
-        rows.append({"id": item["id"], "split": item.get("split", "report"), "recall": found / len(spans),
-                     "top5": [(h.chunk.doc_id, h.chunk.start) for h in hits]})
-    return rows
 
 
 def mean(rows: list[dict], split: str) -> float:
@@ -87,13 +73,13 @@ def main() -> int:
             chunks = pipeline.index([corpus], rebuild=True).chunks
             indexed = time.perf_counter() - began
             began = time.perf_counter()
-            rows[backend] = recall_rows(pipeline, items, corpus)
+            rows[backend] = retrieval_rows(pipeline, items, corpus)
             searched = time.perf_counter() - began
             report.setdefault(name, {})[backend] = {
                 "chunks": chunks, "items": len(rows[backend]), "recall@5_report": mean(rows[backend], "report"),
                 "recall@5_all": mean(rows[backend], "all"), "index_seconds": round(indexed, 2),
                 "search_ms_per_item": round(1000 * searched / max(1, len(rows[backend])), 1)}
-        report[name]["same_top5"] = sum(a["top5"] == b["top5"] for a, b in zip(rows["faiss"], rows["postgres"]))
+        report[name]["same_top5"] = sum(a["top"] == b["top"] for a, b in zip(rows["faiss"], rows["postgres"]))
     print(json.dumps(report, indent=1))
     return 0
 

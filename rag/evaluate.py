@@ -82,6 +82,21 @@ def quotes_retrieved(hits: list, spans: list[tuple[str, int, int]]) -> tuple[int
     return found, first
 
 
+def retrieval_rows(pipeline, items: list[dict], corpus: Path, k: int = 5) -> list[dict]:
+    """Retrieval alone, no generation: per answerable item with gold quotes, its split, the share of its
+    quotes inside the top `k` (averaged, this is retrieval_recall@k) and the top `k` (doc, start)."""
+    rows = []
+    for item in items:
+        spans = gold_spans(item, corpus)
+        if not (item["answerable"] and spans):
+            continue
+        hits = pipeline.retriever.search(pipeline.rewrite_follow_up(item["question"], item.get("history") or []), k)
+        rows.append({"id": item["id"], "split": item.get("split", "report"),
+                     "recall": quotes_retrieved(hits, spans)[0] / len(spans),
+                     "top": [(h.chunk.doc_id, h.chunk.start) for h in hits]})
+    return rows
+
+
 def gold_spans(item: dict, corpus: Path) -> list[tuple[str, int, int]]:
     """Where each gold quote lies: (doc, start, end)."""
     spans = []
