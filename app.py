@@ -27,6 +27,7 @@ NO_SOURCES = '<p class="rag-empty">The passages behind the latest answer appear 
 _MARKER = re.compile(r"\[(\d+)\]")
 # Inline, because the chat panel does not apply the page's stylesheet to message HTML.
 ANSWER_STYLE = "font-weight:600;font-size:1.1em;margin-bottom:4px"
+SENTENCE_STYLE = "margin-bottom:4px"
 EVIDENCE_STYLE = "margin:4px 0 6px;padding-left:10px;border-left:3px solid #f59e0b;opacity:0.9;font-size:0.93em"
 _LINK = re.compile(r'<a class="cite" href="#src-\d+">(\[\d+\])</a>')
 
@@ -52,7 +53,9 @@ CITATION_CLICKS_JS = """
 SOURCES_CSS = """
 .rag-badge { display: inline-block; padding: 2px 10px; border-radius: 999px; font-size: 0.9em;
              margin-bottom: 8px; background: #dcfce7; color: #14532d; }
+.rag-badge.uncertain { background: #fef3c7; color: #78350f; }
 .rag-badge.abstained { background: #fee2e2; color: #7f1d1d; }
+.rag-closest { opacity: 0.75; font-size: 0.9em; margin: 6px 0 2px; }
 .rag-source { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 6px 10px;
               margin-bottom: 8px; transition: box-shadow 0.3s; }
 .rag-source summary { cursor: pointer; font-weight: 600; }
@@ -70,11 +73,23 @@ table.rag-docs th, table.rag-docs td { text-align: left; padding: 4px 8px;
 
 # --- rendering: every piece of document text, file name and model output is escaped here ---------
 def support_badge(answer: Answer) -> str:
-    """The verdict shown with an answer: "3/3 sentences supported" or "not found in the documents"."""
+    """What the system believes of an answer, in words: "likely answer", "uncertain: check the source"
+    or "not found in the documents" (from its calibrated confidence)."""
+    return answer.verdict or ("not found in the documents" if answer.abstained else "uncertain: check the source")
+
+
+def badge_kind(answer: Answer) -> str:
+    """The badge's CSS class: its colour says the same as its words."""
     if answer.abstained:
-        return "not found in the documents"
-    supported = sum(1 for s in answer.sentences if s.supported)
-    return f"{supported}/{len(answer.sentences)} sentences supported"
+        return "rag-badge abstained"
+    return "rag-badge" if support_badge(answer) == "likely answer" else "rag-badge uncertain"
+
+
+def badge_html(answer: Answer) -> str:
+    """The badge, with the calibrated probability of being right as its tooltip."""
+    mark = "✗" if answer.abstained else ("✓" if support_badge(answer) == "likely answer" else "?")
+    title = "" if answer.abstained else f' title="{answer.confidence:.0%} estimated chance this answer is right"'
+    return f'<span class="{badge_kind(answer)}"{title}>{mark} {html.escape(support_badge(answer))}</span>'
 
 
 def link_markers(text: str, ids: set[int]) -> str:
@@ -97,12 +112,22 @@ def evidence_html(answer: Answer) -> str:
 
 
 def answer_html(answer: Answer) -> str:
-    """An answer as a chat message: the short answer with citation links, its evidence, its support badge."""
-    mark = "✗" if answer.abstained else "✓"
-    return (f'<div class="rag-answer" style="{ANSWER_STYLE}">'
+    """An answer as a chat message: the answer with citation links, its evidence quote, and its badge.
+
+    A short answer takes the large headline style; a sentence answer, or the abstention, is plain text.
+    When the reply is the abstention, the closest passages follow, marked as not an answer.
+    """
+    short = not answer.abstained and all(len(s.text.split()) <= 12 and not s.text.rstrip().endswith(".")
+                                         for s in answer.sentences)
+    style = ANSWER_STYLE if short else SENTENCE_STYLE
+    body = (f'<div class="rag-answer" style="{style}">'
             f'{link_markers(answer.text, {c.id for c in answer.citations})}</div>'
-            f"{evidence_html(answer)}"
-            f'<span style="font-size:0.85em;opacity:0.75">{mark} {support_badge(answer)}</span>')
+            f"{evidence_html(answer)}{badge_html(answer)}")
+    if answer.abstained and answer.passages:
+        closest = "".join(f'<blockquote class="rag-evidence" style="{EVIDENCE_STYLE}">{html.escape(p.doc)}: '
+                          f'“{html.escape(" ".join(p.text.split()))}”</blockquote>' for p in answer.passages[:2])
+        body += f'<p class="rag-closest">Closest passages (not an answer):</p>{closest}'
+    return body
 
 
 def passage_html(citation: Citation) -> str:
@@ -117,8 +142,7 @@ def passage_html(citation: Citation) -> str:
 
 def sources_html(answer: Answer) -> str:
     """The sources panel for an answer: its badge, then one expandable entry per cited passage."""
-    kind = "rag-badge abstained" if answer.abstained else "rag-badge"
-    parts = [f'<div class="{kind}">{html.escape(support_badge(answer))}</div>']
+    parts = [f"<div>{badge_html(answer)}</div>"]
     if answer.receipt:
         parts.append(f'<p class="rag-receipt">{html.escape(receipt_line(answer.receipt))}</p>')
     for c in answer.citations:

@@ -1,12 +1,16 @@
-"""The answer policy: read the model's short answer, find the sentence that backs it, answer or abstain.
+"""The answer policy: ground the model's reply in the passages, score it, answer or abstain.
 
-The model is asked for the shortest answer plus the number of the passage it comes from ("28 nations
-[2]"). Nothing it writes is shown until it is grounded: a short answer must stand, word for word
-(numbers, names and negations included), in one sentence of the passages, and that sentence becomes
-the highlighted evidence; a longer answer (why/how) must pass the sentence verifier. When the model's
-answer can't be grounded, the most relevant sentence is the candidate instead. Whether a candidate is
-shown at all is decided by a logistic score over signals of how well its evidence covers the question,
-with weights fitted on the tune half of the eval (`rag calibrate`) and kept in `rag/calibration.json`.
+For a question that asks for a thing (who, what, when, how many…) the model is asked for the shortest
+phrase copied from the passages, or NONE. That phrase is shown only where it stands in a passage
+(`phrase.locate_phrase`: exactly after normalisation, or snapped to the passage's own words), and the
+sentence that holds it is the evidence. A why/how question gets a sentence answer, shown only when every
+sentence passes the verifier (`cite.verify_sentence`). Nothing else is ever shown as an answer: when no
+grounded answer comes out, the reply is the abstention.
+
+Whether a grounded answer is shown is decided by its calibrated probability of being right: a logistic
+over the model's own probabilities (that its first token is NONE, of its answer's tokens, that it says
+"yes" when asked to check the answer against the passage) and a few lexical and retrieval signals,
+fitted on the tune half of the eval by `rag calibrate` and kept in `rag/calibration.json` per model tier.
 """
 
 from __future__ import annotations
@@ -15,37 +19,37 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .chunk import split_sentences
-from .cite import (
-    INSTRUCTION,
-    MONTHS,
-    blank_instructions,
-    facts,
-    holds_facts,
-    negations,
-    parse_claims,
-    support_score,
-    verify_sentence,
-)
+from .cite import MONTHS, blank_instructions, facts, negations, parse_claims, support_score, verify_sentence
+from .phrase import Located, locate_phrase
 from .records import Citation, Sentence
 from .text import content_terms, stem, words
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 SHORT_ANSWER_WORDS = 12
-# A question's name counts as its focus when it is at least this rare (share of the highest IDF);
-# chosen on the tune half (of 0.4, 0.6, 0.75: most wrong short answers removed per right one lost).
+# The reply the short-answer prompt asks for when the passages do not say.
+ABSTAIN_WORD = "NONE"
+# A question's name counts as its focus when it is at least this rare (share of the highest IDF).
 RARE_NAME_IDF = 0.6
+# A shown answer whose calibrated probability of being right is at least this reads "likely answer";
+# below it, "uncertain: check the source".
+LIKELY = 0.7
 _REFUSAL = re.compile(
-    r"\bcan(?:not|'t|’t| not) find|\b(?:is|are) not (?:mentioned|stated|provided|given|specified)|"
+    r"^\W*none\b|\bcan(?:not|'t|’t| not) find|\b(?:is|are) not (?:mentioned|stated|provided|given|specified)|"
     r"\bno (?:information|mention)\b|\bdo(?:es)? not (?:say|mention|contain|provide|specify|state)|"
     r"\bnot (?:in|found in) the (?:passages|documents)", re.IGNORECASE)
 _LEAD = re.compile(r"^\s*(?:\*\*)?(?:final\s+)?answer\s*(?:\*\*)?\s*[:：-]\s*", re.IGNORECASE)
+_EXPLAIN = re.compile(
+    r"^\W*(?:why|how)\b(?!\s+(?:many|much|long|old|often|far|big|large|few|tall|soon|early|late|high|low)\b)"
+    r"|\b(?:explain|describe)\b|\bwhat (?:is|was|are|were) the (?:reason|purpose|point|effect)s?\b",
+    re.IGNORECASE)
 
-FEATURES = ("retrieval", "coverage", "sentence_coverage", "missing", "unknown", "type_ok", "grounded",
-            "generated", "cited_match", "evidence_rank", "answer_words")
+# The signals the calibrated score may use; `rag calibrate` keeps those that earn their place.
+FEATURES = ("p_abstain", "mean_logprob", "min_logprob", "p_support", "retrieval", "coverage",
+            "sentence_coverage", "missing", "focus", "polarity", "type_ok", "snapped", "answer_words", "explained")
 
 
 @dataclass(frozen=True)
@@ -60,11 +64,22 @@ class Reading:
     answer: bool = False
 
 
+def wants_explanation(question: str) -> bool:
+    """Whether a question asks why or how (a sentence answer) rather than for a thing (a short phrase).
+
+    >>> wants_explanation("Why did China propose it?"), wants_explanation("How many nations signed?")
+    (True, False)
+    """
+    return bool(_EXPLAIN.search(question))
+
+
 def parse_reply(raw: str) -> tuple[str, tuple[int, ...], bool]:
     """The answer text without markers, the passage ids it cites, and whether the model refused.
 
     >>> parse_reply("Answer: 28 nations [2]")
     ('28 nations', (2,), False)
+    >>> parse_reply("NONE")
+    ('', (), True)
     """
     text = raw.strip().split("\n\n")[0].strip()
     text = _LEAD.sub("", text).strip()
@@ -74,6 +89,9 @@ def parse_reply(raw: str) -> tuple[str, tuple[int, ...], bool]:
     cited = tuple(dict.fromkeys(i for c in claims for i in c.cited))
     answer = " ".join(c.text for c in claims).strip()
     return answer.strip(" *\"'“”"), cited, False
+
+
+Check = Callable[[str, Citation], "float | None"]
 
 
 class Reader:
@@ -87,37 +105,62 @@ class Reader:
         self.support_threshold = support_threshold
         self.min_coverage = min_coverage
 
-    def read(self, question: str, raw: str, passages: list[Citation], retrieval: float, relevance) -> Reading:
-        """Ground the model's reply (or, failing that, the best sentence) and decide whether to show it."""
+    def read(self, question: str, raw: str, passages: list[Citation], retrieval: float,
+             scores: dict | None = None, check: Check | None = None, asked: str = "") -> Reading:
+        """Ground the model's reply and decide whether to show it; `check(statement, passage)` is the
+        model's P(yes) that the passage says the statement. `asked` is what the user typed this turn, when
+        `question` is its standalone rewrite: an answer may repeat the earlier turns, not this one."""
+        scores = scores or {}
         answer, cited, refused = parse_reply(raw)
+        base = {"p_abstain": scores.get("p_abstain"), "retrieval": round(retrieval, 4)}
         if refused:
-            return Reading((), mode="model said so")
-        grounded = self.ground(question, answer, cited, passages)
-        if grounded:
-            (sentences, evidence), mode = grounded, "short" if len(words(answer)) <= SHORT_ANSWER_WORDS else "sentence"
-        else:
-            (sentences, evidence), mode = self.extract(question, passages, relevance), "extract"
-        if not sentences:
-            return Reading((), mode="no evidence")
-        signals = self.signals(question, sentences, evidence, passages, retrieval, bool(answer), bool(grounded),
-                               cited)
+            return Reading((), mode="model said so", signals=base)
+        grounded = self.ground(asked or question, answer, cited, passages)
+        if not grounded:
+            return Reading((), mode="not in the passages", signals=base)
+        sentences, evidence, snapped = grounded
+        statement = statement_of(question, sentences)
+        backer = next(p for p in passages if p.id == sentences[0].citations[0])
+        p_support = check(statement, backer) if check else None
+        signals = self.signals(question, sentences, evidence, passages, retrieval, scores, p_support, snapped)
         confidence = self.confidence(signals)
         shown = confidence >= self.threshold()
-        return Reading(tuple(sentences), evidence, mode if shown else f"low confidence ({mode})", signals,
-                       round(confidence, 4), shown)
+        mode = "sentence" if signals["explained"] else "short"
+        return Reading(sentences=tuple(sentences), evidence=evidence,
+                       mode=mode if shown else f"low confidence ({mode})", signals=signals,
+                       confidence=round(confidence, 4), answer=shown)
 
     # --- grounding ------------------------------------------------------------------------------
     def ground(self, question: str, answer: str, cited: tuple[int, ...],
-               passages: list[Citation]) -> tuple[list[Sentence], dict] | None:
-        """The answer as verified sentences with the doc span of each cited passage's evidence, or None."""
+               passages: list[Citation]) -> tuple[list[Sentence], dict, bool] | None:
+        """The answer as grounded sentences, the doc span of each cited passage's evidence, and whether a
+        short answer was snapped to the passage's words; None when it can't be grounded."""
         if not answer:
             return None
         if len(words(answer)) <= SHORT_ANSWER_WORDS:
-            found = self.locate(question, answer, cited, passages)
-            if not found:
+            # Sentences that try to steer the assistant are data, never evidence.
+            readable = [replace(p, text=blank_instructions(p.text)) for p in passages]
+            found = locate_phrase(answer, readable, cited)
+            if found:
+                found = replace(found, passage=next(p for p in passages if p.id == found.passage.id))
+            if found and self.adds_to(question, found.text):
+                return [Sentence(found.text, (found.passage.id,), True)], {found.passage.id: evidence_span(found)}, \
+                    found.snapped
+            if found or not answer.rstrip().endswith("."):
                 return None
-            passage, span = found
-            return [Sentence(answer, (passage.id,), True)], {passage.id: span}
+        return self.verify(answer, cited, passages)
+
+    @staticmethod
+    def adds_to(question: str, answer: str) -> bool:
+        """An answer that only repeats the question's words and facts is not an answer."""
+        asked = set(content_terms(question))
+        asked_words = {w.lower() for w in words(question)}
+        return any(t not in asked for t in content_terms(answer)) or any(
+            f not in asked_words for f in facts(answer))
+
+    def verify(self, answer: str, cited: tuple[int, ...],
+               passages: list[Citation]) -> tuple[list[Sentence], dict, bool] | None:
+        """Each sentence of a longer answer, backed by a passage that passes the verifier; else None."""
         evidence = {p.id: blank_instructions(p.text) for p in passages}
         kept, spans = [], {}
         for claim in parse_claims(answer):
@@ -130,65 +173,14 @@ class Reader:
             passage = next(p for p in passages if p.id == backer)
             kept.append(Sentence(claim.text, (backer,), True))
             spans.setdefault(backer, best_span(passage, claim.text))
-        return (kept, spans) if kept else None
-
-    def locate(self, question: str, answer: str, cited: tuple[int, ...],
-               passages: list[Citation]) -> tuple[Citation, tuple[int, int]] | None:
-        """The passage sentence that holds every word, number, name and negation a short answer adds to
-        the question, in a passage that names the question's focus; cited passages are searched first.
-        An answer that adds nothing to the question is not an answer.
-        """
-        asked = set(content_terms(question))
-        new = [t for t in content_terms(answer) if t not in asked]
-        needed_facts = {f for f in facts(answer) if f not in {w.lower() for w in words(question)}}
-        if not new and not needed_facts:
-            return None
-        focus = self.focus(question)
-        best, best_cover = None, -1.0
-        for group in ([p for p in passages if p.id in cited], [p for p in passages if p.id not in cited]):
-            for passage in group:
-                if not holds_facts(focus, passage.text):
-                    continue
-                text = blank_instructions(passage.text)
-                for a, b in split_sentences(text):
-                    sentence = text[a:b]
-                    if sentence.strip() and self.holds(answer, new, needed_facts, sentence):
-                        cover = self.coverage(question, sentence)
-                        if cover > best_cover:
-                            best, best_cover = (passage, (passage.start + a, passage.start + b)), cover
-            if best:
-                break
-        return best
+        return (kept, spans, False) if kept else None
 
     def focus(self, question: str) -> set[str]:
-        """What the question is about that the answer's passage must name too: its numbers and months,
-        and its rare names ("Bletchley"; not "Python" in the Python docs, which every passage implies).
-
-        A passage about another treaty, year or person can hold a plausible answer word for word;
-        this is what tells it apart.
-        """
+        """What the question is about that the answer's passage should name too: its numbers and months,
+        and its rare names ("Bletchley"; not "Python" in the Python docs, which every passage implies)."""
         rare = RARE_NAME_IDF * self.max_idf
         return {f for f in facts(question)
                 if any(ch.isdigit() for ch in f) or f in MONTHS or self.idf(stem(f)) >= rare}
-
-    @staticmethod
-    def holds(answer: str, new: list[str], needed_facts: set[str], sentence: str) -> bool:
-        have = set(content_terms(sentence))
-        if any(t not in have for t in new):
-            return False
-        if not holds_facts(needed_facts, sentence):
-            return False
-        return negations(answer) <= negations(sentence)
-
-    def extract(self, question: str, passages: list[Citation], relevance) -> tuple[list[Sentence], dict]:
-        """The single most relevant sentence of the passages, verbatim, as the fallback candidate."""
-        candidates = [(p, a, b) for p in passages for a, b in split_sentences(p.text)
-                      if len(content_terms(p.text[a:b])) >= 3 and not INSTRUCTION.search(p.text[a:b])]
-        if not candidates:
-            return [], {}
-        scores = relevance([p.text[a:b] for p, a, b in candidates])
-        p, a, b = candidates[int(scores.argmax())]
-        return [Sentence(" ".join(p.text[a:b].split()), (p.id,), True)], {p.id: (p.start + a, p.start + b)}
 
     # --- scoring --------------------------------------------------------------------------------
     def coverage(self, question: str, text: str) -> float:
@@ -209,36 +201,76 @@ class Reader:
         return max((g for g in gaps if g < self.max_idf - 1e-6), default=0.0) / self.max_idf
 
     def signals(self, question: str, sentences: list[Sentence], evidence: dict, passages: list[Citation],
-                retrieval: float, generated: bool, grounded: bool, model_cited: tuple[int, ...] = ()) -> dict:
-        """The numbers the abstention score is computed from."""
+                retrieval: float, scores: dict, p_support: float | None, snapped: bool) -> dict:
+        """The numbers the calibrated score is computed from (None where a signal could not be read)."""
         cited = {i for s in sentences for i in s.citations}
-        terms = set(content_terms(question))
         context = " ".join(blank_instructions(p.text) for p in passages if p.id in cited)
         spans = [(p, evidence[p.id]) for p in passages if p.id in evidence]
         evidence_text = " ".join(p.text[a - p.start:b - p.start] for p, (a, b) in spans)
         answer = " ".join(s.text for s in sentences)
-        return {"retrieval": round(retrieval, 4), "coverage": round(self.coverage(question, context), 4),
+        focus = self.focus(question)
+        have = {w.removesuffix("'s") for w in words(context.replace("’", "'"))}
+        return {"p_abstain": scores.get("p_abstain"), "mean_logprob": scores.get("mean_logprob"),
+                "min_logprob": scores.get("min_logprob"), "p_support": p_support,
+                "retrieval": round(retrieval, 4), "coverage": round(self.coverage(question, context), 4),
                 "sentence_coverage": round(self.coverage(question, evidence_text + " " + answer), 4),
                 "missing": round(self.missing(question, context + " " + answer), 4),
-                # Question words the corpus never uses: a paraphrase, or a thing the documents don't hold.
-                "unknown": round(sum(self.idf(t) >= self.max_idf - 1e-6 for t in terms) / max(1, len(terms)), 4),
+                # Share of the question's numbers and rare names that the answer's passage names.
+                "focus": round(sum(all(w in have for w in words(f)) for f in focus) / len(focus), 4) if focus else 1.0,
+                # The question's negation ("refused", "not") is in the evidence too.
+                "polarity": float(negations(question) <= negations(evidence_text)),
                 "type_ok": float(has_expected_answer_type(question, answer)),
-                "grounded": float(grounded), "generated": float(generated),
-                "cited_match": float(bool(cited & set(model_cited))),
-                "evidence_rank": float(min(cited, default=len(passages) + 1)) / max(1, len(passages)),
-                "answer_words": float(min(len(words(answer)), 40))}
+                "snapped": float(snapped),
+                "answer_words": float(min(len(words(answer)), 40)),
+                "explained": float(len(words(answer)) > SHORT_ANSWER_WORDS or answer.rstrip().endswith("."))}
 
     def confidence(self, signals: dict) -> float:
-        """P(the candidate answers the question correctly), from the calibrated logistic weights."""
+        """P(the answer is right), from the calibrated logistic weights of the model tier.
+
+        A signal that could not be read (a remote server gives no log-probabilities) takes its tune-half
+        mean, so it moves the score neither way.
+        """
         w = self.weights
         if not w:
-            # Uncalibrated: the older rules (evidence must touch the question, type must match).
-            return 0.9 if signals["coverage"] >= self.min_coverage and signals["type_ok"] else 0.1
-        z = w["bias"] + sum(w["coef"][k] * (signals[k] - w["mean"][k]) / w["scale"][k] for k in FEATURES)
+            # Uncalibrated: the model's own abstention probability and its check, else the lexical rule.
+            probabilities = [1 - signals["p_abstain"] if signals.get("p_abstain") is not None else None,
+                             signals.get("p_support")]
+            known = [p for p in probabilities if p is not None]
+            if known:
+                return sum(known) / len(known)
+            lexical = signals["coverage"] >= self.min_coverage and signals["type_ok"] and signals["focus"] == 1.0
+            return 0.9 if lexical else 0.1
+        z = w["bias"]
+        for k, coef in w["coef"].items():
+            value = signals.get(k)
+            if value is not None:
+                z += coef * (value - w["mean"][k]) / w["scale"][k]
         return 1 / (1 + math.exp(-max(-30.0, min(30.0, z))))
 
     def threshold(self) -> float:
         return self.weights["threshold"] if self.weights else 0.5
+
+
+def verdict(confidence: float, abstained: bool) -> str:
+    """The badge in words: "likely answer", "uncertain: check the source" or "not found in the documents"."""
+    if abstained:
+        return "not found in the documents"
+    return "likely answer" if confidence >= LIKELY else "uncertain: check the source"
+
+
+def statement_of(question: str, sentences: list[Sentence]) -> str:
+    """What the support check asks the model to confirm: the question with its answer."""
+    answer = " ".join(s.text for s in sentences)
+    return f'The answer to "{question}" is: {answer}'
+
+
+def evidence_span(found: Located) -> tuple[int, int]:
+    """The doc span of the passage sentence that holds a located short answer."""
+    passage = found.passage
+    for a, b in split_sentences(passage.text, passage.start):
+        if a <= found.start and found.end <= b:
+            return a, b
+    return found.start, found.end
 
 
 def best_span(passage: Citation, claim: str) -> tuple[int, int]:

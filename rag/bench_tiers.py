@@ -28,10 +28,10 @@ class RecordingGenerator:
     def __getattr__(self, name):
         return getattr(self.generator, name)
 
-    def stream(self, messages: list[dict], max_tokens: int = 128):
+    def stream(self, messages: list[dict], max_tokens: int = 128, **options):
         self.messages = messages
         self.called_at = time.perf_counter()
-        return self.generator.stream(messages, max_tokens)  # the real iterator: no layer per token
+        return self.generator.stream(messages, max_tokens, **options)  # the real iterator: no layer per token
 
 
 def raw_stream(llm, messages: list[dict], settings: Settings) -> tuple[float, list[float], int]:

@@ -193,6 +193,12 @@ def print_streamed(pipeline, question: str, history: list[dict]):
         a, b = c.highlight or (c.start, c.end)
         quote = " ".join(c.text[a - c.start:b - c.start].split())
         print(f"  [{c.id}] {c.doc}{page}, chars {a}-{b}: “{quote}”")
+    if not answer.abstained:
+        print(f"  ({answer.verdict}: {answer.confidence:.0%} estimated chance it is right)")
+    elif answer.passages:
+        print("  Closest passages (not an answer):")
+        for p in answer.passages[:2]:
+            print(f"    {p.doc}, chars {p.start}-{p.end}: “{' '.join(p.text.split())[:160]}”")
     return answer
 
 

@@ -34,6 +34,8 @@ class Receipt:
     # prefix, in a warm process); from llama.cpp's counters. None when unknown (a remote server).
     prompt_evaluated: int | None = None
     prompt_cached: int | None = None
+    # Tokens the support check processed after the answer (the rest came from the KV cache).
+    check_evaluated: int | None = None
 
     def to_dict(self) -> dict:
         out = {"prompt_tokens": self.prompt_tokens, "passages": self.passages,
@@ -41,6 +43,8 @@ class Receipt:
                "chunks_left_out": list(self.chunks_left_out)}
         if self.prompt_evaluated is not None:
             out.update(prompt_evaluated=self.prompt_evaluated, prompt_cached=self.prompt_cached)
+        if self.check_evaluated is not None:
+            out.update(check_evaluated=self.check_evaluated)
         return out
 
 

@@ -25,7 +25,8 @@ REFUSE_TYPES = {"unanswerable", "injection"}
 SHORT_TYPES = {"factoid", "number", "date", "name", "paraphrase"}
 # name -> (corpus folder, dataset); `rag eval` runs every set unless --set names some.
 EVAL_SETS = {"news": (PROJECT_ROOT / "corpus", EVAL_DIR / "dataset.jsonl"),
-             "pydocs": (EVAL_DIR / "pydocs" / "corpus", EVAL_DIR / "pydocs" / "dataset.jsonl")}
+             "pydocs": (EVAL_DIR / "pydocs" / "corpus", EVAL_DIR / "pydocs" / "dataset.jsonl"),
+             "licenses": (EVAL_DIR / "licenses" / "corpus", EVAL_DIR / "licenses" / "dataset.jsonl")}
 
 
 @dataclass(frozen=True)
@@ -192,7 +193,7 @@ def evaluate(pipeline, items: list[dict], corpus: Path, name: str = "", k: int =
             "candidate_em": exact_match(text, golds), "candidate_f1": token_f1(text, golds),
             "candidate_final": score_sentences(judge, standalone, [(c.text, c.cited) for c in candidate], passages),
             "passages": {str(i): t for i, t in passages.items()},
-            "confidence": answer.confidence, "signals": answer.signals,
+            "confidence": answer.confidence, "signals": answer.signals, "verdict": answer.verdict,
             "prompt_tokens": answer.receipt.get("prompt_tokens"),
             "prompt_evaluated": answer.receipt.get("prompt_evaluated"),
             "gold_quotes": len(spans), "retrieved_quotes": found, "rr": 1 / first if first else 0.0,
@@ -258,6 +259,10 @@ def summarize(rows: list[dict]) -> dict:
     if seconds:
         metrics["seconds_per_answer_p50"] = {"value": _percentile(seconds, 50), "denominator": len(seconds)}
         metrics["seconds_per_answer_p95"] = {"value": _percentile(seconds, 95), "denominator": len(seconds)}
+    if rows:
+        metrics["confidence_auroc"] = {"value": auroc([r["confidence"] if r["candidate"] else 0.0 for r in rows],
+                                                      [candidate_right(r) for r in rows]),
+                                       "denominator": len(rows)}
     tokens = sorted(r["prompt_tokens"] for r in rows if r.get("prompt_tokens"))
     if tokens:
         metrics["prompt_tokens_mean"] = {"value": round(sum(tokens) / len(tokens), 1), "denominator": len(tokens)}
@@ -267,6 +272,31 @@ def summarize(rows: list[dict]) -> dict:
         metrics["prompt_evaluated_mean"] = {"value": round(sum(evaluated) / len(evaluated), 1),
                                             "denominator": len(evaluated)}
     return metrics
+
+
+def auroc(scores: list[float], labels: list[bool]) -> float | None:
+    """The probability that a random positive scores above a random negative (ties count half)."""
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return round(wins / (len(pos) * len(neg)), 4)
+
+
+def signal_table(rows: list[dict]) -> dict:
+    """Each signal's AUROC for telling answerable from unanswerable items, and right from wrong answers,
+    over the rows where it was read; 0.5 is chance, below 0.5 the signal falls as the label rises."""
+    from .answer import FEATURES
+
+    table = {}
+    for name in (*FEATURES, "confidence"):
+        have = [r for r in rows if (r["confidence"] is not None if name == "confidence"
+                                    else (r["signals"] or {}).get(name) is not None)]
+        values = [r["confidence"] if name == "confidence" else r["signals"][name] for r in have]
+        table[name] = {"rows": len(have), "answerable": auroc(values, [r["answerable"] for r in have]),
+                       "right": auroc(values, [candidate_right(r) for r in have])}
+    return table
 
 
 def _percentile(sorted_values: list[float], pct: float) -> float:
@@ -325,6 +355,18 @@ def markdown_report(report: dict) -> str:
             ci = m.get("ci95")
             cells.append(f"{m.get('value')}" + (f" ({ci[0]}–{ci[1]})" if ci else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if report.get("signals"):
+        lines += ["", f"## Signals ({report['headline']} half): AUROC", "",
+                  "AUROC 0.5 is chance; below 0.5 the signal falls as the label rises (as P(NONE) should).", "",
+                  "| signal | rows | answerable vs not | right answer vs not |", "|---|---|---|---|"]
+        lines += [f"| {k} | {v['rows']} | {v['answerable']} | {v['right']} |" for k, v in report["signals"].items()]
+    if report.get("leave_one_out"):
+        lines += ["", "## Leave one corpus out (report half, fitted on the other corpora's tune half)", "",
+                  "| corpus | correctness | F1 | refusal recall | false refusals | confidence AUROC | threshold |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {c} | {m['answer_correctness']} | {m['short_answer_f1']} | {m['refusal_recall']} | "
+                  f"{m['false_refusal_rate']} | {m['confidence_auroc']} | {m['threshold']} |"
+                  for c, m in report["leave_one_out"].items()]
     v = report["checker"]
     lines += ["", "## The judge against the hand labels", "",
               f"Judge: accuracy {v['judge']['accuracy']}, Cohen's kappa {v['judge']['kappa']} on "
@@ -396,6 +438,7 @@ def run_eval(pipeline, args) -> int:
         "embedder": pipeline.embedder.name, "context": pipeline.settings.context, "metrics": metrics,
         "by_corpus": {c: summarize([r for r in shown if r["corpus"] == c]) for c in sets},
         "tune_metrics": summarize([r for r in rows if r["split"] == "tune"]) if headline == "report" else {},
+        "signals": signal_table(shown),
         "checker": validate_judge(Judge(pipeline.embedder), labels, pipeline.settings.support_threshold),
         "thresholds": thresholds, "threshold_failures": check_thresholds(metrics, thresholds),
         "rows": rows,

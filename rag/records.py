@@ -91,6 +91,9 @@ class Answer:
     signals: dict = field(default_factory=dict)
     receipt: dict = field(default_factory=dict)
     candidate: str = ""
+    # The badge in words, from the calibrated confidence: "likely answer", "uncertain: check the source"
+    # or "not found in the documents".
+    verdict: str = ""
 
     def to_dict(self) -> dict:
         return {
@@ -108,4 +111,5 @@ class Answer:
             "signals": dict(self.signals),
             "context": dict(self.receipt),
             "candidate": self.candidate,
+            "verdict": self.verdict,
         }

@@ -70,6 +70,7 @@ class FakeGenerator:
         self.replies = list(replies)
         self.n_ctx = n_ctx
         self.prompts = []
+        self.last_scores = None
 
     def count_tokens(self, text):
         return len(text.split())
@@ -77,7 +78,7 @@ class FakeGenerator:
     def chat_overhead(self, messages):
         return 4 * len(messages)
 
-    def stream(self, messages, max_tokens=128):
+    def stream(self, messages, max_tokens=128, stop_at_newline=False, abstain_word=""):
         self.prompts.append(messages)
         reply = self.replies.pop(0) if self.replies else "I can't find that in the documents."
         for word in reply.split(" "):

@@ -241,16 +241,16 @@ def test_models_json_lists_every_tier_with_install_state_speed_and_default(tmp_p
     models.record_speed("qwen2.5-coder-1.5b", {"decode_tok_s": 8.0, "prompt_tok_s": 50.0, "measured": "2025-01-02"})
     assert cli.main(["models", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["default"] == models.DEFAULT_TIER == "qwen2.5-coder-0.5b"
+    assert out["default"] == models.DEFAULT_TIER == "qwen2.5-coder-1.5b"
     assert out["models_dir"] == str(models_root)
     rows = {row["name"]: row for row in out["tiers"]}
     assert list(rows) == ["fake-tier", "smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
     assert set(rows["fake-tier"]) == {"name", "model", "parameters", "quantization", "size_bytes", "installed",
                                       "path", "default", "speed"}
     assert (rows["fake-tier"]["installed"], rows["fake-tier"]["path"]) == (True, str(models_root / "fake.gguf"))
-    assert (rows["qwen2.5-coder-1.5b"]["installed"], rows["qwen2.5-coder-1.5b"]["path"]) == (False, None)
+    assert (rows["qwen2.5-coder-0.5b"]["installed"], rows["qwen2.5-coder-0.5b"]["path"]) == (False, None)
     assert rows["qwen2.5-coder-1.5b"]["speed"]["decode_tok_s"] == 8.0 and rows["fake-tier"]["speed"] is None
-    assert [name for name, row in rows.items() if row["default"]] == ["qwen2.5-coder-0.5b"]
+    assert [name for name, row in rows.items() if row["default"]] == ["qwen2.5-coder-1.5b"]
     assert rows["qwen2.5-coder-0.5b"]["size_bytes"] == 491_400_064
 
 

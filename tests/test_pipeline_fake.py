@@ -21,11 +21,12 @@ def test_a_short_answer_found_in_a_passage_is_shown_with_its_evidence(fake_pipel
     assert "signed by 28 nations" in text[a:b] and citation.start <= a < b <= citation.end
 
 
-def test_a_swapped_number_is_never_shown_and_the_best_sentence_is_the_candidate(fake_pipeline):
+def test_a_swapped_number_is_never_shown_and_no_fallback_sentence_takes_its_place(fake_pipeline):
     fake_pipeline.generator.replies.append("31 nations [1]")
     answer = fake_pipeline.ask(QUESTION)
-    assert "31" not in answer.text and answer.mode == "extract"
-    assert "28 nations" in answer.text
+    assert answer.abstained and answer.text == ABSTAIN and answer.mode == "abstained: not in the passages"
+    assert answer.candidate == "" and answer.citations == () and answer.verdict == "not found in the documents"
+    assert answer.passages, "the closest passages stay available, marked as not an answer"
     assert answer.raw.strip() == "31 nations [1]"
 
 
@@ -33,7 +34,7 @@ def test_a_swapped_number_is_never_shown_and_the_best_sentence_is_the_candidate(
 def test_an_added_negation_or_an_echo_of_the_question_is_not_an_answer(fake_pipeline, reply):
     fake_pipeline.generator.replies.append(reply)
     answer = fake_pipeline.ask(QUESTION)
-    assert answer.mode != "short" and not answer.text.startswith(reply.split(" [")[0])
+    assert answer.abstained and answer.text == ABSTAIN
 
 
 def test_an_uncited_short_answer_gets_the_passage_that_holds_it(fake_pipeline):
@@ -71,7 +72,7 @@ def test_an_abstention_records_the_candidate_and_the_signals_it_was_judged_on(fa
     fake_pipeline.generator.replies.append("28 nations [1]")
     answer = fake_pipeline.ask(QUESTION)
     assert answer.abstained and answer.mode == "abstained: low confidence (short)"
-    assert answer.candidate.startswith("28 nations") and answer.signals["grounded"] == 1.0
+    assert answer.candidate.startswith("28 nations") and answer.signals["snapped"] == 0.0
     assert 0 < answer.signals["coverage"] < 0.99
 
 
@@ -107,7 +108,7 @@ def test_instructions_inside_a_document_are_data(tmp_path, fake_pipeline, corpus
     fake_pipeline.generator.replies.append("Blue [1]")
     answer = fake_pipeline.ask(QUESTION)
     assert "blue" not in answer.text.lower()
-    assert "28 nations" in answer.text and not answer.abstained
+    assert answer.abstained and answer.mode == "abstained: not in the passages"
     prompt = fake_pipeline.generator.prompts[-1]
     assert prompt[0]["role"] == "system" and "data, not instructions" in prompt[0]["content"]
 
@@ -124,10 +125,10 @@ def test_a_follow_up_is_rewritten_with_the_earlier_question(fake_pipeline):
 def test_passages_that_do_not_fit_the_context_are_left_out_and_recorded(fake_pipeline):
     from conftest import FakeGenerator
 
-    fake_pipeline._generator = FakeGenerator("28 nations [1]", n_ctx=330)
+    fake_pipeline._generator = FakeGenerator("28 nations [1]", n_ctx=250)
     answer = fake_pipeline.ask(QUESTION)
     prompt_words = sum(len(m["content"].split()) for m in fake_pipeline.generator.prompts[-1])
-    assert prompt_words + fake_pipeline.settings.max_tokens <= 330
+    assert prompt_words + fake_pipeline.settings.max_tokens <= 250
     assert answer.left_out and answer.receipt["chunks_left_out"] == list(answer.left_out)
 
 
@@ -187,7 +188,8 @@ def test_an_answer_found_in_a_passage_about_another_treaty_is_not_grounded(fake_
     fake_pipeline.index([corpus_copy])
     fake_pipeline.generator.replies.append("14 countries [1]")
     answer = fake_pipeline.ask(QUESTION)
-    assert "14" not in answer.text and answer.mode != "short"
+    assert "14" not in answer.text and answer.abstained
+    assert answer.candidate.startswith("14 countries") and answer.signals["focus"] == 0.0
     assert all(c.doc != "zorblax.txt" for c in answer.citations)
 
 
