@@ -25,12 +25,14 @@ def _rag_command() -> list[str]:
     return [str(rag)] if rag.is_file() else [sys.executable, "-m", "rag.cli"]
 
 
-def bench_cold_ask(env: dict, runs: int, work: Path) -> dict:
-    """A new `rag ask --json` process on the fast tier: seconds to its first token, to the answer, to exit.
+def bench_cold_ask(env: dict, runs: int, work: Path, tier: str = "", target: float = 4.0,
+                   exit_target: float | None = 6.0) -> dict:
+    """A new `rag ask --json` process (the fast tier unless `tier` is named): seconds to its first token,
+    to the answer, to exit.
 
     The first token is the answer's print time less what the answer's own timings say came after it.
     """
-    tier = FAST_TIER if FAST_TIER in installed_tiers() else installed_tiers(1)[0]
+    tier = tier or (FAST_TIER if FAST_TIER in installed_tiers() else installed_tiers(1)[0])
     first, printed, exited = [], [], []
     for _ in range(runs):
         with tempfile.TemporaryFile() as errors:
@@ -51,10 +53,12 @@ def bench_cold_ask(env: dict, runs: int, work: Path) -> dict:
         first.append(printed[-1] - (timings["total"] - timings.get("first_token", timings["total"])) / 1000)
     exit_s = statistics.median(exited)
     return figure(
-        f"cold `rag ask` to first token ({tier})", statistics.median(first), "s", "<=", 4.0,
+        f"cold `rag ask` to first token ({tier})", statistics.median(first), "s", "<=", target,
         f"a new process until its first token; answer printed at {statistics.median(printed):.2f} s, "
-        f"exit at {exit_s:.2f} s (target 6 s); warm OS file cache, index of corpus/; median of {runs}",
-        met_also=exit_s <= 6.0, tier=tier, answer=answer["answer"], runs=[round(x, 3) for x in first],
+        f"exit at {exit_s:.2f} s" + (f" (target {exit_target:g} s)" if exit_target else "") +
+        f"; warm OS file cache, index of corpus/; median of {runs}",
+        met_also=exit_target is None or exit_s <= exit_target, tier=tier, answer=answer["answer"],
+        runs=[round(x, 3) for x in first],
         printed_s=[round(x, 3) for x in printed], exit_s=[round(x, 3) for x in exited])
 
 

@@ -138,6 +138,12 @@ def is_short(answer: str) -> bool:
     return len(words(answer)) <= SHORT_ANSWER_WORDS and not answer.rstrip().endswith(".")
 
 
+def in_passages(answer: str, passages: dict) -> bool:
+    """Whether a short answer stands, word for word, in one of the passages (whitespace aside)."""
+    wanted = " ".join(answer.split())
+    return any(wanted in " ".join(str(text).split()) for text in passages.values())
+
+
 def score_sentences(judge: Judge, question: str, sentences: list[tuple[str, tuple[int, ...]]],
                     passages: dict) -> dict:
     """Faithfulness and ALCE citation recall/precision of (sentence, cited ids) pairs."""
@@ -249,6 +255,10 @@ def summarize(rows: list[dict]) -> dict:
         "raw_faithfulness": ratio(rows, lambda r: r["raw_scores"]["supported"],
                                   lambda r: r["raw_scores"]["sentences"]),
         "refusal_recall": ratio(refuse, lambda r: r["abstained"], lambda r: 1),
+        # Must stay 0: a short answer is shown only as words that stand in a passage.
+        "short_answers_not_in_passages": ratio([r for r in answered if is_short(r["candidate"])],
+                                               lambda r: not in_passages(r["candidate"], r["passages"]),
+                                               lambda r: 1),
         "false_refusal_rate": ratio(answerable, lambda r: r["abstained"], lambda r: 1),
     }
     lengths = sorted(r["words"] for r in answered if r["answerable"] and r["type"] in SHORT_TYPES)

@@ -20,12 +20,15 @@ def evil_answer() -> Answer:
     start = 100 + EVIL_TEXT.index(claim)
     citation = Citation(1, EVIL_NAME, 2, 100, 100 + len(EVIL_TEXT), EVIL_TEXT,
                         highlight=(start, start + len(claim)))
-    return Answer("How many?", "The treaty was signed by 14 countries [1]. <b>bold</b> [7]", False,
-                  (Sentence("The treaty was signed by 14 countries.", (1,), True),), (citation,), "raw")
+    return Answer(question="How many?", text="The treaty was signed by 14 countries [1]. <b>bold</b> [7]",
+                  abstained=False, sentences=(Sentence("The treaty was signed by 14 countries.", (1,), True),),
+                  citations=(citation,), raw="raw", confidence=0.91, verdict="likely answer")
 
 
 def abstained_answer() -> Answer:
-    return Answer("GDP?", "I can't find that in the documents.", True, (), (), "")
+    closest = Citation(1, "<b>a</b>.txt", None, 0, 30, "Brazil's <i>economy</i> grew fast.")
+    return Answer(question="GDP?", text="I can't find that in the documents.", abstained=True, sentences=(),
+                  citations=(), raw="", passages=(closest,), verdict="not found in the documents")
 
 
 def test_build_app_returns_blocks_with_the_ask_endpoint(fake_pipeline):
@@ -51,22 +54,42 @@ def test_sources_html_marks_the_supporting_sentence_and_links_each_source():
 
 def test_sources_html_without_a_highlight_shows_the_whole_passage_unmarked():
     c = Citation(1, "a.txt", None, 0, 9, "some text")
-    answer = Answer("q", "some text [1].", False, (Sentence("some text.", (1,), True),), (c,), "")
+    answer = Answer(question="q", text="some text [1].", abstained=False,
+                    sentences=(Sentence("some text.", (1,), True),), citations=(c,), raw="")
     out = app.sources_html(answer)
     assert "<mark>" not in out and "some text" in out
 
 
-def test_badge_counts_supported_sentences_or_says_not_found():
-    assert app.support_badge(evil_answer()) == "1/1 sentences supported"
+def test_the_badge_says_what_the_calibrated_confidence_says():
+    assert app.support_badge(evil_answer()) == "likely answer"
+    uncertain = dataclasses.replace(evil_answer(), confidence=0.45, verdict="uncertain: check the source")
+    assert app.support_badge(uncertain) == "uncertain: check the source"
+    assert 'class="rag-badge uncertain"' in app.answer_html(uncertain) and "45% estimated chance" in app.answer_html(
+        uncertain)
     assert app.support_badge(abstained_answer()) == "not found in the documents"
-    assert "not found in the documents" in app.sources_html(abstained_answer())
+    assert 'class="rag-badge abstained"' in app.sources_html(abstained_answer())
+
+
+def test_an_abstention_offers_the_closest_passages_marked_as_not_an_answer_and_escaped():
+    out = app.answer_html(abstained_answer())
+    assert "Closest passages (not an answer)" in out
+    assert "&lt;i&gt;economy&lt;/i&gt;" in out and "<i>" not in out and "&lt;b&gt;a&lt;/b&gt;.txt" in out
+    assert out.index("rag-badge") < out.index("Closest passages")
+
+
+def test_a_sentence_answer_is_never_set_in_the_headline_style():
+    out = app.answer_html(evil_answer())
+    assert app.ANSWER_STYLE not in out and app.SENTENCE_STYLE in out
+    short = dataclasses.replace(evil_answer(), text="14 countries [1]",
+                                sentences=(Sentence("14 countries", (1,), True),))
+    assert app.ANSWER_STYLE in app.answer_html(short)
 
 
 def test_answer_html_escapes_model_output_and_links_only_cited_markers():
     out = app.answer_html(evil_answer())
     assert '<a class="cite" href="#src-1">[1]</a>' in out
     assert "&lt;b&gt;bold&lt;/b&gt; [7]" in out
-    assert "1/1 sentences supported" in out
+    assert "likely answer" in out
 
 
 def test_the_short_answer_comes_first_and_its_evidence_sentence_is_quoted_escaped():
@@ -105,7 +128,8 @@ def test_respond_streams_the_draft_then_the_verified_answer(fake_pipeline):
     drafts = [chat[-1]["content"] for chat, *_ in steps[1:-1]]
     assert drafts and all(d.startswith('<em style="opacity:0.6">') for d in drafts)
     chat, turns, sources, box = steps[-1]
-    assert box == "" and turns[-1]["answer"].startswith("The Bletchley")
+    # A short reply is shown in the passage's own words ("…, a pact signed by 28 nations").
+    assert box == "" and turns[-1]["answer"].startswith("Bletchley Declaration, a pact signed by 28 nations")
     assert '<a class="cite" href="#src-1">[1]</a>' in chat[-1]["content"]
     assert "28 nations" in sources and 'id="src-1"' in sources
 
