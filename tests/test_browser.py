@@ -18,6 +18,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]
 ANSWER_TIMEOUT_MS = 240_000
 BLETCHLEY = "How many nations signed the Bletchley Declaration?"
+UNCERTAIN = "When was China’s generative AI regulation first published as a draft?"
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +48,11 @@ def page(browser, server):
 
 def ask(page, question: str) -> None:
     """Type a question and wait for the verified answer's badge in the sources panel."""
+    answered = page.locator("#chat .rag-badge").count()
     box = page.locator("#question textarea")
     box.fill(question)
     box.press("Enter")
+    expect(page.locator("#chat .rag-badge")).to_have_count(answered + 1, timeout=ANSWER_TIMEOUT_MS)
     expect(page.locator("#sources .rag-badge")).to_be_visible(timeout=ANSWER_TIMEOUT_MS)
 
 
@@ -77,7 +80,7 @@ def test_answer_streams_cites_the_passage_and_the_marker_opens_it(page, tmp_path
     source = page.locator("#sources details#src-1")
     expect(source).to_contain_text("28 nations")
     expect(source.locator("mark")).to_contain_text("28 nations")
-    expect(page.locator("#chat")).to_contain_text("1/1 sentences supported")
+    expect(page.locator("#chat .rag-badge").last).to_have_text("✓ likely answer")
     # The short answer comes first; its evidence sentence is quoted under it; the context receipt is shown.
     expect(page.locator("#chat .rag-answer").last).to_contain_text("28")
     expect(page.locator("#chat .rag-evidence").last).to_contain_text("signed by 28 nations")
@@ -105,9 +108,26 @@ def test_uploaded_document_is_indexed_and_cited(page):
 
 def test_unanswerable_question_shows_the_abstention_badge(page):
     ask(page, "What is the GDP of Brazil?")
-    expect(page.locator("#sources .rag-badge")).to_have_text("not found in the documents")
+    expect(page.locator("#sources .rag-badge")).to_have_text("✗ not found in the documents")
     expect(page.locator("#chat")).to_contain_text("not found in the documents")
     expect(page.locator("#sources details")).to_have_count(0)
+
+
+def test_the_badge_tells_a_likely_answer_an_uncertain_one_and_an_abstention_apart(page):
+    """The three verdicts, each from a real answer: the calibrated confidence decides the words."""
+    badge = page.locator("#chat .rag-badge").last
+    ask(page, BLETCHLEY)
+    expect(badge).to_have_text("✓ likely answer")
+    expect(page.locator("#chat .rag-answer").last).to_contain_text("28")
+    # The documents never say when the regulation was drafted; the model answers with the date it was
+    # enacted, and the calibrated confidence marks that answer as uncertain.
+    ask(page, UNCERTAIN)
+    expect(badge).to_have_text("? uncertain: check the source")
+    assert "estimated chance" in badge.get_attribute("title")
+    ask(page, "Which countries refused to sign the Bletchley Declaration?")
+    expect(badge).to_have_text("✗ not found in the documents")
+    expect(page.locator("#chat").get_by_text("Closest passages (not an answer)").last).to_be_visible()
+    expect(page.locator("#chat .rag-answer").last).to_have_text("I can't find that in the documents.")
 
 
 def test_markup_in_a_document_shows_as_text_and_never_runs(page):
