@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import socket
 from contextlib import contextmanager
@@ -16,23 +17,17 @@ from rag.text import content_terms
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
-LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+# A folder whose sitecustomize.py blocks connections outside loopback in the Python processes it starts.
+NETGUARD = ROOT / "tests" / "netguard"
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _no_network():
-    """Any connection outside loopback fails loudly, so a hidden model download cannot pass."""
-    real_connect = socket.socket.connect
+def pytest_configure(config):
+    """Guard the child processes too: pytest-socket (`--allow-hosts` in pyproject.toml) guards only this one.
 
-    def guarded(self, address):
-        host = address[0] if isinstance(address, tuple) else address
-        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in LOOPBACK:
-            raise RuntimeError(f"network access attempted in a test: {address!r}")
-        return real_connect(self, address)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(socket.socket, "connect", guarded)
-        yield
+    Every Python child (a `rag` command, a worker, `python -m llama_cpp.server`) inherits PYTHONPATH, so
+    it imports the guard at start-up and a hidden download there fails loudly as well.
+    """
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ Set RAG_UPDATE_SCREENSHOT=1 to refresh docs/screenshot.png from the answered que
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from conftest import ROOT, running_app
@@ -19,6 +20,16 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ANSWER_TIMEOUT_MS = 240_000
 BLETCHLEY = "How many nations signed the Bletchley Declaration?"
 UNCERTAIN = "When was China’s generative AI regulation first published as a draft?"
+# The page's requests outside loopback are aborted and recorded here; the browser fixture then fails.
+OUTSIDE_LOOPBACK = re.compile(r"^(?!https?://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/)(https?|wss?|ftp)://")
+BLOCKED: list[str] = []
+
+
+def loopback_context(browser, **options):
+    """A browser context whose requests outside loopback are aborted, and recorded in BLOCKED."""
+    context = browser.new_context(**options)
+    context.route(OUTSIDE_LOOPBACK, lambda route: BLOCKED.append(route.request.url) or route.abort())
+    return context
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +45,12 @@ def browser():
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+    assert BLOCKED == [], f"the browser tried to reach outside loopback: {BLOCKED}"
 
 
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context = loopback_context(browser, viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.goto(server)
     expect(page.locator("#question textarea")).to_be_visible()
@@ -154,7 +166,7 @@ def test_ask_endpoint_returns_the_answer_json(server):
 def test_two_browsers_asking_at_once_both_get_answers(browser, server):
     pages = []
     for _ in range(2):
-        page = browser.new_context().new_page()
+        page = loopback_context(browser).new_page()
         page.goto(server)
         pages.append(page)
     questions = [BLETCHLEY, "What did the Bletchley Declaration recognise?"]
@@ -168,3 +180,14 @@ def test_two_browsers_asking_at_once_both_get_answers(browser, server):
     for page in pages:
         page.context.close()
 
+
+def test_a_request_outside_loopback_is_aborted_and_recorded(browser):
+    context = loopback_context(browser)
+    page = context.new_page()
+    # TEST-NET-1 is never routed: unblocked, the fetch would hang until the 10 s race below ends it.
+    result = page.evaluate("""() => Promise.race([
+        fetch("http://192.0.2.1/model.gguf").then(() => "loaded", (e) => "failed: " + e.message),
+        new Promise((done) => setTimeout(() => done("timed out"), 10000))])""")
+    context.close()
+    assert BLOCKED == ["http://192.0.2.1/model.gguf"] and result.startswith("failed"), result
+    BLOCKED.clear()

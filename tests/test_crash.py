@@ -1,19 +1,19 @@
-"""Crash safety: `rag index` killed with SIGKILL at random moments, and two writers at once.
+"""Crash safety: `rag index` killed with SIGKILL at random steps of its work, and two writers at once.
 
 The writers are real processes running `tests/conftest.py`'s FakeEmbedder (written out below as a
-small script). After every kill the index must load and hold exactly the old or the new state.
+small script). A worker stops itself at the file operation the test chose and is killed there; the
+index must then load and hold exactly the old state (killed up to the rename that commits) or the new.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -27,16 +27,35 @@ TRIALS = 24
 SEED = 20240521
 
 WORKER = textwrap.dedent("""
-    import json, os, sys, time
+    import json, logging, os, signal, sys
     sys.path.insert(0, {tests!r})
-    import faiss  # noqa: F401  (loaded before "ready": imports are not part of the timed run)
+    import faiss  # noqa: F401  (loaded before "ready", as the CLI would have)
     from conftest import FakeEmbedder
     import rag.cli
     from rag.indexer import update_index
     from rag.store import Store
 
+    mode, index_dir, corpus = sys.argv[1:4]
+    PAUSE_AT = int(os.environ.get("PAUSE_AT", "-1"))
+    steps = 0
+
     def mark(event):
-        print(event, time.monotonic(), flush=True)
+        print(event, steps, flush=True)
+
+    # Every file operation on the corpus or the index is a step, counted by an audit hook that runs
+    # just before it. At step PAUSE_AT the worker says so and stops itself, for the test to kill it there.
+    WATCHED = {{"open", "os.mkdir", "os.rename", "os.remove", "os.rmdir", "shutil.rmtree"}}  # os.replace: os.rename
+
+    def audit(event, args):
+        global steps
+        if event not in WATCHED or not str(args[0]).startswith((index_dir, corpus)):
+            return
+        if event == "os.rename" and str(args[1]).endswith("CURRENT"):
+            mark("commit")  # this step is the rename that commits the new generation
+        if steps == PAUSE_AT:
+            mark("paused")
+            os.kill(os.getpid(), signal.SIGSTOP)
+        steps += 1
 
     write = Store.write
     def marked_write(self, *args, **kwargs):
@@ -46,14 +65,23 @@ WORKER = textwrap.dedent("""
         return state
     Store.write = marked_write
 
-    class SlowEmbedder(FakeEmbedder):
-        # Holds the write lock for HOLD seconds, like a real embedder on a large corpus.
+    class HeldEmbedder(FakeEmbedder):
+        # Holds the write lock until the test writes a line to standard input.
         def embed(self, texts, progress=False):
             mark("embedding")
-            time.sleep(float(os.environ["HOLD"]))
+            sys.stdin.readline()
             return super().embed(texts, progress)
 
-    mode, index_dir, corpus = sys.argv[1:4]
+    class Waiting(logging.Handler):
+        # filelock logs each failed attempt before it sleeps and tries again.
+        def emit(self, record):
+            if record.msg.startswith("Lock %s not acquired"):
+                mark("waiting")
+                logging.getLogger("filelock").removeHandler(self)
+
+    logging.getLogger("filelock").addHandler(Waiting())
+    logging.getLogger("filelock").setLevel(logging.DEBUG)
+    sys.addaudithook(audit)
     mark("ready")
     if mode == "cli":
         # `rag index` itself, with the fake embedder and (the CLI waits 30 s) a short lock timeout.
@@ -65,7 +93,7 @@ WORKER = textwrap.dedent("""
         rag.cli._pipeline = fake_pipeline
         Store.lock = lambda self, timeout=30.0: real_lock(self, float(os.environ["LOCK_TIMEOUT"]))
         sys.exit(rag.cli.main(["index", "--json", "--index-dir", index_dir, corpus]))
-    embedder = SlowEmbedder() if mode == "slow" else FakeEmbedder()
+    embedder = HeldEmbedder() if mode == "hold" else FakeEmbedder()
     report = update_index(Store(index_dir), [corpus], embedder, {chunker!r})
     mark("done")
     print(json.dumps(report.to_dict()), flush=True)
@@ -85,6 +113,11 @@ def note(i: int, version: int) -> str:
                        for k in range(1 + i % 4))
 
 
+# Fixed modification times, long past: the indexer trusts the size and mtime of a file that old and
+# skips it, so which files a run reads never depends on how long ago the test wrote them.
+MTIME_NS = {1: 1_600_000_000_000_000_000, 2: 1_600_000_100_000_000_000}
+
+
 def write_corpus(folder: Path, version: int) -> None:
     """Version 1: notes 0-299. Version 2: 40 notes edited, 20 deleted, 40 added."""
     folder.mkdir(exist_ok=True)
@@ -99,6 +132,7 @@ def write_corpus(folder: Path, version: int) -> None:
             path.unlink(missing_ok=True)
         elif version == 1 or edited or i >= 300:
             path.write_text(note(i, 2 if edited else 1), encoding="utf-8")
+            os.utime(path, ns=(MTIME_NS[version], MTIME_NS[version]))
 
 
 def state_of(index_dir: Path) -> tuple:
@@ -109,16 +143,31 @@ def state_of(index_dir: Path) -> tuple:
 
 
 def run_worker(script: Path, mode: str, index_dir: Path, corpus: Path, **env) -> subprocess.Popen:
-    import os
-
     return subprocess.Popen([sys.executable, str(script), mode, str(index_dir), str(corpus)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **{k: str(v) for k, v in env.items()}})
 
 
-def marks(stdout: str) -> dict[str, float]:
-    return {line.split()[0]: float(line.split()[1]) for line in stdout.splitlines()
+def marks(stdout: str) -> dict[str, int]:
+    """The worker's marks: event -> the number of file operations done before it."""
+    return {line.split()[0]: int(line.split()[1]) for line in stdout.splitlines()
             if len(line.split()) == 2 and line.split()[0].isalpha()}
+
+
+def read_until(proc: subprocess.Popen, event: str) -> str:
+    """The worker's output up to and including the line that starts with `event`."""
+    lines = []
+    while not (lines and lines[-1].startswith(event + " ")):
+        line = proc.stdout.readline()
+        assert line, f"the worker ended before {event!r}: {''.join(lines)}{proc.stderr.read()}"
+        lines.append(line)
+    return "".join(lines)
+
+
+def stopped(proc: subprocess.Popen) -> None:
+    """Wait until the worker has stopped itself (SIGSTOP) at the step it announced."""
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), status
 
 
 @pytest.fixture
@@ -133,65 +182,56 @@ def states(tmp_path):
     return corpus, old, script
 
 
-# --- SIGKILL at random moments ---------------------------------------------------------------------
+# --- SIGKILL at random steps ------------------------------------------------------------------------
 @pytest.mark.slow
-def test_rag_index_killed_at_random_moments_leaves_the_old_or_the_new_index(states, tmp_path):
+def test_rag_index_killed_at_random_steps_leaves_the_old_index_before_the_commit_and_the_new_after(
+        states, tmp_path):
     corpus, old, script = states
     old_state = state_of(old)
 
-    # One full run times the phases and gives the new state to compare with.
+    # One full run counts the steps and gives the new state to compare with.
     reference = tmp_path / "reference"
     shutil.copytree(old, reference)
     run = run_worker(script, "index", reference, corpus)
     out, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
     t = marks(out)
-    work, before, write = t["done"] - t["ready"], t["writing"] - t["ready"], t["committed"] - t["writing"]
+    assert t["ready"] == 0 < t["writing"] < t["commit"] < t["done"] - 1
     new_state = state_of(reference)
     assert new_state != old_state and json.loads(out.splitlines()[-1])["embedded"] > 0
 
+    # Step t["commit"] is the rename that commits: killed there, the old index; one step later, the new.
+    # The other kills: half inside the write, where a torn commit would show; a quarter while the corpus
+    # is read and embedded; a quarter after the commit, while the old generation is cleaned up.
     rng = random.Random(SEED)
-    outcomes = {"old": 0, "new": 0}
+    kill_steps = [t["commit"], t["commit"] + 1] + [
+        rng.randrange(t["writing"], t["commit"]) if trial % 2 == 0 else
+        rng.randrange(0, t["writing"]) if trial % 4 == 1 else rng.randrange(t["commit"] + 1, t["done"])
+        for trial in range(2, TRIALS)]
     phases = {"before the write": 0, "during the write": 0, "after the commit": 0}
-    for trial in range(TRIALS):
+    for trial, step in enumerate(kill_steps):
         index = tmp_path / f"trial-{trial:02d}"
         shutil.copytree(old, index)
-        proc = run_worker(script, "index", index, corpus)
-        assert proc.stdout.readline().startswith("ready ")
-        # Half the kills once the write began, where a torn commit would show; a quarter while the
-        # corpus is read and embedded (the write is most of a run); a quarter anywhere in the run.
-        read = ""
-        if trial % 4 == 1:
-            time.sleep(rng.uniform(0, before))
-        elif trial % 4 == 3:
-            time.sleep(rng.uniform(0, work * 1.1))
-        else:
-            read = proc.stdout.readline()
-            assert read.startswith("writing ")
-            time.sleep(rng.uniform(0, write * 0.8))
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=60)
-        seen = marks(read + out)
-        phase = ("after the commit" if "committed" in seen else
-                 "during the write" if "writing" in seen else "before the write")
+        proc = run_worker(script, "index", index, corpus, PAUSE_AT=step)
+        read_until(proc, "paused")
+        stopped(proc)
+        proc.kill()
+        proc.communicate(timeout=60)
+        phase = ("before the write" if step < t["writing"] else
+                 "during the write" if step <= t["commit"] else "after the commit")
         phases[phase] += 1
 
-        found = state_of(index)
-        assert found in (old_state, new_state), f"trial {trial}: a mix of old and new after a kill {phase}"
-        outcomes["old" if found == old_state else "new"] += 1
+        expected = old_state if step <= t["commit"] else new_state
+        assert state_of(index) == expected, f"trial {trial}: killed at step {step} ({phase})"
         report = update_index(Store(index), [corpus], FakeEmbedder(), CHUNKER, lock_timeout=5)
         assert state_of(index) == new_state and report.skipped == ()
         assert not (index / "CURRENT.tmp").exists()
         assert len(list(index.glob("gen-*"))) <= 2
         shutil.rmtree(index)
 
-    survived = outcomes["old"] + outcomes["new"]
-    print(f"\nsurvived {survived}/{TRIALS} kills: {outcomes['old']} left the old index, {outcomes['new']} "
-          f"the new; kills {phases}; a run takes {work * 1000:.0f} ms, its write {write * 1000:.0f} ms")
-    assert survived == TRIALS
-    # Timing on a shared machine varies; most even-numbered kills land inside the write.
-    assert phases["during the write"] >= TRIALS // 6, "too few kills landed inside the write"
-    assert phases["before the write"] >= 1
+    old_count = sum(step <= t["commit"] for step in kill_steps)
+    print(f"\nsurvived {TRIALS}/{TRIALS} kills: {old_count} left the old index, {TRIALS - old_count} the new; "
+          f"kills {phases}; a run takes {t['done']} file operations, its write {t['commit'] - t['writing'] + 1}")
 
 
 # --- two writers -----------------------------------------------------------------------------------
@@ -199,17 +239,17 @@ def test_a_second_writer_waits_for_the_first_and_the_index_ends_consistent(state
     corpus, old, script = states
     index = tmp_path / "index"
     shutil.copytree(old, index)
-    first = run_worker(script, "slow", index, corpus, HOLD=1.5)
-    assert first.stdout.readline().startswith("ready ")
-    assert first.stdout.readline().startswith("embedding ")  # the lock is held from here
+    first = run_worker(script, "hold", index, corpus)
+    read_until(first, "embedding")  # the first holds the lock until told to go on
     second = run_worker(script, "index", index, corpus)
-    out1, err1 = first.communicate(timeout=120)
+    read_until(second, "waiting")  # the second has tried the lock, found it held, and waits
+    out1, err1 = first.communicate("go\n", timeout=120)
     out2, err2 = second.communicate(timeout=120)
     assert (first.returncode, second.returncode) == (0, 0), err1 + err2
     first_report, second_report = json.loads(out1.splitlines()[-1]), json.loads(out2.splitlines()[-1])
     assert first_report["embedded"] > 0 and first_report["added"] == 40
     # The second ran after the first committed, so it found nothing left to do.
-    assert marks(out2)["done"] > marks(out1)["committed"] and "writing" not in marks(out2)
+    assert "writing" not in marks(out2)
     assert (second_report["embedded"], second_report["added"], second_report["updated"]) == (0, 0, 0)
     reference = tmp_path / "reference"
     shutil.copytree(old, reference)
@@ -222,16 +262,16 @@ def test_a_second_rag_index_fails_in_one_line_with_exit_2_while_another_writes(s
     index = tmp_path / "index"
     shutil.copytree(old, index)
     old_state = state_of(index)
-    first = run_worker(script, "slow", index, corpus, HOLD=4)
-    assert first.stdout.readline().startswith("ready ")
-    assert first.stdout.readline().startswith("embedding ")
+    first = run_worker(script, "hold", index, corpus)
+    read_until(first, "embedding")
     second = run_worker(script, "cli", index, corpus, LOCK_TIMEOUT=0.5)
     out2, err2 = second.communicate(timeout=60)
     assert second.returncode == 2
+    assert "waiting" in marks(out2)
     assert err2 == (f"rag: error: another process is writing the index in {index}/; "
                     "try again when it finishes\n")
     assert state_of(index) == old_state  # readers meanwhile see the old index, whole
-    out1, err1 = first.communicate(timeout=120)
+    out1, err1 = first.communicate("go\n", timeout=120)
     assert first.returncode == 0, err1
     assert json.loads(out1.splitlines()[-1])["added"] == 40
     assert state_of(index) != old_state

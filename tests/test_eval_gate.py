@@ -6,12 +6,21 @@ import json
 import pytest
 
 from rag.cli import main
-from rag.evaluate import select_items
+from rag.evaluate import EVAL_DIR, load_jsonl, select_items
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # 20 report-half items of each of the three sets, spread over the question types: about 6 minutes on 2 cores.
 CI_SUBSET = ["--split", "report", "--per-set", "20"]
+# Cohen's kappa with the hand labels (eval/support_labels.jsonl, 241 lines), floors a little under the
+# values measured when they were set: judge 0.659 on every label and 0.565 on the odd lines held out
+# from its tuning, verifier 0.692 at support_threshold 0.55. Neither depends on the model tier: the
+# judge uses the bundled embedder, the verifier is lexical.
+KAPPA_FLOORS = {"judge": 0.62, "judge_held_out": 0.52, "verifier": 0.65}
+
+
+def kappas_below_their_floors(checker: dict) -> dict:
+    return {name: checker[name]["kappa"] for name, floor in KAPPA_FLOORS.items() if checker[name]["kappa"] < floor}
 
 
 def test_the_eval_meets_every_checked_in_threshold(tmp_path):
@@ -23,8 +32,10 @@ def test_the_eval_meets_every_checked_in_threshold(tmp_path):
     assert {r["split"] for r in report["rows"]} == {"report"}
     assert report["threshold_failures"] == [], report["threshold_failures"]
     assert status == 0
-    # The judge and the verifier are validated against the hand labels on every run.
-    assert report["checker"]["judge"]["n"] >= 150 and report["checker"]["verifier"]["n"] >= 150
+    # The judge and the verifier are validated against every hand label on every run, and must agree with them.
+    labels = len(load_jsonl(EVAL_DIR / "support_labels.jsonl"))
+    assert report["checker"]["judge"]["n"] == report["checker"]["verifier"]["n"] == labels >= 150
+    assert kappas_below_their_floors(report["checker"]) == {}, report["checker"]
 
 
 def test_the_eval_gate_fails_when_a_threshold_is_missed(tmp_path, monkeypatch):

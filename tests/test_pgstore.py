@@ -23,7 +23,7 @@ import numpy as np
 import psycopg
 import pytest
 from conftest import CORPUS, ROOT, FakeEmbedder
-from test_crash import write_corpus
+from test_crash import marks, read_until, stopped, write_corpus
 
 from rag import cli
 from rag.config import Settings
@@ -34,6 +34,8 @@ from rag.pgstore import CANDIDATES, PgStore, vector_text
 from rag.pipeline import Pipeline
 from rag.retrieve import LocalIndex, Retriever
 from rag.store import Store
+
+pytestmark = pytest.mark.integration  # a real PostgreSQL server, and the real embedder in one test
 
 CHUNKER = {"size": 500, "overlap": 100}
 KILL_TRIALS = 12
@@ -223,15 +225,50 @@ def test_an_update_deletes_changed_and_removed_documents_and_embeds_only_new_tex
     assert update_index(store, [corpus], FakeEmbedder(), CHUNKER).embedded == 0
 
 
-def test_a_writer_holding_the_advisory_lock_makes_a_second_one_fail_with_index_busy(tmp_path, pg_url):
+class PollClock:
+    """Stands in for rag.pgstore's `time`: each sleep moves a fake clock on instead of waiting, and
+    `on_sleep` runs at every one of them (to free a lock mid-wait, say)."""
+
+    def __init__(self, on_sleep=lambda n: None):
+        self.now, self.sleeps, self.on_sleep = 0.0, [], on_sleep
+        self.strftime = time.strftime
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        self.on_sleep(len(self.sleeps))
+
+
+def test_a_writer_holding_the_advisory_lock_makes_a_second_one_fail_with_index_busy(tmp_path, pg_url, monkeypatch):
     corpus = tmp_path / "corpus"
     write_corpus(corpus, 1)
+    clock = PollClock()
+    monkeypatch.setattr("rag.pgstore.time", clock)
     with PgStore(pg_url).lock():
-        began = time.monotonic()
         with pytest.raises(IndexBusy, match="another process is writing the index in postgres@"):
             update_index(PgStore(pg_url), [corpus], FakeEmbedder(), CHUNKER, lock_timeout=0.5)
-        assert 0.5 <= time.monotonic() - began < 5
+    # It tried again every 0.1 s until the timeout had passed, then gave up.
+    assert set(clock.sleeps) == {0.1} and sum(clock.sleeps[:-1]) <= 0.5 < sum(clock.sleeps)
     assert update_index(PgStore(pg_url), [corpus], FakeEmbedder(), CHUNKER, lock_timeout=0.5).added
+
+
+def test_a_second_writer_waits_for_the_advisory_lock_and_writes_once_it_is_free(tmp_path, pg_url, monkeypatch):
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, 1)
+    holder = PgStore(pg_url).lock()
+    holder.__enter__()
+
+    def free_the_lock_at_the_third_wait(n):
+        if n == 3:
+            holder.__exit__(None, None, None)
+
+    clock = PollClock(on_sleep=free_the_lock_at_the_third_wait)
+    monkeypatch.setattr("rag.pgstore.time", clock)
+    report = update_index(PgStore(pg_url), [corpus], FakeEmbedder(), CHUNKER, lock_timeout=30)
+    assert len(clock.sleeps) == 3 and len(report.added) == 300
 
 
 # --- one-line errors -------------------------------------------------------------------------------
@@ -259,21 +296,52 @@ def test_an_unknown_vector_store_is_a_one_line_error(monkeypatch, capsys):
 
 # --- kills -----------------------------------------------------------------------------------------
 WORKER = textwrap.dedent("""
-    import sys, time
+    import os, signal, sys
     sys.path.insert(0, {tests!r})
-    import psycopg  # noqa: F401  (loaded before "ready": imports are not part of the timed run)
+    import psycopg
     from conftest import FakeEmbedder
     import rag.cli
-    from rag.pgstore import CANDIDATES, PgStore, vector_text
+    from rag.pgstore import PgStore
+
+    PAUSE_AT = int(os.environ.get("PAUSE_AT", "-1"))
+    steps = rows = 0
 
     def mark(event):
-        print(event, time.monotonic(), flush=True)
+        print(event, steps, flush=True)
+
+    def step():
+        # Each statement, each thousandth COPY row and the commit is a step. At step PAUSE_AT the
+        # worker says so and stops itself, for the test to kill it (or the server) there.
+        global steps
+        if steps == PAUSE_AT:
+            mark("paused")
+            os.kill(os.getpid(), signal.SIGSTOP)
+        steps += 1
+
+    execute, write_row, end = psycopg.Connection.execute, psycopg.Copy.write_row, psycopg.Transaction.__exit__
+    def counted_execute(self, *args, **kwargs):
+        step()
+        return execute(self, *args, **kwargs)
+    def counted_write_row(self, row):
+        global rows
+        if rows % 1000 == 0:
+            step()
+        rows += 1
+        return write_row(self, row)
+    def counted_end(self, exc_type, *args):
+        if exc_type is None:
+            mark("commit")  # this step is the COMMIT of the write's one transaction
+        step()
+        return end(self, exc_type, *args)
+    psycopg.Connection.execute, psycopg.Copy.write_row = counted_execute, counted_write_row
+    psycopg.Transaction.__exit__ = counted_end
 
     write = PgStore.write
     def marked_write(self, *args, **kwargs):
         mark("writing")
         write(self, *args, **kwargs)
         mark("committed")
+        step()  # a moment after the COMMIT returned
     PgStore.write = marked_write
 
     real_pipeline = rag.cli._pipeline
@@ -301,11 +369,6 @@ def state_of(url: str) -> tuple:
         index.close()
 
 
-def marks(stdout: str) -> dict[str, float]:
-    return {line.split()[0]: float(line.split()[1]) for line in stdout.splitlines()
-            if len(line.split()) == 2 and line.split()[0].isalpha()}
-
-
 @pytest.fixture
 def kill_setup(tmp_path, cluster, pg_url):
     """A database holding the old corpus (the template of every trial), the new corpus, the worker."""
@@ -324,8 +387,8 @@ def kill_setup(tmp_path, cluster, pg_url):
             conn.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
         return cluster.url(name)
 
-    def run(url: str) -> subprocess.Popen:
-        env = {**os.environ, "RAG_VECTOR_STORE": "postgres", "RAG_PG_URL": url}
+    def run(url: str, pause_at: int = -1) -> subprocess.Popen:
+        env = {**os.environ, "RAG_VECTOR_STORE": "postgres", "RAG_PG_URL": url, "PAUSE_AT": str(pause_at)}
         return subprocess.Popen([sys.executable, str(script), str(corpus)], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -339,61 +402,63 @@ def kill_setup(tmp_path, cluster, pg_url):
 
 
 @pytest.mark.slow
-def test_rag_index_killed_at_random_moments_leaves_the_old_or_the_new_index_in_postgres(kill_setup):
+def test_rag_index_killed_at_random_steps_leaves_the_old_index_before_the_commit_and_the_new_after(kill_setup):
     corpus, old_state, new_state, trial_database, run, t = kill_setup
-    before, write = t["writing"] - t["ready"], t["committed"] - t["writing"]
+    assert t["ready"] == 0 < t["writing"] < t["commit"] < t["committed"] <= t["done"]
     rng = random.Random(SEED)
-    outcomes, phases = {"old": 0, "new": 0}, {"before the write": 0, "during the write": 0, "after the commit": 0}
-    for trial in range(KILL_TRIALS):
+    # Step t["commit"] is the COMMIT: killed there, the old index; one step later, the new. The other
+    # kills: a third before the transaction, the others inside it (within a COPY too) or around its end.
+    kill_steps = [t["commit"], t["commit"] + 1] + [
+        rng.randrange(0, t["writing"]) if trial % 3 == 0 else
+        rng.randrange(t["writing"], t["commit"]) if trial % 3 == 1 else rng.randrange(t["commit"] - 2, t["done"])
+        for trial in range(2, KILL_TRIALS)]
+    phases = {"before the write": 0, "during the write": 0, "after the commit": 0}
+    for trial, step in enumerate(kill_steps):
         url = trial_database(f"trial_{trial}")
-        proc = run(url)
-        assert proc.stdout.readline().startswith("ready ")
-        read = ""
-        if trial % 3 == 0:
-            time.sleep(rng.uniform(0, before * 1.1))
-        else:  # the others once the transaction began, where a torn commit would show, or around its end
-            read = proc.stdout.readline()
-            assert read.startswith("writing "), proc.stderr.read()
-            time.sleep(rng.uniform(0, write * 0.9) if trial % 3 == 1 else rng.uniform(write * 0.9, write * 2.5))
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=60)
-        seen = marks(read + out)
-        phase = "after the commit" if "committed" in seen else "during the write" if "writing" in seen else \
-            "before the write"
+        proc = run(url, step)
+        read_until(proc, "paused")
+        stopped(proc)
+        proc.kill()
+        proc.communicate(timeout=60)
+        phase = "before the write" if step < t["writing"] else "during the write" if step <= t["commit"] else \
+            "after the commit"
         phases[phase] += 1
-        found = state_of(url)
-        assert found in (old_state, new_state), f"trial {trial}: a mix of old and new after a kill {phase}"
-        outcomes["old" if found == old_state else "new"] += 1
+        expected = old_state if step <= t["commit"] else new_state
+        assert state_of(url) == expected, f"trial {trial}: killed at step {step} ({phase})"
         # The killed session's lock is gone with it: the next run gets it and finishes the update.
         update_index(PgStore(url), [corpus], FakeEmbedder(), CHUNKER, lock_timeout=10)
         assert state_of(url) == new_state
-    print(f"\npostgres: survived {sum(outcomes.values())}/{KILL_TRIALS} kills of `rag index`: {outcomes}; "
-          f"kills {phases}; the write (one transaction) takes {write * 1000:.0f} ms")
-    assert phases["during the write"] >= KILL_TRIALS // 4, "too few kills landed inside the transaction"
+    old_count = sum(step <= t["commit"] for step in kill_steps)
+    print(f"\npostgres: survived {KILL_TRIALS}/{KILL_TRIALS} kills of `rag index`: {old_count} left the old index, "
+          f"{KILL_TRIALS - old_count} the new; kills {phases}; the write (one transaction) takes "
+          f"{t['commit'] - t['writing'] + 1} steps")
 
 
 @pytest.mark.slow
-def test_the_server_killed_mid_write_recovers_to_the_old_or_the_new_index(kill_setup, cluster):
+def test_the_server_killed_mid_write_recovers_to_the_old_index_before_the_commit_and_the_new_after(
+        kill_setup, cluster):
     corpus, old_state, new_state, trial_database, run, t = kill_setup
-    write = t["committed"] - t["writing"]
     rng = random.Random(SEED)
-    outcomes = {"old": 0, "new": 0}
-    for trial in range(SERVER_KILL_TRIALS):
+    # Three inside the transaction, one just after its COMMIT returned.
+    kill_steps = [rng.randrange(t["writing"], t["commit"] + 1) for _ in range(SERVER_KILL_TRIALS - 1)] + \
+        [t["commit"] + 1]
+    for trial, step in enumerate(kill_steps):
         url = trial_database(f"server_trial_{trial}")
-        proc = run(url)
-        assert proc.stdout.readline().startswith("ready ")
-        assert proc.stdout.readline().startswith("writing ")
-        time.sleep(rng.uniform(0, write * 1.3))
+        proc = run(url, step)
+        read_until(proc, "paused")
+        stopped(proc)
         cluster.kill()
+        proc.send_signal(signal.SIGCONT)  # the writer goes on, and finds the server gone
         out, err = proc.communicate(timeout=60)
         cluster.start()  # crash recovery replays the WAL
-        found = state_of(url)
-        assert found in (old_state, new_state), f"trial {trial}: a mix of old and new after the server died"
-        outcomes["old" if found == old_state else "new"] += 1
-        if "committed" not in marks(out):
+        committed = step > t["commit"]
+        assert state_of(url) == (new_state if committed else old_state), f"trial {trial}: killed at step {step}"
+        if committed:  # nothing was left to send: the writer finished as if nothing happened
+            assert proc.returncode == 0 and "done" in marks(out), err
+        else:
             assert proc.returncode == 2 and err.startswith("rag: error: lost the index database "), err
-            assert err.count("\n") == 1
+            assert err.count("\n") == 1 and "committed" not in marks(out)
         update_index(PgStore(url), [corpus], FakeEmbedder(), CHUNKER, lock_timeout=10)
         assert state_of(url) == new_state
-    print(f"\npostgres: {SERVER_KILL_TRIALS} SIGKILLs of the server mid-write, recovered: {outcomes}")
-    assert outcomes["old"] >= 1  # at least one kill landed before the commit
+    print(f"\npostgres: {SERVER_KILL_TRIALS} SIGKILLs of the server mid-write, recovered: "
+          f"{SERVER_KILL_TRIALS - 1} old, 1 new")
