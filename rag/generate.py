@@ -159,7 +159,7 @@ class RemoteGenerator:
                                     json=self.request_body(messages, max_tokens)) as response:
                 if response.status_code != 200:
                     response.read()
-                    raise self.failure(f"answered HTTP {response.status_code}: {_snippet(response.text)}")
+                    raise self.failure(f"answered HTTP {response.status_code}: {self.snippet(response.text)}")
                 for line in response.iter_lines():
                     if not line.startswith("data:"):
                         continue  # blank separators, ": ping" comments, "event:" lines
@@ -191,24 +191,33 @@ class RemoteGenerator:
         try:
             chunk = json.loads(data)
         except json.JSONDecodeError:
-            raise self.failure(f"sent a line that is not JSON: {_snippet(data)}") from None
+            raise self.failure(f"sent a line that is not JSON: {self.snippet(data)}") from None
         if not isinstance(chunk, dict):
-            raise self.failure(f"sent a chunk that is not an object: {_snippet(data)}")
+            raise self.failure(f"sent a chunk that is not an object: {self.snippet(data)}")
         if chunk.get("error"):
-            raise self.failure(f"reported an error: {_snippet(json.dumps(chunk['error']))}")
+            raise self.failure(f"reported an error: {self.snippet(json.dumps(chunk['error']))}")
         choices = chunk.get("choices")
         if not choices:
             if "usage" in chunk:
                 return None
-            raise self.failure(f"sent a chunk with no choices: {_snippet(data)}")
+            raise self.failure(f"sent a chunk with no choices: {self.snippet(data)}")
         if not isinstance(choices[0], dict):
-            raise self.failure(f"sent a malformed choice: {_snippet(data)}")
+            raise self.failure(f"sent a malformed choice: {self.snippet(data)}")
         return choices[0]
 
     def failure(self, problem: str) -> GenerationFailed:
         """A one-line error naming the server, with the API key blanked out wherever it appears."""
         message = " ".join(f"the generation server at {self.where} {problem}".split())
-        return GenerationFailed(message.replace(self._key, "***") if self._key else message)
+        return GenerationFailed(self.redact(message))
+
+    def redact(self, text: str) -> str:
+        """`text` with the API key blanked out."""
+        return text.replace(self._key, "***") if self._key else text
+
+    def snippet(self, text: str) -> str:
+        """The start of what the server sent, for an error message. The key is blanked before the
+        cut, since a key cut in half would no longer match."""
+        return _snippet(self.redact(text))
 
     def _count_tokens(self, text: str) -> int:
         with self._counter_lock:
