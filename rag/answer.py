@@ -27,6 +27,7 @@ from .cite import (
     holds_facts,
     negations,
     parse_claims,
+    strip_markers,
     support_score,
     verify_sentence,
 )
@@ -188,7 +189,9 @@ class Reader:
             return [], {}
         scores = relevance([p.text[a:b] for p, a, b in candidates])
         p, a, b = candidates[int(scores.argmax())]
-        return [Sentence(" ".join(p.text[a:b].split()), (p.id,), True)], {p.id: (p.start + a, p.start + b)}
+        # The document's own [n] markers would pass for the pipeline's.
+        text = " ".join(strip_markers(p.text[a:b]).split())
+        return [Sentence(text, (p.id,), True)], {p.id: (p.start + a, p.start + b)}
 
     # --- scoring --------------------------------------------------------------------------------
     def coverage(self, question: str, text: str) -> float:
