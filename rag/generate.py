@@ -7,6 +7,7 @@ import functools
 import json
 import math
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from . import prompt
 from .errors import BadInput, GenerationFailed, ModelMissing
 from .models import resolve_model
 
@@ -59,12 +61,18 @@ class LlamaGenerator:
         except (ValueError, RuntimeError) as exc:
             raise ModelMissing(f"cannot load GGUF model {path}: {exc}") from None
         self.n_ctx = self.llm.n_ctx()
+        self.control = prompt.control_token_pattern(control_tokens(self.llm))
         # Of the last call's prompt: tokens llama.cpp processed, and tokens it took from the KV cache.
         self.last_evaluated: int | None = None
         self.last_cached: int | None = None
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self.llm.tokenize(self.as_data(text).encode("utf-8"), add_bos=False, special=True))
+
+    def as_data(self, text: str) -> str:
+        """Message text with this model's control tokens broken up: the chat template's own stay the
+        only turn markers in the prompt."""
+        return prompt.break_control_tokens(text, self.control)
 
     def chat_overhead(self, messages: list[dict]) -> int:
         """Tokens the chat template adds around the messages' contents."""
@@ -79,7 +87,8 @@ class LlamaGenerator:
             llama_cpp.llama_perf_context_reset(self.llm.ctx)
             self.last_evaluated = self.last_cached = None
             chunks = self.llm.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, temperature=self.temperature, stream=True)
+                messages=[{**m, "content": self.as_data(m["content"])} for m in messages],
+                max_tokens=max_tokens, temperature=self.temperature, stream=True)
             for chunk in chunks:
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
@@ -140,6 +149,7 @@ class RemoteGenerator:
 
     def request_body(self, messages: list[dict], max_tokens: int) -> dict:
         """The JSON sent to /v1/chat/completions."""
+        messages = [{**m, "content": self.as_data(m["content"])} for m in messages]
         body = {"messages": messages, "max_tokens": max_tokens, "temperature": self.temperature,
                 "top_p": 0.95, "seed": self.seed, "stream": True}
         if self.model:
@@ -233,7 +243,7 @@ class RemoteGenerator:
         between generations, so under load every count would wait for a whole answer.
         """
         if self.tokenizer:
-            return self.local_counter(Path(self.tokenizer))
+            return self.local_counter()
         for path, field, options in TOKENIZE_ENDPOINTS:
             # llama-cpp-python's server adds BOS when the model does; the empty string counts it.
             empty = self.tokens_from(path, {field: "", **options})
@@ -248,18 +258,34 @@ class RemoteGenerator:
             raise self.failure(f"stopped answering {path}")
         return len(tokens) - offset
 
-    def local_counter(self, path: Path):
-        """Token counts from the vocabulary of a local GGUF file (the weights are not loaded)."""
+    def local_counter(self):
+        """Token counts from the vocabulary of the local GGUF file `llm_tokenizer`."""
+        vocab = self.vocabulary
+        return lambda text: len(vocab.tokenize(self.as_data(text).encode("utf-8"), add_bos=False, special=True))
+
+    @functools.cached_property
+    def vocabulary(self):
+        """The served model's vocabulary, from the local GGUF file `llm_tokenizer` (the weights are not loaded)."""
+        path = Path(self.tokenizer)
         if not path.is_file():
             raise ModelMissing(f"llm_tokenizer: no GGUF file at {path}")
         from llama_cpp import Llama
 
         try:
             with stderr_silenced():
-                vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+                return Llama(model_path=str(path), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelMissing(f"llm_tokenizer: cannot read the vocabulary of {path}: {exc}") from None
-        return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    @functools.cached_property
+    def control(self) -> re.Pattern:
+        """The control tokens to break up: the served model's own when `llm_tokenizer` names its GGUF,
+        else the common chat templates'."""
+        return prompt.control_token_pattern(control_tokens(self.vocabulary) if self.tokenizer else ())
+
+    def as_data(self, text: str) -> str:
+        """Message text with the served model's control tokens broken up (see LlamaGenerator.as_data)."""
+        return prompt.break_control_tokens(text, self.control)
 
     def tokens_from(self, path: str, body: dict) -> list | None:
         """The token list a tokenize endpoint returns; None when the server has no such endpoint."""
@@ -283,6 +309,23 @@ class RemoteGenerator:
         except (ValueError, AttributeError):
             return None
         return tokens if isinstance(tokens, list) else None
+
+
+def control_tokens(llm) -> tuple[str, ...]:
+    """The texts llama.cpp reads as one special token in a prompt: the vocabulary's control tokens
+    ("<|im_start|>", "<file_sep>"), and the user-defined tokens its chat template uses ("<tool_call>")."""
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    template = llm.metadata.get("tokenizer.chat_template", "")
+    found = []
+    for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+        attr = llama_cpp.llama_vocab_get_attr(vocab, token)
+        if attr & (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED):
+            text = llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", "replace")
+            if attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL or text in template:
+                found.append(text)
+    return tuple(found)
 
 
 @contextlib.contextmanager
