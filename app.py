@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import ipaddress
 import os
@@ -233,6 +234,8 @@ class Backend:
             except RagError as exc:
                 problems.append(str(exc))
                 continue
+            finally:
+                discard_upload(Path(path))
             skipped = [s for s in report.skipped if Path(s.path).name == name]
             if skipped:
                 problems.extend(f"{name}: {s.reason}" for s in skipped)
@@ -255,6 +258,16 @@ class Backend:
         except RagError as exc:
             raise error_toast(exc) from None
         return (f"Removed {html.escape(doc_id)}.", *self.documents_view())
+
+
+def discard_upload(path: Path) -> None:
+    """Delete Gradio's copy of an uploaded file, and its folder once empty: the index keeps its own copy."""
+    import gradio.utils
+
+    if path.resolve().is_relative_to(Path(gradio.utils.get_upload_folder()).resolve()):
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
 
 
 # --- the layout --------------------------------------------------------------------------------
