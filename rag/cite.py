@@ -68,6 +68,16 @@ def parse_claims(answer: str) -> list[Claim]:
     return [Claim(text, tuple(dict.fromkeys(ids))) for text, ids in claims]
 
 
+def strip_markers(text: str) -> str:
+    """Text without its `[n]` citation markers: written in a document that is quoted as an answer,
+    they would pass for the pipeline's own.
+
+    >>> strip_markers("It was signed by 14 countries [4], see [2, 3].")
+    'It was signed by 14 countries, see.'
+    """
+    return _MARKER.sub("", text)
+
+
 def blank_instructions(passage: str) -> str:
     """The passage with instruction-like sentences replaced by spaces (offsets are kept)."""
     out = passage

@@ -7,6 +7,7 @@ import functools
 import json
 import math
 import os
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from . import prompt
 from .errors import BadInput, GenerationFailed, ModelMissing
 from .models import resolve_model
 
@@ -62,6 +64,7 @@ class LlamaGenerator:
         except (ValueError, RuntimeError) as exc:
             raise ModelMissing(f"cannot load GGUF model {path}: {exc}") from None
         self.n_ctx = self.llm.n_ctx()
+        self.control = prompt.control_token_pattern(control_tokens(self.llm))
         # Of the last call's prompt: tokens llama.cpp processed, and tokens it took from the KV cache.
         self.last_evaluated: int | None = None
         self.last_cached: int | None = None
@@ -69,7 +72,12 @@ class LlamaGenerator:
         self.last_check_evaluated: int | None = None
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self.llm.tokenize(self.as_data(text).encode("utf-8"), add_bos=False, special=True))
+
+    def as_data(self, text: str) -> str:
+        """Message text with this model's control tokens broken up: the chat template's own stay the
+        only turn markers in the prompt."""
+        return prompt.break_control_tokens(text, self.control)
 
     def chat_overhead(self, messages: list[dict]) -> int:
         """Tokens the chat template adds around the messages' contents."""
@@ -83,15 +91,12 @@ class LlamaGenerator:
         log-probability of its tokens and, when `abstain_word` is given, the probability that the
         reply's first token begins that word (the model's own "I can't answer").
         """
-        import llama_cpp
-
         with self.lock:
-            llama_cpp.llama_perf_context_reset(self.llm.ctx)
             self.last_evaluated = self.last_cached = self.last_check_evaluated = None
             self.last_scores = None
-            prompt = self.encode(messages)
-            cached = self.feed(prompt)
-            self.last_cached, self.last_evaluated = cached, len(prompt) - cached
+            tokens = self.encode(messages)
+            cached = self.feed(tokens)
+            self.last_cached, self.last_evaluated = cached, len(tokens) - cached
             logprobs: list[float] = []
             first = None
             made: list[int] = []
@@ -134,16 +139,17 @@ class LlamaGenerator:
         only the new tokens are processed: the rest comes from the KV cache.
         """
         with self.lock:
-            prompt = self.encode(messages)
-            self.last_check_evaluated = len(prompt) - self.feed(prompt)
+            tokens = self.encode(messages)
+            self.last_check_evaluated = len(tokens) - self.feed(tokens)
             logp = log_softmax(self.last_logits())
         yes, no = self.word_probability(logp, "yes"), self.word_probability(logp, "no")
         return yes / (yes + no) if yes + no > 0 else 0.5
 
     # --- the pieces of the decoding loop ----------------------------------------------------------
     def encode(self, messages: list[dict]) -> list[int]:
-        """The chat rendered with the model's own chat template and tokenized, ready to continue."""
-        rendered = self.formatter(messages=messages)
+        """The chat rendered with the model's own chat template and tokenized, ready to continue; the
+        model's control tokens inside a message are broken up, so the template's stay the only turn markers."""
+        rendered = self.formatter(messages=[{**m, "content": self.as_data(m["content"])} for m in messages])
         return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
                                  special=True)
 
@@ -285,6 +291,7 @@ class RemoteGenerator:
 
     def request_body(self, messages: list[dict], max_tokens: int) -> dict:
         """The JSON sent to /v1/chat/completions."""
+        messages = [{**m, "content": self.as_data(m["content"])} for m in messages]
         body = {"messages": messages, "max_tokens": max_tokens, "temperature": self.temperature,
                 "top_p": 0.95, "seed": self.seed, "stream": True}
         if self.model:
@@ -317,7 +324,7 @@ class RemoteGenerator:
                                     json=self.request_body(messages, max_tokens)) as response:
                 if response.status_code != 200:
                     response.read()
-                    raise self.failure(f"answered HTTP {response.status_code}: {_snippet(response.text)}")
+                    raise self.failure(f"answered HTTP {response.status_code}: {self.snippet(response.text)}")
                 for line in response.iter_lines():
                     if not line.startswith("data:"):
                         continue  # blank separators, ": ping" comments, "event:" lines
@@ -349,24 +356,33 @@ class RemoteGenerator:
         try:
             chunk = json.loads(data)
         except json.JSONDecodeError:
-            raise self.failure(f"sent a line that is not JSON: {_snippet(data)}") from None
+            raise self.failure(f"sent a line that is not JSON: {self.snippet(data)}") from None
         if not isinstance(chunk, dict):
-            raise self.failure(f"sent a chunk that is not an object: {_snippet(data)}")
+            raise self.failure(f"sent a chunk that is not an object: {self.snippet(data)}")
         if chunk.get("error"):
-            raise self.failure(f"reported an error: {_snippet(json.dumps(chunk['error']))}")
+            raise self.failure(f"reported an error: {self.snippet(json.dumps(chunk['error']))}")
         choices = chunk.get("choices")
         if not choices:
             if "usage" in chunk:
                 return None
-            raise self.failure(f"sent a chunk with no choices: {_snippet(data)}")
+            raise self.failure(f"sent a chunk with no choices: {self.snippet(data)}")
         if not isinstance(choices[0], dict):
-            raise self.failure(f"sent a malformed choice: {_snippet(data)}")
+            raise self.failure(f"sent a malformed choice: {self.snippet(data)}")
         return choices[0]
 
     def failure(self, problem: str) -> GenerationFailed:
         """A one-line error naming the server, with the API key blanked out wherever it appears."""
         message = " ".join(f"the generation server at {self.where} {problem}".split())
-        return GenerationFailed(message.replace(self._key, "***") if self._key else message)
+        return GenerationFailed(self.redact(message))
+
+    def redact(self, text: str) -> str:
+        """`text` with the API key blanked out."""
+        return text.replace(self._key, "***") if self._key else text
+
+    def snippet(self, text: str) -> str:
+        """The start of what the server sent, for an error message. The key is blanked before the
+        cut, since a key cut in half would no longer match."""
+        return _snippet(self.redact(text))
 
     def _count_tokens(self, text: str) -> int:
         with self._counter_lock:
@@ -382,7 +398,7 @@ class RemoteGenerator:
         between generations, so under load every count would wait for a whole answer.
         """
         if self.tokenizer:
-            return self.local_counter(Path(self.tokenizer))
+            return self.local_counter()
         for path, field, options in TOKENIZE_ENDPOINTS:
             # llama-cpp-python's server adds BOS when the model does; the empty string counts it.
             empty = self.tokens_from(path, {field: "", **options})
@@ -397,18 +413,34 @@ class RemoteGenerator:
             raise self.failure(f"stopped answering {path}")
         return len(tokens) - offset
 
-    def local_counter(self, path: Path):
-        """Token counts from the vocabulary of a local GGUF file (the weights are not loaded)."""
+    def local_counter(self):
+        """Token counts from the vocabulary of the local GGUF file `llm_tokenizer`."""
+        vocab = self.vocabulary
+        return lambda text: len(vocab.tokenize(self.as_data(text).encode("utf-8"), add_bos=False, special=True))
+
+    @functools.cached_property
+    def vocabulary(self):
+        """The served model's vocabulary, from the local GGUF file `llm_tokenizer` (the weights are not loaded)."""
+        path = Path(self.tokenizer)
         if not path.is_file():
             raise ModelMissing(f"llm_tokenizer: no GGUF file at {path}")
         from llama_cpp import Llama
 
         try:
             with stderr_silenced():
-                vocab = Llama(model_path=str(path), vocab_only=True, verbose=False)
+                return Llama(model_path=str(path), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelMissing(f"llm_tokenizer: cannot read the vocabulary of {path}: {exc}") from None
-        return lambda text: len(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    @functools.cached_property
+    def control(self) -> re.Pattern:
+        """The control tokens to break up: the served model's own when `llm_tokenizer` names its GGUF,
+        else the common chat templates'."""
+        return prompt.control_token_pattern(control_tokens(self.vocabulary) if self.tokenizer else ())
+
+    def as_data(self, text: str) -> str:
+        """Message text with the served model's control tokens broken up (see LlamaGenerator.as_data)."""
+        return prompt.break_control_tokens(text, self.control)
 
     def tokens_from(self, path: str, body: dict) -> list | None:
         """The token list a tokenize endpoint returns; None when the server has no such endpoint."""
@@ -432,6 +464,23 @@ class RemoteGenerator:
         except (ValueError, AttributeError):
             return None
         return tokens if isinstance(tokens, list) else None
+
+
+def control_tokens(llm) -> tuple[str, ...]:
+    """The texts llama.cpp reads as one special token in a prompt: the vocabulary's control tokens
+    ("<|im_start|>", "<file_sep>"), and the user-defined tokens its chat template uses ("<tool_call>")."""
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    template = llm.metadata.get("tokenizer.chat_template", "")
+    found = []
+    for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+        attr = llama_cpp.llama_vocab_get_attr(vocab, token)
+        if attr & (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED):
+            text = llama_cpp.llama_vocab_get_text(vocab, token).decode("utf-8", "replace")
+            if attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL or text in template:
+                found.append(text)
+    return tuple(found)
 
 
 @contextlib.contextmanager

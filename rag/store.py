@@ -38,6 +38,8 @@ REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 SEGMENT_FILES = ("index.faiss", "chunks.jsonl", "offsets.npy", "terms.json", "post_ptr.npy", "post_rows.npy",
                  "post_tf.npy", "lengths.npy")
 GENERATION_FILES = ("df.npy", "deleted.npy")
+# The index holds the documents' text: only its owner may read it.
+PRIVATE_FILE, PRIVATE_DIR = 0o600, 0o700
 
 
 class Store:
@@ -122,7 +124,7 @@ class Store:
         except OSError as exc:
             raise IndexUnwritable(f"cannot create the index directory {self.directory}/: "
                            f"{exc.strerror or exc}") from None
-        lock = FileLock(str(self.directory / ".lock"), timeout=timeout)
+        lock = FileLock(str(self.directory / ".lock"), timeout=timeout, mode=PRIVATE_FILE)
 
         class _Held:
             def __enter__(inner):
@@ -159,10 +161,11 @@ class Store:
         plan = _plan(previous, chunks, vectors, manifest["documents"], seg.name)
         written = [gen / n for n in (*GENERATION_FILES, "manifest.json")]
         try:
-            gen.mkdir()
+            os.chmod(self.directory, PRIVATE_DIR)
+            gen.mkdir(PRIVATE_DIR)
             segments = (previous.manifest["segments"] if previous else [])[: plan.keep]
             if plan.chunks:
-                seg.mkdir()
+                seg.mkdir(PRIVATE_DIR)
                 segments = [*segments, _write_segment(seg, plan, hnsw_threshold)]
                 written += [seg / n for n in SEGMENT_FILES] + [seg]
             np.save(gen / "df.npy", plan.df)
@@ -176,10 +179,13 @@ class Store:
             # Compact: an indented dump runs in pure Python, seconds for a manifest of 100,000 documents.
             manifest_bytes = json.dumps(manifest, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
             (gen / "manifest.json").write_bytes(manifest_bytes)
+            for path in written:
+                path.chmod(PRIVATE_DIR if path.is_dir() else PRIVATE_FILE)
             for path in [*written, gen, self.directory]:
                 _fsync(path)
             pointer_tmp = self.directory / "CURRENT.tmp"
             pointer_tmp.write_text(f"{gen.name} {_sha256(manifest_bytes)}\n", encoding="utf-8")
+            pointer_tmp.chmod(PRIVATE_FILE)
             _fsync(pointer_tmp)
             os.replace(pointer_tmp, self.directory / "CURRENT")
         except OSError as exc:

@@ -148,8 +148,8 @@ def running_app(root: Path, embedder, generator):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app.serve(blocks, "127.0.0.1", port, block=False)
+    server = app.serve(blocks, "127.0.0.1", port, block=False)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
-        blocks.close()
+        server.should_exit = True

