@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .cite import strip_markers
 from .records import Citation
 from .text import stem
 
@@ -135,5 +136,6 @@ def _nearest(wanted: list[str], passage: Citation) -> tuple[Located | None, floa
 
 
 def _located(passage: Citation, a: int, b: int, snapped: bool) -> Located:
+    # A document's own [n] markers would pass for the pipeline's.
     return Located(passage=passage, start=passage.start + a, end=passage.start + b,
-                   text=" ".join(passage.text[a:b].split()), snapped=snapped)
+                   text=" ".join(strip_markers(passage.text[a:b]).split()), snapped=snapped)

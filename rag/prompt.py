@@ -60,14 +60,19 @@ _WORD_JOINER = "\u2060"
 
 
 def as_data(text: str) -> str:
-    """Text for one line of the prompt: line breaks collapsed and control tokens broken up.
+    """Text for the prompt: a line that starts like a passage ("[3] …") broken up, control tokens too.
 
-    Each passage is one `[id] text` line, so a document whose text started a new line with
-    "[3] ..." could pass for another passage. And the model's tokenizer reads control tokens
-    (`<|im_start|>`, `</s>`, `[INST]`) in the prompt as real turn markers, so a document containing
-    them could open a fake "system" turn. Broken up, they are plain characters.
+    Each passage is an `[id] text` line, so a document whose text started a new line with "[3] ..."
+    could pass for another passage; its bracket becomes a lookalike ("⟦3⟧"). Every kind of line break
+    counts (CR, LS, PS, VT, FF…), and they all become "\n". The model's tokenizer reads control
+    tokens (`<|im_start|>`, `</s>`, `[INST]`) in the prompt as real turn markers, so a document
+    containing them could open a fake "system" turn. Broken up, they are plain characters.
     """
-    return break_control_tokens(" ".join(text.split()))
+    lines = "\n".join(text.splitlines())
+    return break_control_tokens(_PASSAGE_LINE.sub(lambda m: f"{m[1]}⟦{m[2]}⟧", lines))
+
+
+_PASSAGE_LINE = re.compile(r"^(\s*)\[(\d+)\]", re.MULTILINE)
 
 
 def break_control_tokens(text: str, pattern: re.Pattern = _CONTROL_TOKEN) -> str:

@@ -94,7 +94,8 @@ def synthetic_rows(n=400, seed=0, corpora=("a", "b", "c")):
         p_abstain = min(1.0, max(0.0, rng.gauss(0.15 if right else 0.6, 0.15)))
         row = {"id": f"x{i}", "corpus": corpora[i % len(corpora)], "split": "tune" if i % 2 else "report",
                "type": "factoid" if answerable else "unanswerable", "answerable": answerable,
-               "candidate": "an answer", "candidate_correct": right, "candidate_em": float(right),
+               "candidate": "an answer", "passages": {"1": "It is an answer."}, "candidate_correct": right,
+               "candidate_em": float(right),
                "candidate_f1": float(right), "confidence": 0.0,
                "candidate_final": {"sentences": 1, "supported": 1, "recalled": 1, "cites": 1, "precise": 1},
                "signals": {"p_abstain": p_abstain, "coverage": rng.random(), "retrieval": rng.random()},
