@@ -33,6 +33,7 @@ def allowed_hosts(bind: str, extra: tuple[str, ...] = ()) -> list[str]:
 
 
 def is_wildcard(host: str) -> bool:
+    """True for an address that binds every interface."""
     return host in ("0.0.0.0", "::", "")
 
 
@@ -74,15 +75,15 @@ class SameOriginGuard:
             if scope["type"] == "http" and scope["method"] == "GET":
                 # The printed address: keep the token in a cookie, and take it out of the address bar.
                 rest = urlencode([(k, v) for k, v in query if k != "token"])
-                response = RedirectResponse(scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else ""),
-                                            status_code=303)
+                response = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), status_code=303)
                 response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
     def same_origin(self, origin: str | None, host: str) -> bool:
-        """True for a request with no `Origin` (not sent by a page), or from a page of this server."""
+        """True for a request from a page of this server, or without `Origin`: browsers send one with
+        every POST, and with every request to another site whose reply the page may read."""
         if origin is None:
             return True
         parts = urlsplit(origin)
@@ -91,9 +92,11 @@ class SameOriginGuard:
         return parts.netloc.lower() == host.lower() or bracketed(parts.hostname or "") in self.origin_hosts
 
     def holds_token(self, request) -> bool:
+        """True when the token comes in this server's cookie or as `Authorization: Bearer`."""
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         return self.matches(request.cookies.get(self.cookie, "")) or (
             scheme.lower() == "bearer" and self.matches(credentials.strip()))
 
     def matches(self, candidate: str) -> bool:
+        """True when `candidate` is the token (compared in constant time)."""
         return bool(candidate) and hmac.compare_digest(candidate.encode(), self.token.encode())

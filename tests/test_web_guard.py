@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import socket
 from contextlib import contextmanager
+from functools import partial
 
 import httpx
 import pytest
@@ -13,6 +14,9 @@ import app
 from rag.pipeline import Pipeline
 from rag.webguard import allowed_hosts
 
+# Generous: on a busy machine a first request can take seconds.
+TIMEOUT_S = 60
+get, post, options = (partial(f, timeout=TIMEOUT_S) for f in (httpx.get, httpx.post, httpx.options))
 LOGIN = ("alice", "correct horse battery")
 TOKEN = "a-token-chosen-by-the-user"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -60,13 +64,13 @@ def known_token(monkeypatch, no_login):
 def test_a_request_naming_another_host_is_refused(monkeypatch, capsys, fake_pipeline, known_token):
     with serving(monkeypatch, capsys, fake_pipeline) as (url, _):
         port = url.rsplit(":", 1)[1].strip("/")
-        assert httpx.get(url + "config", headers=BEARER).status_code == 200
-        assert httpx.get(url + "config", headers={**BEARER, "Host": f"localhost:{port}"}).status_code == 200
+        assert get(url + "config", headers=BEARER).status_code == 200
+        assert get(url + "config", headers={**BEARER, "Host": f"localhost:{port}"}).status_code == 200
         # A rebinding domain, a name that browsers send to loopback, an address the server is not bound to.
         for host in (f"attacker.example:{port}", f"foo.localhost:{port}", f"127.0.0.1.nip.io:{port}",
                      f"192.168.1.20:{port}"):
             for path in ("", "config", "gradio_api/info"):
-                response = httpx.get(url + path, headers={**BEARER, "Host": host})
+                response = get(url + path, headers={**BEARER, "Host": host})
                 assert 400 <= response.status_code < 500, (host, path)
                 assert "access-control-allow-origin" not in response.headers
 
@@ -75,16 +79,16 @@ def test_another_sites_page_is_refused_and_its_origin_never_echoed(monkeypatch, 
                                                                    known_token):
     with serving(monkeypatch, capsys, fake_pipeline) as (url, _):
         port = url.rsplit(":", 1)[1].strip("/")
-        own = httpx.get(url + "config", headers={**BEARER, "Origin": url.rstrip("/")})
+        own = get(url + "config", headers={**BEARER, "Origin": url.rstrip("/")})
         assert own.status_code == 200
         for host, origin in ((f"127.0.0.1:{port}", "http://attacker.example"),
                              (f"foo.localhost:{port}", "http://attacker.example"),
                              (f"127.0.0.1:{port}", "http://localhost:3000"),
                              (f"127.0.0.1:{port}", "null")):
             headers = {**BEARER, "Host": host, "Origin": origin}
-            preflight = httpx.options(url + "gradio_api/call/ask", headers={
+            preflight = options(url + "gradio_api/call/ask", headers={
                 **headers, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
-            request = httpx.post(url + "gradio_api/call/ask", headers=headers, json={"data": ["What is the GDP?"]})
+            request = post(url + "gradio_api/call/ask", headers=headers, json={"data": ["What is the GDP?"]})
             for response in (preflight, request):
                 assert 400 <= response.status_code < 500, (host, origin)
                 assert response.headers.get("access-control-allow-origin") in (None, url.rstrip("/"))
@@ -94,10 +98,10 @@ def test_a_login_set_on_loopback_is_required(monkeypatch, capsys, fake_pipeline,
     monkeypatch.setenv("RAG_UI_USER", LOGIN[0])
     monkeypatch.setenv("RAG_UI_PASSWORD", LOGIN[1])
     with serving(monkeypatch, capsys, fake_pipeline) as (url, out):
-        assert httpx.get(url + "config").status_code == 401
-        assert httpx.post(url + "gradio_api/call/ask", json={"data": ["What is the GDP?"]}).status_code == 401
+        assert get(url + "config").status_code == 401
+        assert post(url + "gradio_api/call/ask", json={"data": ["What is the GDP?"]}).status_code == 401
         assert "token=" not in out and "log in as 'alice'" in out
-        with httpx.Client(base_url=url) as browser:
+        with httpx.Client(base_url=url, timeout=TIMEOUT_S) as browser:
             assert browser.post("login", data={"username": "alice", "password": "wrong"}).status_code == 400
             assert browser.get("config").status_code == 401
             assert browser.post("login", data={"username": LOGIN[0], "password": LOGIN[1]}).status_code == 200
@@ -110,9 +114,9 @@ def test_without_a_login_the_printed_token_is_required_and_a_cookie_keeps_it(mon
         token = printed_token(out)
         assert len(token) >= 32
         for path in ("", "config", "gradio_api/info", f"?token={token[:-1]}"):
-            assert httpx.get(url + path).status_code == 403, path
-        assert httpx.get(url + "config", headers={"Authorization": "Bearer wrong"}).status_code == 403
-        with httpx.Client(base_url=url) as browser:
+            assert get(url + path).status_code == 403, path
+        assert get(url + "config", headers={"Authorization": "Bearer wrong"}).status_code == 403
+        with httpx.Client(base_url=url, timeout=TIMEOUT_S) as browser:
             opened = browser.get(f"?token={token}&view=api")
             assert opened.status_code == 303 and opened.headers["location"] == "/?view=api"
             cookie = opened.headers["set-cookie"].lower()
@@ -125,7 +129,7 @@ def test_the_ask_api_answers_a_program_that_sends_the_token(monkeypatch, capsys,
 
     with serving(monkeypatch, capsys, fake_pipeline) as (url, out):
         assert f"?token={TOKEN}" in out
-        assert httpx.get(url + "config").status_code == 403
+        assert get(url + "config").status_code == 403
         client = Client(url, verbose=False, headers=BEARER)
         result = client.predict("What is the GDP of Brazil?", api_name="/ask")
     assert result["abstained"] is True and result["question"] == "What is the GDP of Brazil?"
@@ -137,10 +141,10 @@ def test_an_oversized_upload_is_refused_before_it_is_stored(monkeypatch, capsys,
     pipeline = Pipeline(fake_pipeline.settings.replace(max_upload_mb=1), fake_pipeline.embedder,
                         fake_pipeline.generator)
     with serving(monkeypatch, capsys, pipeline) as (url, _):
-        small = httpx.post(url + "gradio_api/upload", headers=BEARER,
+        small = post(url + "gradio_api/upload", headers=BEARER,
                            files={"files": ("small.txt", b"The Zorblax Treaty.\n" * 100, "text/plain")})
         assert small.status_code == 200
-        big = httpx.post(url + "gradio_api/upload", headers=BEARER,
+        big = post(url + "gradio_api/upload", headers=BEARER,
                          files={"files": ("big.txt", b"The Zorblax Treaty.\n" * 60_000, "text/plain")})
         assert big.status_code == 413
     stored = [p.name for p in (tmp_path / "gradio").rglob("*") if p.is_file()]
@@ -149,9 +153,9 @@ def test_an_oversized_upload_is_refused_before_it_is_stored(monkeypatch, capsys,
 
 def test_run_history_and_monitoring_are_off(monkeypatch, capsys, fake_pipeline, known_token):
     with serving(monkeypatch, capsys, fake_pipeline) as (url, _):
-        config = httpx.get(url + "config", headers=BEARER).json()
+        config = get(url + "config", headers=BEARER).json()
         assert config["run_history"] is False and config["footer_links"] == ["api"]
-        assert httpx.get(url + "monitoring", headers=BEARER).status_code == 403
+        assert get(url + "monitoring", headers=BEARER).status_code == 403
 
 
 def test_gradios_copy_of_an_upload_is_deleted_once_indexed(monkeypatch, fake_pipeline, tmp_path):
@@ -189,7 +193,7 @@ def test_a_page_behind_a_proxy_that_rewrites_host_is_served_under_its_allowed_na
     monkeypatch.setenv("RAG_UI_USER", LOGIN[0])
     monkeypatch.setenv("RAG_UI_PASSWORD", LOGIN[1])
     with serving(monkeypatch, capsys, fake_pipeline, "--allow-host", "rag.example.org") as (url, _):
-        with httpx.Client(base_url=url) as browser:
+        with httpx.Client(base_url=url, timeout=TIMEOUT_S) as browser:
             assert browser.post("login", data={"username": LOGIN[0], "password": LOGIN[1]},
                                 headers={"Origin": "https://rag.example.org"}).status_code == 200
             assert browser.get("config", headers={"Host": "rag.example.org"}).status_code == 200
