@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gate", action="store_true", help="don't fail on thresholds")
 
     p = sub.add_parser("calibrate", help="fit the abstention score on the tune half of an eval report")
-    p.add_argument("report", nargs="?", default="eval/reports/eval.json", help="an eval.json from `rag eval`")
+    p.add_argument("report", nargs="*", default=["eval/reports/eval.json"],
+                   help="one or more eval.json files from `rag eval` (e.g. one per set), fitted together")
     p.add_argument("--tier", help="the model tier to save the weights for (default: the report's)")
 
     p = sub.add_parser("bench", help="measure speed against the raw libraries")
