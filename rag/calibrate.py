@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .answer import CALIBRATION_FILE, FEATURES, Reader
+from .answer import CALIBRATION_FILE, FEATURES, Reader, verdict
 from .errors import BadInput
 from .evaluate import REFUSE_TYPES, auroc, candidate_right, decide, markdown_report, signal_table, summarize
 
@@ -134,7 +134,9 @@ def apply_policy(rows: list[dict], weights: dict) -> list[dict]:
         has = bool(row["signals"]) and bool(row["candidate"])
         confidence = reader.confidence(row["signals"]) if has else 0.0
         row["confidence"] = round(confidence, 4)
-        out.append(decide(row, has and confidence >= weights["threshold"]))
+        decided = decide(row, has and confidence >= weights["threshold"])
+        decided["verdict"] = verdict(confidence, decided["abstained"])
+        out.append(decided)
     return out
 
 
