@@ -45,6 +45,12 @@ class Settings:
     rewrite_with_model: bool = False
     context: str = "sentences"
     max_upload_mb: int = 20
+    # What one file may cost to read: a PDF's pages and characters of text; the seconds and memory
+    # of the child process that parses PDF and HTML. A file past a limit is skipped with the reason.
+    max_pdf_pages: int = 10_000
+    max_pdf_chars: int = 20_000_000
+    parse_timeout: float = 60.0
+    parse_memory_mb: int = 1024
     # A generation server speaking OpenAI's /v1/chat/completions; empty means the in-process model.
     llm_url: str = ""
     llm_model: str = ""

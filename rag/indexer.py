@@ -11,7 +11,8 @@ import numpy as np
 from .chunk import chunk_document
 from .embed import Embedder
 from .errors import IndexMissing, UnreadableDocument
-from .ingest import Skipped, find_files, read_bytes, read_document, reason_of
+from .ingest import ReadLimits, Skipped, find_files, read_bytes, reason_of
+from .isolation import IsolatedReader
 from .records import Chunk
 from .segments import HNSW_THRESHOLD, IndexState
 from .store import Store, _sha256, check_compatible
@@ -46,13 +47,14 @@ class IndexReport:
 
 def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: dict,
                  rebuild: bool = False, progress: bool = False, exclude: set[str] = frozenset(),
-                 hnsw_threshold: int = HNSW_THRESHOLD, lock_timeout: float = 30.0) -> IndexReport:
+                 hnsw_threshold: int = HNSW_THRESHOLD, lock_timeout: float = 30.0,
+                 limits: ReadLimits = ReadLimits()) -> IndexReport:
     """Make the index hold exactly the readable documents under `roots`, less `exclude`.
 
     Unchanged files (same size and modification time, else same sha256) keep their chunks and
     vectors, and are not read; a file that was indexed before but cannot be read now keeps its
     old chunks, so a bad copy loses nothing. Excluded document ids are remembered in the
-    manifest until a rebuild.
+    manifest until a rebuild. PDF and HTML are parsed in a child process within `limits`.
     """
     began = time.perf_counter()
     with store.lock(lock_timeout):
@@ -68,32 +70,33 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
         fresh_chunks: list[Chunk] = []
         fresh_docs: dict[str, dict] = {}
         added, updated = [], []
-        for path, doc_id in files:
-            if doc_id in keep or doc_id in fresh_docs:
-                skipped.append(Skipped(str(path), f"duplicate document id {doc_id!r}", doc_id))
-                continue
-            old = old_docs.get(doc_id, {})
-            try:
-                stat = _stat(path, settled)
-                if stat and old.get("stat") == stat:
-                    keep[doc_id] = {**old, "path": str(path)}
+        with IsolatedReader(limits) as reader:
+            for path, doc_id in files:
+                if doc_id in keep or doc_id in fresh_docs:
+                    skipped.append(Skipped(str(path), f"duplicate document id {doc_id!r}", doc_id))
                     continue
-                data = read_bytes(path)
-                sha = _sha256(data)
-                if old.get("sha256") == sha:
-                    keep[doc_id] = {**old, "path": str(path), "stat": stat}
+                old = old_docs.get(doc_id, {})
+                try:
+                    stat = _stat(path, settled)
+                    if stat and old.get("stat") == stat:
+                        keep[doc_id] = {**old, "path": str(path)}
+                        continue
+                    data = read_bytes(path)
+                    sha = _sha256(data)
+                    if old.get("sha256") == sha:
+                        keep[doc_id] = {**old, "path": str(path), "stat": stat}
+                        continue
+                    doc = reader.read(path, doc_id, data)
+                except UnreadableDocument as exc:
+                    skipped.append(Skipped(str(path), reason_of(exc, path), doc_id))
+                    if doc_id in old_docs:
+                        keep[doc_id] = old_docs[doc_id]
                     continue
-                doc = read_document(path, doc_id, data)
-            except UnreadableDocument as exc:
-                skipped.append(Skipped(str(path), reason_of(exc, path), doc_id))
-                if doc_id in old_docs:
-                    keep[doc_id] = old_docs[doc_id]
-                continue
-            chunks = chunk_document(doc, chunker["size"], chunker["overlap"])
-            fresh_chunks.extend(chunks)
-            fresh_docs[doc_id] = {"path": str(path), "sha256": doc.sha256, "chunks": len(chunks),
-                                  "pages": len(doc.pages), "stat": stat}
-            (updated if doc_id in old_docs else added).append(doc_id)
+                chunks = chunk_document(doc, chunker["size"], chunker["overlap"])
+                fresh_chunks.extend(chunks)
+                fresh_docs[doc_id] = {"path": str(path), "sha256": doc.sha256, "chunks": len(chunks),
+                                      "pages": len(doc.pages), "stat": stat}
+                (updated if doc_id in old_docs else added).append(doc_id)
 
         removed = tuple(sorted(set(old_docs) - set(keep) - set(fresh_docs)))
         documents = dict(sorted({**keep, **fresh_docs}.items()))

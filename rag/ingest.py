@@ -15,6 +15,22 @@ from .errors import UnreadableDocument
 from .records import Document
 
 SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
+HTML_SUFFIXES = {".html", ".htm"}
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """What reading one file may cost.
+
+    A PDF's text is bounded by pages and characters: a 20 KB file can list one page of 1 MB of
+    text 3,000 times. Seconds and memory bound the child process that parses PDF and HTML
+    (`rag.isolation`); text and Markdown never yield more text than the file holds.
+    """
+
+    max_pdf_pages: int = 10_000
+    max_pdf_chars: int = 20_000_000
+    seconds: float = 60.0
+    memory_mb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -78,20 +94,30 @@ def read_bytes(path: Path) -> bytes:
         raise UnreadableDocument(f"{path}: {exc.strerror or exc}") from None
 
 
-def read_document(path: Path, doc_id: str, data: bytes | None = None) -> Document:
+def read_document(path: Path, doc_id: str, data: bytes | None = None,
+                  limits: ReadLimits = ReadLimits()) -> Document:
     """Read one file as a Document, or raise UnreadableDocument naming the reason."""
     data = read_bytes(path) if data is None else data
     if not data.strip():
         raise UnreadableDocument(f"{path}: empty file")
     suffix = path.suffix.lower()
-    if suffix == ".pdf":
-        pages = pdf_pages(data, path)
-        text, starts = join_pages(pages)
-    else:
-        text = decode_text(data, path)
-        if suffix in {".html", ".htm"}:
-            text = html_to_text(text)
-        starts = (0,)
+    kind = "PDF" if suffix == ".pdf" else "HTML" if suffix in HTML_SUFFIXES else "text"
+    try:
+        if suffix == ".pdf":
+            text, starts = join_pages(pdf_pages(data, path, limits))
+        else:
+            text, starts = decode_text(data, path), (0,)
+            if kind == "HTML":
+                text = html_to_text(text)
+    except UnreadableDocument:
+        raise
+    except MemoryError:
+        raise UnreadableDocument(f"{path}: ran out of memory while reading") from None
+    # A crafted file can make a parser fail in any way (AssertionError and RecursionError
+    # included); that is one unreadable file, never an aborted run.
+    except Exception as exc:
+        raise UnreadableDocument(f"{path}: {'corrupt' if kind == 'PDF' else 'unreadable'} {kind} "
+                                 f"({type(exc).__name__})") from None
     if not text.strip():
         raise UnreadableDocument(f"{path}: no text found")
     return Document(doc_id, str(path), hashlib.sha256(data).hexdigest(), text, starts)
@@ -179,24 +205,27 @@ def html_to_text(html: str) -> str:
     return "\n\n".join(p for p in paragraphs if p)
 
 
-def pdf_pages(data: bytes, path: Path) -> list[str]:
-    """The text of each page of a PDF."""
+def pdf_pages(data: bytes, path: Path, limits: ReadLimits = ReadLimits()) -> list[str]:
+    """The text of each page of a PDF, within the limits' pages and characters."""
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     # pypdf logs damage it works around ("EOF marker not found"); the one-line reason says enough.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not _opens_without_password(reader):
-            raise UnreadableDocument(f"{path}: encrypted PDF (it needs a password)")
-        return [normalize_newlines(page.extract_text() or "") for page in reader.pages]
-    except UnreadableDocument:
-        raise
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError, AssertionError) as exc:
-        raise UnreadableDocument(f"{path}: corrupt PDF ({type(exc).__name__})") from None
+    reader = PdfReader(io.BytesIO(data))
+    if reader.is_encrypted and not _opens_without_password(reader):
+        raise UnreadableDocument(f"{path}: encrypted PDF (it needs a password)")
+    if len(reader.pages) > limits.max_pdf_pages:
+        raise UnreadableDocument(f"{path}: more than {limits.max_pdf_pages:,} pages (max_pdf_pages)")
+    pages, chars = [], 0
+    for page in reader.pages:
+        pages.append(normalize_newlines(page.extract_text() or ""))
+        chars += len(pages[-1])
+        if chars > limits.max_pdf_chars:
+            raise UnreadableDocument(f"{path}: more than {limits.max_pdf_chars:,} characters of text "
+                                     "(max_pdf_chars)")
+    return pages
 
 
 def _opens_without_password(reader) -> bool:

@@ -109,9 +109,19 @@ class Pipeline:
 
         uploads = [self.uploads_dir] if self.uploads_dir.is_dir() else []
         roots = [Path(r) for r in roots] if roots else [PROJECT_ROOT / "corpus", *uploads]
-        report = update_index(self.store, roots, self.embedder, self.chunker, rebuild, progress, exclude)
+        report = update_index(self.store, roots, self.embedder, self.chunker, rebuild, progress, exclude,
+                              limits=self.read_limits)
         self._retriever = self._reader = None
         return report
+
+    @property
+    def read_limits(self):
+        """What reading one file may cost (`ReadLimits`), from the settings."""
+        from .ingest import ReadLimits
+
+        s = self.settings
+        return ReadLimits(max_pdf_pages=s.max_pdf_pages, max_pdf_chars=s.max_pdf_chars,
+                          seconds=s.parse_timeout, memory_mb=s.parse_memory_mb)
 
     @property
     def uploads_dir(self) -> Path:
@@ -135,20 +145,22 @@ class Pipeline:
         with BadInput and saves nothing.
         """
         from .errors import UnreadableDocument
-        from .ingest import SUFFIXES, read_document
+        from .ingest import SUFFIXES
+        from .isolation import IsolatedReader
 
         saved = []
-        for name, data in files:
-            safe = upload_name(name)
-            if not safe or safe.startswith(".") or Path(safe).suffix.lower() not in SUFFIXES:
-                raise BadInput(f"{name!r}: only {', '.join(sorted(SUFFIXES))} files can be added")
-            if len(data) > self.settings.max_upload_mb * 1024 * 1024:
-                raise BadInput(f"{safe}: larger than the {self.settings.max_upload_mb} MB upload limit")
-            try:
-                read_document(Path(safe), safe, data)
-            except UnreadableDocument as exc:
-                raise BadInput(str(exc)) from None
-            saved.append((safe, data))
+        with IsolatedReader(self.read_limits) as reader:
+            for name, data in files:
+                safe = upload_name(name)
+                if not safe or safe.startswith(".") or Path(safe).suffix.lower() not in SUFFIXES:
+                    raise BadInput(f"{name!r}: only {', '.join(sorted(SUFFIXES))} files can be added")
+                if len(data) > self.settings.max_upload_mb * 1024 * 1024:
+                    raise BadInput(f"{safe}: larger than the {self.settings.max_upload_mb} MB upload limit")
+                try:
+                    reader.read(Path(safe), safe, data)
+                except UnreadableDocument as exc:
+                    raise BadInput(str(exc)) from None
+                saved.append((safe, data))
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         for safe, data in saved:
             tmp = self.uploads_dir / f".{safe}.part"
