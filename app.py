@@ -303,7 +303,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
     """The Blocks of the UI over `pipeline`, not yet served."""
     backend = Backend(pipeline)
     s = pipeline.settings
-    from rag.models import TIERS, is_installed
+    from rag.answer.models import TIERS, is_installed
 
     tiers = [t.name for t in TIERS if is_installed(t)]
     models = list(dict.fromkeys([DEFAULT_MODEL, *tiers, *s.models, *([s.model] if s.model else [])]))

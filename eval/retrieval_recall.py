@@ -23,8 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Settings  # noqa: E402
-from rag.embed import SentenceTransformerEmbedder  # noqa: E402
-from rag.evaluate import EVAL_SETS, load_jsonl, retrieval_rows  # noqa: E402
+from rag.evaluation.evaluate import EVAL_SETS, load_jsonl, retrieval_rows  # noqa: E402
+from rag.index.embed import SentenceTransformerEmbedder  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 
 

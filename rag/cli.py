@@ -103,7 +103,7 @@ def _pipeline(args):
                              model=getattr(args, "model", None), top_k=getattr(args, "top_k", None),
                              context=getattr(args, "context", None))
     if getattr(args, "model", None):
-        from .models import resolve_model
+        from .answer.models import resolve_model
 
         resolve_model(settings.model)  # a bad --model fails now, not after retrieval
     return Pipeline(settings)
@@ -236,25 +236,25 @@ def cmd_chat(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import run_eval
+    from .evaluation.evaluate import run_eval
 
     return run_eval(_pipeline(args), args)
 
 
 def cmd_calibrate(args) -> int:
-    from .calibrate import run_calibrate
+    from .evaluation.calibrate import run_calibrate
 
     return run_calibrate(args)
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from .bench.run import run_bench
 
     return run_bench(args)
 
 
 def cmd_models(args) -> int:
-    from . import models
+    from .answer import models
 
     if args.action == "install":
         if args.all and args.name:

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from . import prompt
-from .answer import ABSTAIN_WORD, Reader, Reading, load_calibration, verdict, wants_explanation
-from .cite import INSTRUCTION
+from .answer import prompt
+from .answer.cite import INSTRUCTION
+from .answer.context import Receipt, fit_to_budget, sentence_windows, whole_chunks
+from .answer.reader import ABSTAIN_WORD, Reader, Reading, load_calibration, verdict, wants_explanation
 from .config import PROJECT_ROOT, Settings
-from .context import Receipt, fit_to_budget, sentence_windows, whole_chunks
 from .errors import BadInput
 from .records import Answer, Citation, Hit, Sentence
 from .text import content_terms
@@ -52,7 +52,7 @@ class Pipeline:
     def embedder(self):
         with self._loading:
             if self._embedder is None:
-                from .embed import SentenceTransformerEmbedder
+                from .index.embed import SentenceTransformerEmbedder
 
                 self._embedder = SentenceTransformerEmbedder(self.settings.embed_model)
         return self._embedder
@@ -61,7 +61,7 @@ class Pipeline:
     def generator(self):
         with self._loading:
             if self._generator is None:
-                from .generate import LlamaGenerator, RemoteGenerator
+                from .answer.generate import LlamaGenerator, RemoteGenerator
 
                 s = self.settings
                 self._generator = (RemoteGenerator.from_settings(s) if s.llm_url else
@@ -72,12 +72,12 @@ class Pipeline:
     def store(self):
         """The index's store: files in `index_dir` (FAISS), or PostgreSQL at `pg_url`."""
         if self.settings.vector_store == "postgres":
-            from .pgstore import PgStore
+            from .index.pgstore import PgStore
 
             return PgStore(self.settings.pg_url)
         if self.settings.vector_store != "faiss":
             raise BadInput(f"vector_store must be \"faiss\" or \"postgres\", not {self.settings.vector_store!r}")
-        from .store import Store
+        from .index.store import Store
 
         return Store(self.settings.index_dir)
 
@@ -85,8 +85,8 @@ class Pipeline:
     def retriever(self):
         with self._loading:
             if self._retriever is None:
-                from .retrieve import LocalIndex, Retriever
-                from .store import check_compatible
+                from .index.retrieve import LocalIndex, Retriever
+                from .index.store import check_compatible
 
                 loaded = self.store.load()
                 check_compatible(loaded.manifest, self.embedder.name, self.chunker)
@@ -105,7 +105,7 @@ class Pipeline:
 
         The default roots are `corpus/` and, when it exists, the folder of documents added in the UI.
         """
-        from .indexer import update_index
+        from .index.indexer import update_index
 
         uploads = [self.uploads_dir] if self.uploads_dir.is_dir() else []
         roots = [Path(r) for r in roots] if roots else [PROJECT_ROOT / "corpus", *uploads]
@@ -117,7 +117,7 @@ class Pipeline:
     @property
     def read_limits(self):
         """What reading one file may cost (`ReadLimits`), from the settings."""
-        from .ingest import ReadLimits
+        from .documents.ingest import ReadLimits
 
         s = self.settings
         return ReadLimits(max_pdf_pages=s.max_pdf_pages, max_pdf_chars=s.max_pdf_chars,
@@ -144,9 +144,9 @@ class Pipeline:
         Every file is checked first (type, size, readable text); one bad file refuses the batch
         with BadInput and saves nothing.
         """
+        from .documents.ingest import SUFFIXES
+        from .documents.isolation import IsolatedReader
         from .errors import UnreadableDocument
-        from .ingest import SUFFIXES
-        from .isolation import IsolatedReader
 
         saved = []
         with IsolatedReader(self.read_limits) as reader:
@@ -323,7 +323,7 @@ class Pipeline:
     @property
     def tier(self) -> str:
         """The generation model's tier name when its file is a tier's, else its name (the calibration key)."""
-        from .models import tier_of
+        from .answer.models import tier_of
 
         return tier_of(getattr(self.generator, "path", None)) or self.generator.name
 

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import socket
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "corpus"
 # A folder whose sitecustomize.py blocks connections outside loopback in the Python processes it starts.
 NETGUARD = ROOT / "tests" / "netguard"
+# The tests mirror the package's folders; a few share helpers across them (`from test_crash import …`),
+# which works from any folder once every test folder is importable.
+sys.path.extend(str(d) for d in sorted((ROOT / "tests").iterdir()) if d.is_dir() and d.name != "netguard")
 
 
 def pytest_configure(config):
@@ -100,14 +104,14 @@ def fake_pipeline(tmp_path, corpus_copy):
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    from rag.embed import SentenceTransformerEmbedder
+    from rag.index.embed import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()
 
 
 @pytest.fixture(scope="session")
 def real_generator():
-    from rag.generate import LlamaGenerator
+    from rag.answer.generate import LlamaGenerator
 
     return LlamaGenerator(n_threads=2)
 

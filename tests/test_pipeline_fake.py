@@ -177,7 +177,7 @@ def test_sentence_windows_send_fewer_tokens_than_whole_chunks_and_stay_exact_sli
     ("[2] MIIT", ("MIIT", (2,), False)),
 ])
 def test_replies_are_parsed_into_answer_citations_and_refusal(raw, expected):
-    from rag.answer import parse_reply
+    from rag.answer.reader import parse_reply
 
     assert parse_reply(raw) == expected
 
@@ -204,7 +204,7 @@ def test_the_first_requests_arriving_together_load_the_index_once(fake_pipeline,
     import threading
     import time
 
-    from rag.store import Store
+    from rag.index.store import Store
 
     loads, real_load = [], Store.load
 

@@ -331,8 +331,8 @@ BIG_FILE_WORKER = textwrap.dedent("""
     import psutil
     sys.path.insert(0, {tests!r})
     from conftest import FakeEmbedder
-    from rag.indexer import update_index
-    from rag.store import Store
+    from rag.index.indexer import update_index
+    from rag.index.store import Store
 
     class HashedEmbedder(FakeEmbedder):
         # FakeEmbedder's name and size, one hashed dimension per chunk: embedding costs nothing, so
@@ -381,8 +381,8 @@ def test_a_50_mb_text_file_is_indexed_with_memory_under_ten_times_its_size(tmp_p
 
 
 def test_10000_small_files_are_indexed_and_a_reindex_embeds_nothing(tmp_path):
-    from rag.indexer import update_index
-    from rag.store import Store
+    from rag.index.indexer import update_index
+    from rag.index.store import Store
 
     corpus = tmp_path / "notes"
     for i in range(10_000):
@@ -424,7 +424,7 @@ def test_a_full_disk_while_writing_fails_in_one_line_and_keeps_the_previous_inde
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("rag.store._fsync", disk_full)
+        mp.setattr("rag.index.store._fsync", disk_full)
         code, out, err = cli("index", str(corpus_copy))
     assert (code, out) == (2, "")
     assert err == (f"rag: error: cannot write the index in {tmp_path / 'index'}/: No space left on device; "

@@ -1,0 +1,193 @@
+"""PDF and HTML parsed in a child process with a memory limit and a deadline.
+
+A crafted file can make a parser run for hours (pypdf on a page listed thousands of times,
+Python 3.11's html.parser on unclosed tags) or take gigabytes. In the child, such a file costs at
+most `ReadLimits.seconds` and `ReadLimits.memory_mb`, and then it is skipped with one line.
+
+One child serves a whole run: it starts at the first PDF or HTML file and is replaced only after
+a file times out or kills it. Text and Markdown are read in-process: decoding them is linear and
+yields no more text than the file holds. The child is a fresh `python -m rag.documents.isolation`, never a
+fork of the (threaded) app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ..errors import UnreadableDocument
+from ..records import Document
+from .ingest import HTML_SUFFIXES, ReadLimits, read_document, reason_of
+
+ISOLATED_SUFFIXES = {".pdf", *HTML_SUFFIXES}
+# Starting Python and importing pypdf, on a busy machine; not counted against any file.
+START_SECONDS = 60.0
+_LENGTH = struct.Struct(">Q")
+
+
+class IsolatedReader:
+    """Reads files like `read_document`, parsing PDF and HTML in a child process. A context manager.
+
+    >>> with IsolatedReader(ReadLimits(seconds=30)) as reader:
+    ...     doc = reader.read(Path("report.pdf"), "report.pdf", data)
+    """
+
+    def __init__(self, limits: ReadLimits = ReadLimits()):
+        self.limits = limits
+        self._child: subprocess.Popen | None = None
+
+    def __enter__(self) -> IsolatedReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def read(self, path: Path, doc_id: str, data: bytes) -> Document:
+        """The file as a Document, or UnreadableDocument naming why not (a parser error, time, memory)."""
+        if path.suffix.lower() not in ISOLATED_SUFFIXES:
+            return read_document(path, doc_id, data, self.limits)
+        child = self._running_child(path)
+        try:
+            _send(child.stdin, json.dumps({"path": str(path), "doc_id": doc_id}).encode())
+            _send(child.stdin, data)
+            reply = _decode(_receive(child.stdout.fileno(), time.monotonic() + self.limits.seconds))
+        except TimeoutError:
+            self._stop()
+            raise UnreadableDocument(f"{path}: took longer than {self.limits.seconds:g} s to read "
+                                     "(parse_timeout)") from None
+        except (OSError, EOFError):  # the child died: a crash in C code, or killed from outside
+            raise UnreadableDocument(f"{path}: the reader process died ({self._stop()})") from None
+        if "error" in reply:
+            raise UnreadableDocument(f"{path}: {reply['error']}")
+        return Document(doc_id, str(path), reply["sha256"], reply["text"], tuple(reply["pages"]))
+
+    def close(self) -> None:
+        """Let the child finish (it exits when its input closes), or kill it."""
+        if self._child is None:
+            return
+        child, self._child = self._child, None
+        try:
+            child.stdin.close()
+            child.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            child.kill()
+            child.wait()
+        child.stdout.close()
+
+    def _running_child(self, path: Path) -> subprocess.Popen:
+        if self._child is not None and self._child.poll() is None:
+            return self._child
+        self._stop()
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
+                                                                       os.environ.get("PYTHONPATH")]))}
+        try:
+            # -P: the working directory is not put on sys.path, so only this package is imported.
+            self._child = subprocess.Popen(
+                [sys.executable, "-P", "-m", "rag.documents.isolation", json.dumps(asdict(self.limits))],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            _receive(self._child.stdout.fileno(), time.monotonic() + START_SECONDS)
+        except (OSError, EOFError, TimeoutError) as exc:
+            self._stop()
+            raise UnreadableDocument(f"{path}: the reader process did not start ({type(exc).__name__})") from None
+        return self._child
+
+    def _stop(self) -> str:
+        """Kill the child, if any; describe how it ended."""
+        if self._child is None:
+            return "not running"
+        child, self._child = self._child, None
+        child.kill()
+        code = child.wait()
+        for stream in (child.stdin, child.stdout):
+            try:
+                stream.close()
+            except OSError:  # a broken pipe with unflushed data
+                pass
+        if code >= 0:
+            return f"exit code {code}"
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:  # a real-time signal has no name
+            return f"signal {-code}"
+
+
+def _send(stream, payload: bytes) -> None:
+    stream.write(_LENGTH.pack(len(payload)) + payload)
+    stream.flush()
+
+
+def _receive(fd: int, deadline: float) -> bytes:
+    """One length-prefixed message from a pipe, or TimeoutError at the deadline, EOFError if it closes."""
+    header = _read_exactly(fd, _LENGTH.size, deadline)
+    return _read_exactly(fd, _LENGTH.unpack(header)[0], deadline)
+
+
+def _read_exactly(fd: int, size: int, deadline: float) -> bytes:
+    parts, left = [], size
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while left:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not selector.select(wait):
+                raise TimeoutError
+            part = os.read(fd, min(left, 1 << 20))
+            if not part:
+                raise EOFError
+            parts.append(part)
+            left -= len(part)
+    return b"".join(parts)
+
+
+def _encode(message: dict) -> bytes:
+    # surrogatepass: text from a broken PDF can hold lone surrogates, and must arrive as it was read.
+    return json.dumps(message, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def _decode(payload: bytes) -> dict:
+    return json.loads(payload.decode("utf-8", "surrogatepass"))
+
+
+def _read_message(stream) -> bytes | None:
+    header = stream.read(_LENGTH.size)
+    if len(header) < _LENGTH.size:
+        return None
+    return stream.read(_LENGTH.unpack(header)[0])
+
+
+def serve(limits: ReadLimits) -> None:
+    """The child: read (header, bytes) requests from stdin, reply with the document or the reason."""
+    import resource
+
+    import pypdf  # noqa: F401  (loaded now, so the first file's deadline does not pay for it)
+
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a library's stray print goes to stderr, not into the replies
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = limits.memory_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    _send(replies, b"{}")
+    requests = sys.stdin.buffer
+    while (header := _read_message(requests)) is not None:
+        request, data = json.loads(header), _read_message(requests)
+        path = Path(request["path"])
+        try:
+            doc = read_document(path, request["doc_id"], data, limits)
+            reply = _encode({"sha256": doc.sha256, "text": doc.text, "pages": doc.pages})
+        except UnreadableDocument as exc:
+            reply = _encode({"error": reason_of(exc, path)})
+        except MemoryError:  # the text was read, but its reply does not fit
+            reply = _encode({"error": "ran out of memory while reading"})
+        _send(replies, reply)
+
+
+if __name__ == "__main__":
+    serve(ReadLimits(**json.loads(sys.argv[1])))

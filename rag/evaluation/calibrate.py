@@ -1,0 +1,213 @@
+"""`rag calibrate`: fit the answer's confidence on the tune half of eval runs, report the other half.
+
+The eval records, for every item, the grounded answer the policy would show (its candidate) and the
+signals it is scored on (rag/answer.py). Generation is deterministic (temperature 0), so deciding again
+with new weights gives exactly what a new run would. Everything is chosen on the tune rows only: which
+signals the logistic keeps (forward selection by cross-validated log-loss), its weights, and the
+threshold (the most refusals of unanswerable questions with at most 10% false refusals). The report rows
+are then scored with all three. To show the policy carries over to text it was not fitted on, each
+corpus is also scored by a fit made without it (leave one corpus out).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..answer.reader import CALIBRATION_FILE, FEATURES, Reader, verdict
+from ..errors import BadInput
+from .evaluate import REFUSE_TYPES, auroc, candidate_right, decide, markdown_report, signal_table, summarize
+
+MAX_FALSE_REFUSALS = 0.10
+FOLDS = 5
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, rounds: int = 50) -> np.ndarray:
+    """Weights [bias, coef...] of an L2-regularized logistic regression, by Newton's method."""
+    design = np.hstack([np.ones((len(x), 1)), x])
+    w = np.zeros(design.shape[1])
+    penalty = np.eye(design.shape[1]) * l2
+    penalty[0, 0] = 0.0
+    for _ in range(rounds):
+        p = 1 / (1 + np.exp(-np.clip(design @ w, -30, 30)))
+        gradient = design.T @ (p - y) + penalty @ w
+        hessian = design.T @ (design * (p * (1 - p))[:, None]) + penalty + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hessian, gradient)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+def _matrix(rows: list[dict], features: tuple[str, ...], mean: dict | None = None) -> tuple[np.ndarray, dict]:
+    """The signal matrix; a missing signal (None) takes the column's mean."""
+    raw = np.array([[np.nan if r["signals"].get(k) is None else r["signals"][k] for k in features] for r in rows],
+                   dtype=float).reshape(len(rows), len(features))
+    if mean is None:
+        mean = {k: float(np.nanmean(raw[:, j])) if np.isfinite(raw[:, j]).any() else 0.0
+                for j, k in enumerate(features)}
+    for j, k in enumerate(features):
+        raw[np.isnan(raw[:, j]), j] = mean[k]
+    return raw, mean
+
+
+def fit_weights(rows: list[dict], features: tuple[str, ...]) -> dict:
+    """Logistic weights over `features`, standardized on `rows` (rows with a candidate)."""
+    x, mean = _matrix(rows, features)
+    y = np.array([float(candidate_right(r)) for r in rows])
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
+    w = fit_logistic((x - np.array([mean[k] for k in features])) / scale, y)
+    return {"bias": float(w[0]), "coef": dict(zip(features, map(float, w[1:]))), "mean": mean,
+            "scale": dict(zip(features, map(float, scale))), "threshold": 0.5, "fitted_on": len(rows)}
+
+
+def cv_log_loss(rows: list[dict], features: tuple[str, ...]) -> float:
+    """Mean log-loss of the logistic over `features`, by FOLDS-fold cross-validation (fixed folds)."""
+    total = 0.0
+    for fold in range(FOLDS):
+        train = [r for i, r in enumerate(rows) if i % FOLDS != fold]
+        test = [r for i, r in enumerate(rows) if i % FOLDS == fold]
+        if not test or len({candidate_right(r) for r in train}) < 2:
+            continue
+        reader = Reader(lambda t: 0.0, 1.0, fit_weights(train, features))
+        for r in test:
+            p = min(max(reader.confidence(r["signals"]), 1e-6), 1 - 1e-6)
+            total -= np.log(p if candidate_right(r) else 1 - p)
+    return total / len(rows)
+
+
+def select_features(rows: list[dict]) -> tuple[str, ...]:
+    """Forward selection: add the signal that lowers the cross-validated log-loss most, while one does."""
+    chosen: tuple[str, ...] = ()
+    best = cv_log_loss(rows, chosen)
+    while True:
+        trials = {k: cv_log_loss(rows, (*chosen, k)) for k in FEATURES if k not in chosen}
+        if not trials:
+            return chosen
+        k = min(trials, key=trials.get)
+        if trials[k] >= best - 1e-3:
+            return chosen
+        chosen, best = (*chosen, k), trials[k]
+
+
+def fit(rows: list[dict], features: tuple[str, ...] | None = None) -> dict:
+    """Signals, weights and a threshold from tune rows: the most refusals with at most 10% false refusals."""
+    usable = [r for r in rows if r["signals"] and r["candidate"]]
+    if len({candidate_right(r) for r in usable}) < 2:
+        raise BadInput("the tune rows need both correct and wrong candidates to calibrate on")
+    features = select_features(usable) if features is None else features
+    weights = fit_weights(usable, features)
+    reader = Reader(lambda t: 0.0, 1.0, weights)
+    confidences = sorted({round(reader.confidence(r["signals"]), 4) for r in usable})
+    # Refuse as many unanswerable questions as possible while false refusals stay within
+    # MAX_FALSE_REFUSALS on the tune rows (when no threshold does, the fewest false refusals);
+    # among equals, keep the most correct answers.
+    best = None
+    for threshold in [0.0, *confidences]:
+        false_refusals, refusal_recall, correctness = rates(apply_policy(rows, {**weights, "threshold": threshold}))
+        within = false_refusals <= MAX_FALSE_REFUSALS
+        score = (within, refusal_recall if within else -false_refusals, correctness)
+        if best is None or score > best[0]:
+            best = (score, threshold)
+    weights["threshold"] = best[1]
+    return weights
+
+
+def rates(rows: list[dict]) -> tuple[float, float, float]:
+    """False refusals, refusal recall and correctness of decided rows (as `summarize` counts them)."""
+    answerable = [r for r in rows if r["answerable"]]
+    refuse = [r for r in rows if r["type"] in REFUSE_TYPES or not r["answerable"]]
+    return (sum(r["abstained"] for r in answerable) / max(1, len(answerable)),
+            sum(r["abstained"] for r in refuse) / max(1, len(refuse)),
+            sum(r["correct"] for r in answerable) / max(1, len(answerable)))
+
+
+def apply_policy(rows: list[dict], weights: dict) -> list[dict]:
+    """Copies of the rows decided again with `weights` (an ungrounded reply stays a refusal)."""
+    reader = Reader(lambda t: 0.0, 1.0, weights)
+    out = []
+    for row in rows:
+        row = dict(row)
+        has = bool(row["signals"]) and bool(row["candidate"])
+        confidence = reader.confidence(row["signals"]) if has else 0.0
+        row["confidence"] = round(confidence, 4)
+        decided = decide(row, has and confidence >= weights["threshold"])
+        decided["verdict"] = verdict(confidence, decided["abstained"])
+        out.append(decided)
+    return out
+
+
+def leave_one_corpus_out(rows: list[dict], features: tuple[str, ...]) -> dict:
+    """Per corpus: the report-half metrics of a policy fitted (same signals) on the other corpora's tune rows."""
+    out = {}
+    for corpus in sorted({r["corpus"] for r in rows}):
+        others = [r for r in rows if r["corpus"] != corpus and r["split"] == "tune"]
+        mine = [r for r in rows if r["corpus"] == corpus and r["split"] == "report"]
+        try:
+            weights = fit(others, features)
+        except BadInput:
+            continue
+        decided = apply_policy(mine, weights)
+        false_refusals, refusal_recall, correctness = rates(decided)
+        answerable = [r for r in decided if r["answerable"]]
+        out[corpus] = {"answer_correctness": round(correctness, 4), "refusal_recall": round(refusal_recall, 4),
+                       "false_refusal_rate": round(false_refusals, 4),
+                       "short_answer_f1": round(sum(r["f1"] for r in answerable) / max(1, len(answerable)), 4)}
+        out[corpus]["threshold"] = weights["threshold"]
+        out[corpus]["confidence_auroc"] = auroc([r["confidence"] for r in decided],
+                                                [candidate_right(r) for r in decided])
+    return out
+
+
+def load_reports(paths: list[Path]) -> dict:
+    """One report from one or more eval.json files (e.g. one per eval set), rows joined."""
+    merged = None
+    for path in paths:
+        try:
+            report = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BadInput(f"cannot read eval report {path}: {exc}") from None
+        if merged is None:
+            merged = report
+        else:
+            merged["rows"] += report["rows"]
+            merged["sets"] = list(dict.fromkeys([*merged["sets"], *report["sets"]]))
+            merged["items"] = len(merged["rows"])
+    return merged
+
+
+def run_calibrate(args) -> int:
+    """Fit on the tune half of eval reports, save the weights for the tier, re-score the report half."""
+    paths = [Path(p) for p in (args.report if isinstance(args.report, list) else [args.report])]
+    report = load_reports(paths)
+    rows = report["rows"]
+    tune = [r for r in rows if r["split"] == "tune"]
+    if not tune:
+        raise BadInput(f"{paths[0]} has no tune rows: run `rag eval --split all` first")
+    tier = args.tier or report["tier"]
+    weights = fit(tune)
+    features = tuple(weights["coef"])
+    table = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8")) if CALIBRATION_FILE.exists() else {}
+    table[tier] = weights
+    CALIBRATION_FILE.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    decided = apply_policy(rows, weights)
+    shown = [r for r in decided if r["split"] == "report"]
+    report.update(rows=decided, metrics=summarize(shown), tune_metrics=summarize(apply_policy(tune, weights)),
+                  by_corpus={c: summarize([r for r in shown if r["corpus"] == c]) for c in report["sets"]},
+                  signals=signal_table(shown), leave_one_out=leave_one_corpus_out(rows, features),
+                  calibrated={"tier": tier, "threshold": weights["threshold"], "features": list(features),
+                              "from": [str(p) for p in paths]})
+    out = paths[0].with_name(paths[0].stem + "-calibrated.json")
+    out.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
+    out.with_suffix(".md").write_text(markdown_report(report), encoding="utf-8")
+    m = report["metrics"]
+    print(f"{tier}: fitted on {weights['fitted_on']} tune rows with {', '.join(features) or 'no signal'}; "
+          f"threshold {weights['threshold']}; saved to {CALIBRATION_FILE}")
+    print("report half: " + ", ".join(f"{k} {m[k]['value']}" for k in (
+        "answer_correctness", "short_answer_f1", "refusal_recall", "false_refusal_rate", "faithfulness",
+        "confidence_auroc")))
+    print(f"re-scored report: {out}")
+    return 0
