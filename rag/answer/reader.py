@@ -112,7 +112,7 @@ class Reader:
         `question` is its standalone rewrite: an answer may repeat the earlier turns, not this one."""
         scores = scores or {}
         answer, cited, refused = parse_reply(raw)
-        base = {"p_abstain": scores.get("p_abstain"), "retrieval": round(retrieval, 4)}
+        base = {"p_abstain": _round(scores.get("p_abstain")), "retrieval": round(retrieval, 4)}
         if refused:
             return Reading((), mode="model said so", signals=base)
         grounded = self.ground(asked or question, answer, cited, passages)
@@ -214,8 +214,8 @@ class Reader:
         answer = " ".join(s.text for s in sentences)
         focus = self.focus(question)
         have = {w.removesuffix("'s") for w in words(context.replace("’", "'"))}
-        return {"p_abstain": scores.get("p_abstain"), "mean_logprob": scores.get("mean_logprob"),
-                "min_logprob": scores.get("min_logprob"), "p_support": p_support,
+        return {"p_abstain": _round(scores.get("p_abstain")), "mean_logprob": _round(scores.get("mean_logprob")),
+                "min_logprob": _round(scores.get("min_logprob")), "p_support": p_support,
                 "retrieval": round(retrieval, 4), "coverage": round(self.coverage(question, context), 4),
                 "sentence_coverage": round(self.coverage(question, evidence_text + " " + answer), 4),
                 "missing": round(self.missing(question, context + " " + answer), 4),
@@ -253,6 +253,10 @@ class Reader:
 
     def threshold(self) -> float:
         return self.weights["threshold"] if self.weights else 0.5
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def verdict(confidence: float, abstained: bool) -> str:
