@@ -92,7 +92,8 @@ def synthetic_rows(n=400, seed=0, corpora=("a", "b", "c")):
         answerable = rng.random() < 0.55
         right = answerable and rng.random() < 0.8
         p_abstain = min(1.0, max(0.0, rng.gauss(0.15 if right else 0.6, 0.15)))
-        row = {"id": f"x{i}", "corpus": corpora[i % len(corpora)], "split": "tune" if i % 2 else "report",
+        row = {"id": f"x{i}", "question": f"question {i}?", "answer": "an answer", "gold": "gold", "keywords": [],
+               "corpus": corpora[i % len(corpora)], "split": "tune" if i % 2 else "report",
                "type": "factoid" if answerable else "unanswerable", "answerable": answerable,
                "candidate": "an answer", "passages": {"1": "It is an answer."}, "candidate_correct": right,
                "candidate_em": float(right),
@@ -136,3 +137,32 @@ def test_auroc_and_the_signal_table():
     assert auroc([1.0], [True]) is None
     table = signal_table(apply_policy(synthetic_rows(), fit(synthetic_rows()[1::2])))
     assert table["p_abstain"]["right"] < 0.2 and 0.35 < table["coverage"]["right"] < 0.65
+
+
+def test_rag_calibrate_fits_several_reports_saves_the_tier_and_rescores_the_report_half(tmp_path, monkeypatch, capsys):
+    import json
+
+    from rag import cli
+    from rag.evaluation import calibrate
+
+    monkeypatch.setattr(calibrate, "CALIBRATION_FILE", tmp_path / "calibration.json")
+    rows = synthetic_rows()
+    paths = []
+    for corpus in ("a", "b", "c"):
+        path = tmp_path / f"{corpus}.json"
+        path.write_text(json.dumps({"rows": [r for r in rows if r["corpus"] == corpus], "sets": [corpus],
+                                    "tier": "fake-tier", "items": 0, "headline": "report", "model": "m",
+                                    "embedder": "e", "commit": "c", "date": "d", "thresholds": {},
+                                    "threshold_failures": [],
+                                    "checker": {"judge": {"accuracy": 1, "kappa": 1, "n": 1},
+                                                "judge_held_out": {"accuracy": 1, "kappa": 1, "n": 1},
+                                                "verifier": {"accuracy": 1, "kappa": 1, "n": 1},
+                                                "judge_accuracy_by_kind": {}}}))
+        paths.append(str(path))
+    assert cli.main(["calibrate", *paths]) == 0
+    saved = json.loads((tmp_path / "calibration.json").read_text())["fake-tier"]
+    assert list(saved["coef"])[:1] == ["p_abstain"] and saved["fitted_on"] == sum(r["split"] == "tune" for r in rows)
+    report = json.loads((tmp_path / "a-calibrated.json").read_text())
+    assert len(report["rows"]) == len(rows) and set(report["leave_one_out"]) == {"a", "b", "c"}
+    assert report["metrics"]["confidence_auroc"]["value"] > 0.8
+    assert "fitted on" in capsys.readouterr().out
