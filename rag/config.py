@@ -45,6 +45,9 @@ class Settings:
     rewrite_with_model: bool = False
     context: str = "sentences"
     max_upload_mb: int = 20
+    # Read every confidence signal, even those the tier's calibration does not use (the eval does, so
+    # `rag calibrate` can weigh them all); otherwise an unused check is skipped.
+    measure_all_signals: bool = False
     # What one file may cost to read: a PDF's pages and characters of text; the seconds and memory
     # of the child process that parses PDF and HTML. A file past a limit is skipped with the reason.
     max_pdf_pages: int = 10_000

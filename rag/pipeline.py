@@ -215,7 +215,7 @@ class Pipeline:
         pieces = []
         gen = self.generator
         for piece in gen.stream(messages, self.settings.max_tokens, stop_at_newline=not explain,
-                                abstain_word="I" if explain else ABSTAIN_WORD):
+                                abstain_word=ABSTAIN.split()[0] if explain else ABSTAIN_WORD):
             pieces.append(piece)
             timings.setdefault("first_token", _ms(began))
             yield piece
@@ -317,7 +317,7 @@ class Pipeline:
                 bm25 = self.retriever.bm25
                 self._reader = Reader(lambda t: _idf(bm25, t), _idf_of_df(bm25.n, 0),
                                       load_calibration(self.tier), self.settings.support_threshold,
-                                      self.settings.min_coverage)
+                                      self.settings.min_coverage, self.settings.measure_all_signals)
             return self._reader
 
     @property

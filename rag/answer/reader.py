@@ -98,8 +98,9 @@ class Reader:
     """Grounds replies in the passages and scores them. `idf(term)` comes from the lexical index."""
 
     def __init__(self, idf: Callable[[str], float], max_idf: float, weights: dict | None = None,
-                 support_threshold: float = 0.55, min_coverage: float = 0.05):
+                 support_threshold: float = 0.55, min_coverage: float = 0.05, measure_all: bool = False):
         self.idf = idf
+        self.measure_all = measure_all
         self.max_idf = max(max_idf, 1e-6)
         self.weights = weights
         self.support_threshold = support_threshold
@@ -121,7 +122,8 @@ class Reader:
         sentences, evidence, snapped = grounded
         statement = statement_of(question, sentences)
         backer = next(p for p in passages if p.id == sentences[0].citations[0])
-        p_support = check(statement, backer) if check else None
+        # The check costs a forward pass over its own turn: skipped when the calibration does not use it.
+        p_support = check(statement, backer) if check and self.uses("p_support") else None
         signals = self.signals(question, sentences, evidence, passages, retrieval, scores, p_support, snapped)
         confidence = self.confidence(signals)
         shown = confidence >= self.threshold()
@@ -250,6 +252,10 @@ class Reader:
             if value is not None:
                 z += coef * (value - w["mean"][k]) / w["scale"][k]
         return 1 / (1 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def uses(self, signal: str) -> bool:
+        """Whether a signal must be read: the calibration weighs it, none was fitted, or all are measured."""
+        return self.measure_all or not self.weights or signal in self.weights["coef"]
 
     def threshold(self) -> float:
         return self.weights["threshold"] if self.weights else 0.5

@@ -433,7 +433,8 @@ def run_eval(pipeline, args) -> int:
             items = items[: args.limit]
         # Each set is measured over its own corpus alone, in an index of its own (FAISS files beside the
         # report): the user's index, in files or in PostgreSQL, may hold other documents and is left alone.
-        pipeline.settings = base.replace(index_dir=out / f"index-{name}", vector_store="faiss")
+        pipeline.settings = base.replace(index_dir=out / f"index-{name}", vector_store="faiss",
+                                         measure_all_signals=True)
         pipeline.index([corpus], progress=sys.stderr.isatty())
 
         rows += evaluate(pipeline, items, corpus, name, progress=_progress)

@@ -166,3 +166,20 @@ def test_rag_calibrate_fits_several_reports_saves_the_tier_and_rescores_the_repo
     assert len(report["rows"]) == len(rows) and set(report["leave_one_out"]) == {"a", "b", "c"}
     assert report["metrics"]["confidence_auroc"]["value"] > 0.8
     assert "fitted on" in capsys.readouterr().out
+
+
+def test_the_support_check_runs_only_when_the_calibration_weighs_it_or_every_signal_is_measured():
+    weights = {"bias": 0.0, "coef": {"coverage": 1.0}, "mean": {"coverage": 0.5}, "scale": {"coverage": 0.2},
+               "threshold": 0.0}
+    calls = []
+
+    def check(statement, backer):
+        calls.append(statement)
+        return 0.9
+
+    for measure_all, expected in ((False, None), (True, 0.9)):
+        reader = Reader(lambda t: 1.0, 1.0, weights, measure_all=measure_all)
+        reading = reader.read("Who runs the museum?", "Ana Ruiz", [passage()], 0.5, {"p_abstain": 0.01}, check)
+        assert reading.answer and reading.signals["p_support"] == expected
+    assert len(calls) == 1
+    assert Reader(lambda t: 1.0, 1.0, None).uses("p_support")
