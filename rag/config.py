@@ -27,6 +27,9 @@ class Settings:
     """Every knob of the pipeline. Empty model names mean the bundled models."""
 
     index_dir: Path = Path("index")
+    # A named collection: its own index under index_dir/collections/NAME. Empty means the default
+    # collection, which is index_dir itself (today's layout).
+    collection: str = ""
     embed_model: str = ""
     model: str = ""
     models: tuple[str, ...] = ()
