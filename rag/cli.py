@@ -220,7 +220,7 @@ def erase_lines(text: str) -> str:
 
 
 def cmd_chat(args) -> int:
-    from .history import History, collection_label, model_label
+    from .history import History, collection_label, model_label, turns_count
 
     pipeline = _pipeline(args)
     settings = pipeline.settings
@@ -237,7 +237,7 @@ def cmd_chat(args) -> int:
                                               {"role": "assistant", "content": t.answer.text})]
     print("Ask about your documents. An empty line or Ctrl-D quits; /clear forgets the history.")
     if latest:
-        print(f"resuming: {latest.title} ({len(turns)} turns)")
+        print(f"resuming: {latest.title} ({turns_count(len(turns))})")
     while True:
         try:
             question = input("> ").strip()
@@ -266,7 +266,7 @@ def cmd_chat(args) -> int:
 
 def cmd_history(args) -> int:
     from .config import Settings
-    from .history import History, when
+    from .history import History, turns_count, when
 
     saved = History.for_settings(Settings.load(args.config, index_dir=args.index_dir))
     if args.action == "export":
@@ -284,7 +284,7 @@ def cmd_history(args) -> int:
     if not conversations:
         print(f"No saved conversations in {saved.path}.")
     for c in conversations:
-        print(f"{c.id:>4}  {when(c.updated)}  {c.turns:>2} turns  {c.collection}  {c.title}")
+        print(f"{c.id:>4}  {when(c.updated)}  {turns_count(c.turns):>8}  {c.collection}  {c.title}")
     return 0
 
 

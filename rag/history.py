@@ -298,6 +298,11 @@ def markdown_text(text: str, markers: bool = False) -> str:
     return _ESCAPED_MARKER.sub(r"[\1]", text) if markers else text
 
 
+def turns_count(n: int) -> str:
+    """The count in words: "1 turn", "2 turns"."""
+    return f"{n} turn" if n == 1 else f"{n} turns"
+
+
 def when(stamp: str) -> str:
     """A saved time as "2026-11-30 23:10 UTC"."""
     return datetime.fromisoformat(stamp).strftime("%Y-%m-%d %H:%M UTC")
@@ -322,7 +327,7 @@ def conversation_markdown(conversation: Conversation, turns: list[Turn]) -> str:
     """A conversation as a Markdown document (see `History.export_markdown`)."""
     lines = [f"# {markdown_text(conversation.title)}", "",
              f"Started {when(conversation.created)}, last answer {when(conversation.updated)} · "
-             f"{len(turns)} turns · model {markdown_text(conversation.model)} · "
+             f"{turns_count(len(turns))} · model {markdown_text(conversation.model)} · "
              f"collection {markdown_text(conversation.collection)}", ""]
     for n, turn in enumerate(turns, 1):
         a = turn.answer

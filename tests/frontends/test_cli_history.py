@@ -84,7 +84,7 @@ def test_rag_history_lists_the_newest_first_and_exports_one_as_markdown(fake_cli
 
     assert cli.main(["history", *index]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and lines[0].endswith(f"1 turns  default  {BLETCHLEY}")
+    assert len(lines) == 2 and lines[0].endswith(f" 1 turn  default  {BLETCHLEY}")
     assert lines[1].endswith("An older question?")
     newest = int(lines[0].split()[0])
 
