@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = actions.add_parser("export", help="print a saved conversation as Markdown, with its sources")
     a.add_argument("id", type=int, help="the conversation's number, as `rag history` lists it")
     a.add_argument("-o", "--out", type=Path, help="write to this file instead of stdout")
+    a.add_argument("--index-dir", default=argparse.SUPPRESS, help="index directory (default: index/)")
 
     p = common(sub.add_parser("eval", help="run the eval suite and write reports"), model=True)
     p.add_argument("--set", action="append", help="an eval set to run: news, pydocs (default: both)")

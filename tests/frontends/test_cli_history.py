@@ -93,7 +93,7 @@ def test_rag_history_lists_the_newest_first_and_exports_one_as_markdown(fake_cli
     assert text.startswith(f"# {BLETCHLEY}\n") and "**Answer:** " in text and "- [1] " in text
 
     out = tmp_path / "chat.md"
-    assert cli.main(["history", *index, "export", str(newest), "-o", str(out)]) == 0
+    assert cli.main(["history", "export", str(newest), "-o", str(out), *index]) == 0
     assert out.read_text(encoding="utf-8") == text
 
 
