@@ -301,6 +301,21 @@ def discard_upload(path: Path) -> None:
 
 # --- saved conversations (rag/history.py) ---------------------------------------------------------
 LIST_TITLE_CHARS = 60
+# The export is made into a file by the browser, from the text: it is never written to the server's disk
+# (Gradio's file cache is readable by every local user).
+SAVE_AS_FILE_JS = """
+(text, name) => {
+  if (!text) return;
+  const url = URL.createObjectURL(new Blob([text], {type: "text/markdown;charset=utf-8"}));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+"""
 
 
 class SavedConversations:
@@ -370,19 +385,14 @@ class SavedConversations:
             raise error_toast(exc) from None
         return [], [], NO_SOURCES, None, self.listing(), ""
 
-    def export(self, conversation: int | None) -> str:
-        """The open conversation as a Markdown file to download."""
-        import tempfile
-
+    def export(self, conversation: int | None) -> tuple[str, str]:
+        """The open conversation as Markdown, and the name of the file the browser saves it as."""
         if conversation is None:
             raise error_toast("Open a saved conversation to export it.")
         try:
-            text = self.store.export_markdown(conversation)
+            return self.store.export_markdown(conversation), f"conversation-{conversation}.md"
         except RagError as exc:
             raise error_toast(exc) from None
-        path = Path(tempfile.mkdtemp(prefix="rag-export-")) / f"conversation-{conversation}.md"
-        path.write_text(text, encoding="utf-8")
-        return str(path)
 
     def start_new(self) -> tuple:
         """An empty chat; the next answer starts a new saved conversation."""
@@ -410,7 +420,8 @@ def conversations_sidebar(app: gr.Blocks, saved: SavedConversations, chat: tuple
             rename_button = gr.Button("Rename", elem_id="history-rename", size="sm")
             delete_button = gr.Button("Delete", elem_id="history-delete", variant="stop", size="sm")
         export_button = gr.Button("Export as Markdown", elem_id="history-export", size="sm")
-        export_file = gr.File(label="Markdown", elem_id="history-file", interactive=False)
+        export_text = gr.Textbox(visible=False, elem_id="history-export-text")
+        export_name = gr.Textbox(visible=False, elem_id="history-export-name")
     private = {"api_visibility": "private"}
     gr.on(ask_events, saved.respond, [conversation, save, question, turns, *ask_inputs],
           [chatbot, turns, sources, question, conversation, listing], **private, **answering)
@@ -422,7 +433,8 @@ def conversations_sidebar(app: gr.Blocks, saved: SavedConversations, chat: tuple
     rename_button.click(saved.rename, [conversation, title], [listing, title], **private, queue=False)
     delete_button.click(saved.delete, conversation, [chatbot, turns, sources, conversation, listing, title],
                         **private, queue=False)
-    export_button.click(saved.export, conversation, export_file, **private, queue=False)
+    export_button.click(saved.export, conversation, [export_text, export_name], **private, queue=False).success(
+        None, [export_text, export_name], None, js=SAVE_AS_FILE_JS, **private, queue=False)
     app.load(saved.listing, None, listing, **private)
 
 

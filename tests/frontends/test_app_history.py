@@ -76,9 +76,8 @@ def test_rename_delete_and_export_act_on_the_open_conversation(saved):
     listing, title = saved.rename(second, "  Bletchley count ")
     assert title == "Bletchley count" and listing.choices[0][0].startswith("Bletchley count · ")
 
-    path = Path(saved.export(second))
-    text = path.read_text(encoding="utf-8")
-    assert path.name == f"conversation-{second}.md" and text.startswith("# Bletchley count\n")
+    text, name = saved.export(second)
+    assert name == f"conversation-{second}.md" and text.startswith("# Bletchley count\n")
     assert f"## 1. {BLETCHLEY}" in text and "- [1] xi-global-ai-collaboration.txt" in text
 
     chat, turns, sources, conversation, listing, title = saved.delete(second)
