@@ -328,10 +328,11 @@ class SavedConversations:
 
     def respond(self, conversation: int | None, save: bool, question: str, turns: list[dict],
                 *choices) -> Iterator[tuple]:
-        """`Backend.respond`, then the answered turn saved in one transaction when `save` is on."""
+        """`Backend.respond`, then the answered turn saved in one transaction when `save` is on; yields the
+        chat, turns, sources, question box, open conversation, sidebar list and title."""
         answered = None
         for chat, answered, sources, box in self.backend.respond(question, turns, *choices):
-            yield chat, answered, sources, box, gr.skip(), gr.skip()
+            yield chat, answered, sources, box, gr.skip(), gr.skip(), gr.skip()
         record = answered[-1].get("record") if answered else None
         if not save or record is None:
             return
@@ -341,7 +342,8 @@ class SavedConversations:
                                                 collection_label(settings))
         except RagError as exc:
             raise error_toast(f"The answer was not saved: {exc}") from None
-        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), conversation, self.listing(conversation)
+        title = self.store.conversation(conversation).title
+        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), conversation, self.listing(conversation), title
 
     def listing(self, selected: int | None = None) -> gr.Radio:
         """The saved conversations, the most recently continued first: first question (or title) and date."""
@@ -424,7 +426,7 @@ def conversations_sidebar(app: gr.Blocks, saved: SavedConversations, chat: tuple
         export_name = gr.Textbox(visible=False, elem_id="history-export-name")
     private = {"api_visibility": "private"}
     gr.on(ask_events, saved.respond, [conversation, save, question, turns, *ask_inputs],
-          [chatbot, turns, sources, question, conversation, listing], **private, **answering)
+          [chatbot, turns, sources, question, conversation, listing, title], **private, **answering)
     listing.input(saved.reopen, listing, [chatbot, turns, sources, conversation, title], **private, queue=False)
     new_button.click(saved.start_new, None, [chatbot, turns, sources, question, conversation, listing, title],
                      **private, queue=False)

@@ -17,11 +17,11 @@ GROUNDED = "The Bletchley Declaration was signed by 28 nations [1]."
 
 
 def ask(saved: app.SavedConversations, question: str, conversation=None, turns=(), save=True) -> tuple:
-    """Ask through the sidebar's ask event; the last (chat, turns, sources, box, conversation, listing)."""
+    """Ask through the sidebar's ask event; the last (chat, turns, sources, box, conversation, listing, title)."""
     final = {}
     for step in saved.respond(conversation, save, question, list(turns), 4, app.DEFAULT_MODEL, 0.0):
         final.update({i: v for i, v in enumerate(step) if not isinstance(v, type(gr.skip()))})
-    return tuple(final.get(i) for i in range(6))
+    return tuple(final.get(i) for i in range(7))
 
 
 @pytest.fixture
@@ -31,8 +31,8 @@ def saved(fake_pipeline) -> app.SavedConversations:
 
 
 def test_an_answer_is_saved_and_listed_by_its_first_question_and_date(saved, fake_pipeline):
-    chat, turns, sources, box, conversation, listing = ask(saved, BLETCHLEY)
-    assert "28 nations" in sources and isinstance(conversation, int)
+    chat, turns, sources, box, conversation, listing, title = ask(saved, BLETCHLEY)
+    assert "28 nations" in sources and isinstance(conversation, int) and title == BLETCHLEY
     [(label, value)] = listing.choices
     assert value == conversation and label.startswith(f"{BLETCHLEY} · 20") and label.endswith(" UTC")
     assert listing.value == conversation
@@ -43,15 +43,15 @@ def test_an_answer_is_saved_and_listed_by_its_first_question_and_date(saved, fak
 
 
 def test_with_save_conversations_off_nothing_is_stored(saved, fake_pipeline):
-    chat, turns, sources, box, conversation, listing = ask(saved, BLETCHLEY, save=False)
-    assert "28 nations" in sources and conversation is None and listing is None
+    chat, turns, sources, box, conversation, listing, title = ask(saved, BLETCHLEY, save=False)
+    assert "28 nations" in sources and conversation is None and listing is None and title is None
     assert not (Path(fake_pipeline.settings.index_dir) / FILE_NAME).exists()
     assert saved.listing().choices == []
 
 
 def test_a_conversation_reopened_after_a_restart_shows_its_citations_and_goes_on_with_its_history(
         saved, fake_pipeline):
-    _, _, _, _, conversation, _ = ask(saved, BLETCHLEY)
+    conversation = ask(saved, BLETCHLEY)[4]
     # A new app over the same index folder: new pipeline, backend and sidebar.
     generator = FakeGenerator("It was signed in November 2023 [1].")
     restarted = app.SavedConversations(app.Backend(Pipeline(fake_pipeline.settings, FakeEmbedder(), generator)))
@@ -63,7 +63,7 @@ def test_a_conversation_reopened_after_a_restart_shows_its_citations_and_goes_on
     assert '<a class="cite" href="#src-1">[1]</a>' in chat[1]["content"] and "rag-badge" in chat[1]["content"]
     assert 'id="src-1"' in sources and "28 nations" in sources
 
-    _, after, _, _, same, _ = ask(restarted, "When was it signed?", conversation, turns)
+    _, after, _, _, same, _, _ = ask(restarted, "When was it signed?", conversation, turns)
     assert same == conversation and len(after) == 2
     # The reopened turns went to the model as the history of the follow-up.
     assert any(BLETCHLEY in m["content"] for m in generator.prompts[-1])
@@ -71,8 +71,8 @@ def test_a_conversation_reopened_after_a_restart_shows_its_citations_and_goes_on
 
 
 def test_rename_delete_and_export_act_on_the_open_conversation(saved):
-    _, _, _, _, first, _ = ask(saved, "Which nations signed the declaration?")
-    _, _, _, _, second, _ = ask(saved, BLETCHLEY)
+    first = ask(saved, "Which nations signed the declaration?")[4]
+    second = ask(saved, BLETCHLEY)[4]
     listing, title = saved.rename(second, "  Bletchley count ")
     assert title == "Bletchley count" and listing.choices[0][0].startswith("Bletchley count · ")
 

@@ -56,6 +56,7 @@ def test_a_conversation_is_listed_survives_a_restart_reopens_with_its_citations_
         expect(entry).to_have_count(1)
         expect(entry).to_contain_text(" UTC")
         expect(entry.locator("input")).to_be_checked()
+        expect(page.locator("#history-title textarea, #history-title input")).to_have_value(BLETCHLEY)
         page.reload()
         expect(page.locator("#history-list label", has_text=BLETCHLEY)).to_have_count(1)
         page.context.close()
