@@ -111,3 +111,13 @@ def test_rag_history_export_of_a_bad_number_is_a_one_line_error_with_exit_2(args
 def test_rag_history_with_nothing_saved_says_so(capsys):
     assert cli.main(["history"]) == 0
     assert capsys.readouterr().out.startswith("No saved conversations in ")
+
+
+def test_rag_chat_goes_on_answering_when_the_history_cannot_be_saved(fake_cli, monkeypatch, capsys):
+    path = History.for_settings(fake_cli.settings).path
+    path.write_bytes(b"not a database" * 200)
+    fake_cli.generator.replies += [GROUNDED, GROUNDED]
+    status, out, err = chat(monkeypatch, capsys, BLETCHLEY, "Which nations signed?")
+    assert status == 0 and out.count("28 nations [1]") == 2
+    assert err.count("not a readable conversation store") == 2 and err.count("\n") == 2
+    assert path.read_bytes() == b"not a database" * 200
