@@ -144,6 +144,8 @@ class History:
                         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             # A file created but never written (a crash before the first turn) holds nothing yet.
             yield db if write or version else None
+        except sqlite3.OperationalError as exc:  # locked past the timeout, a full disk, a read-only folder
+            raise HistoryUnavailable(f"cannot use {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise HistoryUnavailable(f"{self.path} is not a readable conversation store ({exc}); "
                                      "move it away to start a new one") from None

@@ -235,3 +235,16 @@ def test_make_clean_index_keeps_the_saved_conversations(tmp_path):
     assert run.returncode == 0, run.stderr
     assert not (index / "gen-000001").exists() and not (index / "CURRENT").exists()
     assert saved.latest().turns == 1
+
+
+def test_a_writer_that_waits_too_long_for_the_lock_gets_a_one_line_error_and_the_store_is_unchanged(store):
+    store.save_turn(None, answer(), "m", "default")
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(HistoryUnavailable, match="cannot use .*database is locked"):
+            History(store.path, timeout=0.2).save_turn(None, answer("Blocked?"), "m", "default")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert [c.title for c in store.conversations()] == ["How many nations signed the Bletchley Declaration?"]
