@@ -369,6 +369,7 @@ class SavedConversations:
         return chat_messages(turns), turns, sources, conversation, title
 
     def rename(self, conversation: int | None, title: str) -> tuple:
+        """Give the open conversation the title in the box."""
         if conversation is None:
             raise error_toast("Open a saved conversation to rename it.")
         try:
@@ -402,6 +403,7 @@ class SavedConversations:
 
 
 def shorten(title: str) -> str:
+    """A title cut to fit the sidebar."""
     return title if len(title) <= LIST_TITLE_CHARS else title[:LIST_TITLE_CHARS - 1] + "…"
 
 
