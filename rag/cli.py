@@ -45,7 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--json", action="store_true")
 
-    common(sub.add_parser("chat", help="an interactive chat that keeps history"), model=True)
+    p = common(sub.add_parser("chat", help="an interactive chat that keeps history"), model=True)
+    p.add_argument("--resume", action="store_true", help="continue the last saved conversation")
+
+    p = common(sub.add_parser("history", help="list the saved conversations; export one as Markdown"))
+    actions = p.add_subparsers(dest="action", parser_class=_Parser)
+    a = actions.add_parser("export", help="print a saved conversation as Markdown, with its sources")
+    a.add_argument("id", type=int, help="the conversation's number, as `rag history` lists it")
+    a.add_argument("-o", "--out", type=Path, help="write to this file instead of stdout")
+    a.add_argument("--index-dir", default=argparse.SUPPRESS, help="index directory (default: index/)")
 
     p = common(sub.add_parser("eval", help="run the eval suite and write reports"), model=True)
     p.add_argument("--set", action="append", help="an eval set to run: news, pydocs (default: both)")
@@ -213,9 +221,24 @@ def erase_lines(text: str) -> str:
 
 
 def cmd_chat(args) -> int:
+    from .history import History, collection_label, model_label, turns_count
+
     pipeline = _pipeline(args)
+    settings = pipeline.settings
+    saved = History.for_settings(settings)
     history: list[dict] = []
+    conversation = latest = None
+    if args.resume:
+        latest = saved.latest()
+        if latest is None:
+            raise RagError(f"no saved conversation to resume in {saved.path}")
+        turns = saved.turns(latest.id)
+        conversation = latest.id
+        history = [m for t in turns for m in ({"role": "user", "content": t.question},
+                                              {"role": "assistant", "content": t.answer.text})]
     print("Ask about your documents. An empty line or Ctrl-D quits; /clear forgets the history.")
+    if latest:
+        print(f"resuming: {latest.title} ({turns_count(len(turns))})")
     while True:
         try:
             question = input("> ").strip()
@@ -226,6 +249,7 @@ def cmd_chat(args) -> int:
             return 0
         if question == "/clear":
             history.clear()
+            conversation = None
             continue
         try:
             answer = print_streamed(pipeline, question, history)
@@ -233,6 +257,36 @@ def cmd_chat(args) -> int:
             print(f"rag: error: {exc}", file=sys.stderr)
             continue
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+        if settings.save_history:
+            try:
+                conversation = saved.save_turn(conversation, answer, model_label(settings),
+                                               collection_label(settings))
+            except RagError as exc:
+                print(f"rag: error: {exc}", file=sys.stderr)
+
+
+def cmd_history(args) -> int:
+    from .config import Settings
+    from .history import History, turns_count, when
+
+    saved = History.for_settings(Settings.load(args.config, index_dir=args.index_dir))
+    if args.action == "export":
+        text = saved.export_markdown(args.id)
+        if args.out:
+            try:
+                args.out.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise RagError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+            print(f"wrote {args.out}")
+        else:
+            print(text, end="")
+        return 0
+    conversations = saved.conversations()
+    if not conversations:
+        print(f"No saved conversations in {saved.path}.")
+    for c in conversations:
+        print(f"{c.id:>4}  {when(c.updated)}  {turns_count(c.turns):>8}  {c.collection}  {c.title}")
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -291,7 +345,7 @@ def _speed(figures: dict | None) -> str:
             f"({figures['measured']})")
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat,
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat, "history": cmd_history,
             "eval": cmd_eval, "calibrate": cmd_calibrate, "bench": cmd_bench, "models": cmd_models}
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ class Settings:
     # A named collection: its own index under index_dir/collections/NAME. Empty means the default
     # collection, which is index_dir itself (today's layout).
     collection: str = ""
+    # Keep every answered question in index_dir/history.sqlite3 (rag/history.py); off stores nothing.
+    save_history: bool = True
     embed_model: str = ""
     model: str = ""
     models: tuple[str, ...] = ()
