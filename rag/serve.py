@@ -200,6 +200,8 @@ class Collections:
         name = model[len(MODEL_PREFIX):] if model.startswith(MODEL_PREFIX) else model
         unknown = ApiError(404, f"The model `{model}` does not exist; GET /v1/models lists them", param="model",
                            code="model_not_found")
+        if not name:
+            raise unknown  # naming no model is not naming the default collection
         try:
             name = check_name(name)
         except BadInput:
