@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = p.add_subparsers(dest="action", parser_class=_Parser)
     a = actions.add_parser("remove", help="delete a named collection's index (the others are untouched)")
     a.add_argument("name")
+    a.add_argument("--index-dir", default=argparse.SUPPRESS, help="index directory (as before `remove`)")
 
     p = sub.add_parser("serve", help="an OpenAI-compatible API over the collections (/v1/chat/completions)")
     p.add_argument("--index-dir", help="index directory (default: index/, or $RAG_INDEX_DIR)")

@@ -159,6 +159,8 @@ def test_rag_collections_remove_refuses_an_unknown_name_with_exit_2_and_removes_
     assert cli.main(["collections", "--index-dir", str(two_collections), "remove", "beta"]) == 0
     assert capsys.readouterr().out == "removed collection 'beta'\n"
     assert not (two_collections / "collections" / "beta").exists()
+    assert cli.main(["collections", "remove", "beta", "--index-dir", str(two_collections)]) == 2
+    assert "no collection named 'beta'" in capsys.readouterr().err
     assert (two_collections / "collections" / "alpha" / "CURRENT").is_file()
 
 
