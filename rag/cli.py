@@ -22,9 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="a TOML settings file (default: $RAG_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def common(p, index=True, model=False):
+    def common(p, index=True, model=False, collection=True):
         if index:
             p.add_argument("--index-dir", help="index directory (default: index/, or $RAG_INDEX_DIR)")
+        if index and collection:
             p.add_argument("--collection", help="a named collection, its own index (default: the default "
                            "collection, or $RAG_COLLECTION; `rag collections` lists them)")
         if model:
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     common(sub.add_parser("chat", help="an interactive chat that keeps history"), model=True)
 
-    p = common(sub.add_parser("eval", help="run the eval suite and write reports"), model=True)
+    p = common(sub.add_parser("eval", help="run the eval suite and write reports"), model=True, collection=False)
     p.add_argument("--set", action="append", help="an eval set to run: news, pydocs (default: both)")
     p.add_argument("--split", choices=["report", "tune", "all"], default="all",
                    help="which half of each set to run (metrics are shown for the report half)")

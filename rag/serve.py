@@ -399,6 +399,7 @@ def run_server(pipeline: Pipeline, host: str = "127.0.0.1", port: int = 8000) ->
     if not key and not is_loopback(host):
         raise BadInput(f"--host {host} can be reached from other machines; set {API_KEY_ENV} to the key "
                        "clients must send as `Authorization: Bearer <key>`")
+    _check_port_free(host, port)
     app = create_app(pipeline, key, host)
     names = [m["id"] for m in Collections(pipeline).models()]
     pipeline.embedder, pipeline.generator  # noqa: B018 (loaded before the first request, not during it)
@@ -406,3 +407,16 @@ def run_server(pipeline: Pipeline, host: str = "127.0.0.1", port: int = 8000) ->
           + (" (API key required)" if key else ""), flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """BadInput now, before the models load, when the address can't be listened on (in use, not ours)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        raise BadInput(f"cannot listen on {bracketed(host)}:{port}: {exc.strerror or exc}") from None

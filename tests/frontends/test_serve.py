@@ -331,6 +331,18 @@ def test_off_loopback_without_a_key_it_refuses_to_start_in_one_line(tmp_path):
         assert done.stderr.count("\n") == 1 and "RAG_API_KEY" in done.stderr, done.stderr
 
 
+def test_a_port_in_use_is_a_one_line_error_before_any_model_loads(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ["PYTHONPATH"]])}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        done = subprocess.run([sys.executable, "-m", "rag.cli", "serve", "--index-dir", str(tmp_path),
+                               "--port", str(busy.getsockname()[1])], capture_output=True, text=True, env=env,
+                              timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "cannot listen on 127.0.0.1:" in done.stderr, done.stderr
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_twenty_clients_at_once_all_get_complete_answers(served_index):
