@@ -206,9 +206,10 @@ class Backend:
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.collections: dict[str, Pipeline] = {}
 
-    def pipeline_for(self, model: str, temperature: float) -> Pipeline:
+    def pipeline_for(self, model: str, temperature: float, collection: str | None = None) -> Pipeline:
         """The pipeline for these generation settings, rebuilt (keeping the embedder) if they changed."""
         model = "" if model == DEFAULT_MODEL else model
         with self.lock:
@@ -216,14 +217,37 @@ class Backend:
             if (s.model, s.temperature) != (model, float(temperature)):
                 settings = s.replace(model=model, temperature=temperature)
                 self.pipeline = Pipeline(settings, embedder=self.pipeline.embedder)
-            return self.pipeline
+            return self.pipeline if collection is None else self.in_collection(self.pipeline, collection)
+
+    def in_collection(self, pipeline: Pipeline, collection: str | None) -> Pipeline:
+        """`pipeline` for the named collection (the same models; its own index), made once per collection."""
+        from rag.index.collections import check_name
+
+        name = check_name(collection or "")
+        if name == pipeline.settings.collection:
+            return pipeline
+        with self.lock:
+            cached = self.collections.get(name)
+            if cached is None or cached.settings.replace(collection="") != pipeline.settings.replace(collection=""):
+                cached = Pipeline(pipeline.settings.replace(collection=name), embedder=pipeline.embedder,
+                                  generator=pipeline.generator)
+                self.collections[name] = cached
+            return cached
+
+    def collections_view(self, chosen: str | None = None) -> gr.Dropdown:
+        """The collection picker with every collection there is now."""
+        from rag.index.collections import collection_names, display_name
+
+        names = collection_names(self.pipeline.settings)
+        value = display_name(chosen) if chosen else display_name(self.pipeline.settings.collection)
+        return gr.Dropdown(choices=list(dict.fromkeys([*names, value])), value=value)
 
     def respond(self, question: str, turns: list[dict], top_k: int, model: str,
-                temperature: float) -> Iterator[tuple]:
+                temperature: float, collection: str | None = None) -> Iterator[tuple]:
         """Stream an answer into the chat: the model's draft first, then the verified answer and sources."""
         try:
             question = clean_question(question)
-            pipeline = self.pipeline_for(model, temperature)
+            pipeline = self.pipeline_for(model, temperature, collection)
             history = [m for t in turns if "answer" in t for m in (
                 {"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"]})]
             turns = [*turns, {"question": question}]
@@ -246,20 +270,27 @@ class Backend:
         except RagError as exc:
             raise error_toast(exc) from None
 
-    def documents_view(self) -> tuple:
+    def documents_view(self, collection: str | None = None) -> tuple:
         """The documents table and the remove dropdown, as they are now."""
-        docs = self.pipeline.documents()
+        try:
+            docs = self.in_collection(self.pipeline, collection).documents()
+        except RagError as exc:
+            raise error_toast(exc) from None
         return documents_html(docs), gr.Dropdown(choices=[d["id"] for d in docs], value=None)
 
-    def add_files(self, paths: list[str] | None, progress=gr.Progress()) -> tuple:
+    def add_files(self, paths: list[str] | None, collection: str | None = None, progress=gr.Progress()) -> tuple:
         """Index uploaded files one by one; report what was added and what was skipped, and why."""
         lines, problems = [], []
         paths = paths or []
+        try:
+            pipeline = self.in_collection(self.pipeline, collection)
+        except RagError as exc:
+            raise error_toast(exc) from None
         for i, path in enumerate(paths):
             name = upload_name(Path(path).name)
             progress((i, len(paths)), desc=f"Indexing {name}")
             try:
-                report = self.pipeline.add_documents([(name, Path(path).read_bytes())])
+                report = pipeline.add_documents([(name, Path(path).read_bytes())])
             except RagError as exc:
                 problems.append(str(exc))
                 continue
@@ -276,17 +307,17 @@ class Backend:
             raise error_toast("Nothing was added. " + "; ".join(problems))
         status = [f"✓ {html.escape(line)}" for line in lines] + [f"✗ skipped {html.escape(p)}"
                                                                  for p in problems]
-        return ("<br>".join(status), *self.documents_view())
+        return ("<br>".join(status), *self.documents_view(collection))
 
-    def remove(self, doc_id: str | None) -> tuple:
+    def remove(self, doc_id: str | None, collection: str | None = None) -> tuple:
         """Take one document out of the index."""
         if not doc_id:
             raise error_toast("Choose a document to remove.")
         try:
-            self.pipeline.remove_document(doc_id)
+            self.in_collection(self.pipeline, collection).remove_document(doc_id)
         except RagError as exc:
             raise error_toast(exc) from None
-        return (f"Removed {html.escape(doc_id)}.", *self.documents_view())
+        return (f"Removed {html.escape(doc_id)}.", *self.documents_view(collection))
 
 
 def discard_upload(path: Path) -> None:
@@ -337,6 +368,10 @@ class SavedConversations:
         if not save or record is None:
             return
         settings = self.backend.pipeline.settings
+        if len(choices) > 3:  # the collection picked: the turn records the index it was answered from
+            from rag.index.collections import check_name
+
+            settings = settings.replace(collection=check_name(choices[3] or ""))
         try:
             conversation = self.store.save_turn(conversation, record, model_label(settings),
                                                 collection_label(settings))
@@ -461,6 +496,8 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
         gr.Markdown("## Ask your documents\nAnswers come only from the indexed documents; "
                     "click a marker like [1] to see the passage behind it.")
         turns = gr.State([])
+        collection = gr.Dropdown([], label="Collection", elem_id="collection", allow_custom_value=True,
+                                 info="Questions and uploads go to this collection; type a new name to start one.")
         with gr.Tab("Chat"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -496,18 +533,23 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                                     "off, nothing is stored.")
 
         conversations_sidebar(app, SavedConversations(backend), (chatbot, turns, sources, question), save,
-                              [question.submit, ask_button.click], [top_k, model, temperature],
+                              [question.submit, ask_button.click], [top_k, model, temperature, collection],
                               [clear_button.click, chatbot.clear], **answering)
         clear_button.click(lambda: ([], [], NO_SOURCES, ""), None, [chatbot, turns, sources, question],
                            api_visibility="private", queue=False)
         chatbot.clear(lambda: ([], NO_SOURCES), None, [turns, sources], api_visibility="private", queue=False)
-        upload.upload(backend.add_files, upload, [upload_status, documents, to_remove],
+        upload.upload(backend.add_files, [upload, collection], [upload_status, documents, to_remove],
                       api_visibility="private", **serial).success(
             lambda: None, None, upload, api_visibility="private", queue=False)
-        remove_button.click(backend.remove, to_remove, [upload_status, documents, to_remove],
+        remove_button.click(backend.remove, [to_remove, collection], [upload_status, documents, to_remove],
                             api_visibility="private", **serial)
-        app.load(backend.documents_view, None, [documents, to_remove], api_visibility="private",
-                 js=CITATION_CLICKS_JS)
+        app.load(backend.collections_view, None, collection, api_visibility="private", queue=False).then(
+            backend.documents_view, collection, [documents, to_remove], api_visibility="private")
+        app.load(None, None, None, js=CITATION_CLICKS_JS)
+        # Another collection: the chat so far was about other documents, so it starts afresh.
+        collection.change(lambda: ([], [], NO_SOURCES), None, [chatbot, turns, sources], api_visibility="private",
+                          queue=False).then(backend.documents_view, collection, [documents, to_remove],
+                                            api_visibility="private")
         gr.api(backend.ask, api_name="ask", **answering)
     return app
 

@@ -22,9 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="a TOML settings file (default: $RAG_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def common(p, index=True, model=False):
+    def common(p, index=True, model=False, collection=True):
         if index:
             p.add_argument("--index-dir", help="index directory (default: index/, or $RAG_INDEX_DIR)")
+        if index and collection:
+            p.add_argument("--collection", help="a named collection, its own index (default: the default "
+                           "collection, or $RAG_COLLECTION; `rag collections` lists them)")
         if model:
             p.add_argument("--model", help="a model tier (see `rag models`) or a GGUF file "
                            "(default: $RAG_MODEL, else the default tier)")
@@ -55,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--out", type=Path, help="write to this file instead of stdout")
     a.add_argument("--index-dir", default=argparse.SUPPRESS, help="index directory (default: index/)")
 
-    p = common(sub.add_parser("eval", help="run the eval suite and write reports"), model=True)
+    p = common(sub.add_parser("eval", help="run the eval suite and write reports"), model=True, collection=False)
     p.add_argument("--set", action="append", help="an eval set to run: news, pydocs (default: both)")
     p.add_argument("--split", choices=["report", "tune", "all"], default="all",
                    help="which half of each set to run (metrics are shown for the report half)")
@@ -72,6 +75,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("report", nargs="*", default=["eval/reports/eval.json"],
                    help="one or more eval.json files from `rag eval` (e.g. one per set), fitted together")
     p.add_argument("--tier", help="the model tier to save the weights for (default: the report's)")
+
+    p = sub.add_parser("collections", help="list the collections; `remove NAME` deletes one")
+    p.add_argument("--index-dir", help="index directory (default: index/, or $RAG_INDEX_DIR)")
+    p.add_argument("--json", action="store_true")
+    actions = p.add_subparsers(dest="action", parser_class=_Parser)
+    a = actions.add_parser("remove", help="delete a named collection's index (the others are untouched)")
+    a.add_argument("name")
+    a.add_argument("--index-dir", default=argparse.SUPPRESS, help="index directory (as before `remove`)")
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible API over the collections (/v1/chat/completions)")
+    p.add_argument("--index-dir", help="index directory (default: index/, or $RAG_INDEX_DIR)")
+    p.add_argument("--model", help="a model tier (see `rag models`) or a GGUF file")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1); "
+                   "off loopback $RAG_API_KEY must be set")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
 
     p = sub.add_parser("bench", help="measure speed against the raw libraries")
     p.add_argument("--quick", action="store_true")
@@ -109,7 +127,10 @@ def _pipeline(args):
 
     settings = Settings.load(args.config, index_dir=getattr(args, "index_dir", None),
                              model=getattr(args, "model", None), top_k=getattr(args, "top_k", None),
-                             context=getattr(args, "context", None))
+                             context=getattr(args, "context", None), collection=getattr(args, "collection", None))
+    from .index.collections import check_name
+
+    check_name(settings.collection)  # a bad name fails now, before any model loads
     if getattr(args, "model", None):
         from .answer.models import resolve_model
 
@@ -345,8 +366,38 @@ def _speed(figures: dict | None) -> str:
             f"({figures['measured']})")
 
 
+def cmd_collections(args) -> int:
+    from .config import Settings
+    from .index import collections
+
+    settings = Settings.load(args.config, index_dir=args.index_dir)
+    if args.action == "remove":
+        collections.remove_collection(settings, args.name)
+        print(f"removed collection {collections.check_name(args.name)!r}")
+        return 0
+    rows = collections.list_collections(settings)
+    if args.json:
+        print(json.dumps({"collections": [r.to_dict() for r in rows]}))
+        return 0
+    print(f"{'collection':<24}{'documents':>10}{'chunks':>9}{'size':>11}  last indexed")
+    for r in rows:
+        print(f"{r.name:<24}{r.documents:>10}{r.chunks:>9}{_size(r.size_bytes):>11}  {r.last_indexed or '-'}")
+    return 0
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+def cmd_serve(args) -> int:
+    from .serve import run_server
+
+    return run_server(_pipeline(args), args.host, args.port)
+
+
 COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat, "history": cmd_history,
-            "eval": cmd_eval, "calibrate": cmd_calibrate, "bench": cmd_bench, "models": cmd_models}
+            "eval": cmd_eval, "calibrate": cmd_calibrate, "bench": cmd_bench, "models": cmd_models,
+            "collections": cmd_collections, "serve": cmd_serve}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -70,16 +70,10 @@ class Pipeline:
 
     @property
     def store(self):
-        """The index's store: files in `index_dir` (FAISS), or PostgreSQL at `pg_url`."""
-        if self.settings.vector_store == "postgres":
-            from .index.pgstore import PgStore
+        """The collection's store: files in its folder (FAISS), or its schema in PostgreSQL at `pg_url`."""
+        from .index.collections import open_store
 
-            return PgStore(self.settings.pg_url)
-        if self.settings.vector_store != "faiss":
-            raise BadInput(f"vector_store must be \"faiss\" or \"postgres\", not {self.settings.vector_store!r}")
-        from .index.store import Store
-
-        return Store(self.settings.index_dir)
+        return open_store(self.settings)
 
     @property
     def retriever(self):
@@ -125,7 +119,9 @@ class Pipeline:
 
     @property
     def uploads_dir(self) -> Path:
-        return Path(self.settings.index_dir) / "uploads"
+        from .index.collections import collection_dir
+
+        return collection_dir(self.settings) / "uploads"
 
     def indexed_roots(self) -> list[Path]:
         """The folders the index was last built from (the corpus, and uploads when there are any)."""

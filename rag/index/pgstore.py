@@ -109,6 +109,17 @@ def connect(url: str):
                                f"{_first_line(exc)}") from None
 
 
+def list_schemas(url: str, prefix: str) -> list[str]:
+    """The schemas whose names start with `prefix` (the named collections' schemas)."""
+    conn = connect(url)
+    try:
+        with _database_errors(url):
+            return [r[0] for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s) ORDER BY nspname", (prefix,))]
+    finally:
+        conn.close()
+
+
 def where(url: str) -> str:
     """The server and database a URL names, without its password: "postgres@/tmp/pg:5432/rag"."""
     from psycopg.conninfo import conninfo_to_dict
@@ -136,15 +147,60 @@ def _first_line(exc: Exception) -> str:
 
 
 class PgStore:
-    """Reads and transactionally writes the index tables of one PostgreSQL database."""
+    """Reads and transactionally writes the index tables of one PostgreSQL database.
 
-    def __init__(self, url: str):
+    With a `schema` (a named collection), the tables live in that schema and every statement names
+    it first on the search_path; a missing table there is missing, never looked up in another schema.
+    """
+
+    def __init__(self, url: str, schema: str = ""):
         self.url = url
+        self.schema = schema
         self._writer = None  # the connection holding the advisory lock
 
     @property
     def directory(self) -> str:
-        return where(self.url)
+        return where(self.url) + (f" (schema {self.schema})" if self.schema else "")
+
+    @property
+    def lock_key(self) -> int:
+        """The advisory lock of this collection's writer: each schema has its own."""
+        if not self.schema:
+            return LOCK_KEY
+        import zlib
+
+        return LOCK_KEY ^ zlib.crc32(self.schema.encode())
+
+    def _connect(self):
+        conn = connect(self.url)
+        if self.schema:
+            from psycopg import sql
+
+            try:
+                with _database_errors(self.url):
+                    conn.execute(sql.SQL("SET search_path TO {}, public").format(sql.Identifier(self.schema)))
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def size_bytes(self) -> int:
+        """The bytes the index's tables and their indexes take in the database (0 when there are none)."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                               "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+                               "AND n.nspname = %s AND c.relname IN ('rag_chunks', 'rag_postings', 'rag_index')",
+                               (self.schema or "public",)).fetchone()
+            return int(row[0])
+
+    def drop(self) -> None:
+        """Drop a named collection's schema and everything in it, under its writer's lock."""
+        if not self.schema:
+            raise BadInput("the default collection's tables are not dropped here")
+        from psycopg import sql
+
+        with self.lock(), self._connection() as conn, _database_errors(self.url):
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.schema)))
 
     def exists(self) -> bool:
         try:
@@ -156,7 +212,7 @@ class PgStore:
     def read_manifest(self) -> tuple[str, dict]:
         """The database and the committed manifest."""
         with self._connection() as conn:
-            return self.directory, _manifest(conn, self.directory)[0]
+            return self.directory, _manifest(conn, self.directory, self.schema)[0]
 
     def upgrade(self) -> bool:
         """There is no older format in PostgreSQL: nothing to upgrade."""
@@ -165,14 +221,14 @@ class PgStore:
     @contextmanager
     def lock(self, timeout: float = 30.0):
         """The writer's lock (a session advisory lock), freed when the session ends, even by a kill."""
-        conn = connect(self.url)
+        conn = self._connect()
         try:
             with _database_errors(self.url):
                 # The backend then notices within a second that its client was killed, so the transaction
                 # is rolled back and the lock freed even in the middle of a long statement.
                 conn.execute("SET client_connection_check_interval = 1000")
                 deadline = time.monotonic() + timeout
-                while not conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()[0]:
+                while not conn.execute("SELECT pg_try_advisory_lock(%s)", (self.lock_key,)).fetchone()[0]:
                     if time.monotonic() > deadline:
                         raise IndexBusy(f"another process is writing the index in {self.directory}; "
                                         "try again when it finishes")
@@ -191,11 +247,21 @@ class PgStore:
         has its rows deleted. `replace` starts from empty tables. Returns nothing: `load()` reads it.
         """
         with self._connection() as conn, _database_errors(self.url), conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))  # reentrant for the lock's holder
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))  # reentrant for the lock's holder
             dim = int(vectors.shape[1])
-            previous = None if replace else _committed(conn, dim)
+            previous = None if replace else _committed(conn, dim, self.schema)
             if previous is None:
-                conn.execute("DROP TABLE IF EXISTS rag_postings, rag_chunks, rag_index")
+                if self.schema:
+                    from psycopg import sql
+
+                    # The extension stays in public: dropping a collection's schema must not take it along.
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public")
+                    name = sql.Identifier(self.schema)
+                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+                    conn.execute(sql.SQL("DROP TABLE IF EXISTS {0}.rag_postings, {0}.rag_chunks, {0}.rag_index")
+                                 .format(name))
+                else:
+                    conn.execute("DROP TABLE IF EXISTS rag_postings, rag_chunks, rag_index")
                 conn.execute(SCHEMA.format(dim=dim))
                 previous = ({"documents": {}}, 0, 0.0)
             old_docs, count, total_length = previous[0]["documents"], previous[1], previous[2]
@@ -212,7 +278,7 @@ class PgStore:
             if count != expected:
                 raise IndexMismatch(f"the index in {self.directory} would hold {count} chunks, not {expected}; "
                                     f"{REBUILD_HINT}")
-            kind = _set_dense_index(conn, count, hnsw_threshold)
+            kind = _set_dense_index(conn, count, hnsw_threshold, self.schema)
             conn.execute("ANALYZE rag_chunks, rag_postings")  # fresh statistics, or the planner scans everything
             manifest = {**manifest, "format": FORMAT, "count": count, "dim": dim, "index_type": kind,
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -224,10 +290,10 @@ class PgStore:
 
     def load(self) -> PgIndex:
         """The committed index, checked: the manifest's count against the rows."""
-        conn = connect(self.url)
+        conn = self._connect()
         try:
             with _database_errors(self.url):
-                manifest, count, total_length = _manifest(conn, self.directory)
+                manifest, count, total_length = _manifest(conn, self.directory, self.schema)
                 rows = conn.execute("SELECT count(*) FROM rag_chunks").fetchone()[0]
             if not rows == count == manifest.get("count"):
                 raise IndexMismatch(f"the index in {self.directory} has {rows} chunks, not {manifest.get('count')}; "
@@ -242,7 +308,7 @@ class PgStore:
         if self._writer is not None:
             yield self._writer
             return
-        conn = connect(self.url)
+        conn = self._connect()
         try:
             with _database_errors(self.url):
                 yield conn
@@ -250,10 +316,16 @@ class PgStore:
             conn.close()
 
 
-def _manifest(conn, name: str) -> tuple[dict, int, float]:
-    """The manifest row: (manifest, live chunks, their summed lengths); IndexMissing when there is none."""
+def _manifest(conn, name: str, schema: str = "") -> tuple[dict, int, float]:
+    """The manifest row: (manifest, live chunks, their summed lengths); IndexMissing when there is none.
+
+    With a `schema`, only that schema's table counts (the search_path would otherwise find public's).
+    """
     import psycopg
 
+    if schema and conn.execute("SELECT to_regclass(format('%%I.rag_index', %s::text))",
+                               (schema,)).fetchone()[0] is None:
+        raise IndexMissing(f"no index in the database {name}: build one with `rag index [PATH]`")
     try:
         row = conn.execute("SELECT manifest, chunks, total_length FROM rag_index").fetchone()
     except psycopg.errors.UndefinedTable:
@@ -265,11 +337,11 @@ def _manifest(conn, name: str) -> tuple[dict, int, float]:
     return row[0], int(row[1]), float(row[2])
 
 
-def _committed(conn, dim: int) -> tuple[dict, int, float] | None:
+def _committed(conn, dim: int, schema: str = "") -> tuple[dict, int, float] | None:
     """The committed manifest row inside a transaction, or None when there is none or its dimension differs."""
     conn.execute("SAVEPOINT probe")
     try:
-        manifest, count, total_length = _manifest(conn, "")
+        manifest, count, total_length = _manifest(conn, "", schema)
     except (IndexMissing, IndexMismatch):
         conn.execute("ROLLBACK TO SAVEPOINT probe")
         return None
@@ -298,13 +370,18 @@ def _insert(conn, chunks: list[Chunk], vectors: np.ndarray) -> np.ndarray:
     return lengths
 
 
-def _set_dense_index(conn, count: int, threshold: int) -> str:
+def _set_dense_index(conn, count: int, threshold: int, schema: str = "") -> str:
     """Create the HNSW index at `threshold` live chunks, drop it below; returns "hnsw" or "flat"."""
     if count >= threshold:
         conn.execute("CREATE INDEX IF NOT EXISTS rag_chunks_hnsw ON rag_chunks "
                      "USING hnsw (embedding vector_ip_ops) WITH (m = 32, ef_construction = 80)")
         return "hnsw"
-    conn.execute("DROP INDEX IF EXISTS rag_chunks_hnsw")
+    if schema:
+        from psycopg import sql
+
+        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}.rag_chunks_hnsw").format(sql.Identifier(schema)))
+    else:
+        conn.execute("DROP INDEX IF EXISTS rag_chunks_hnsw")
     return "flat"
 
 
