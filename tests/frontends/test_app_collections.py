@@ -71,3 +71,12 @@ def test_the_collection_pipeline_shares_the_models_of_the_default_one(tmp_path):
     alpha = backend.in_collection(base, "alpha")
     assert alpha.embedder is base.embedder and alpha.generator is base.generator
     assert backend.in_collection(base, "alpha") is alpha and backend.in_collection(base, "default") is base
+
+
+def test_a_saved_turn_records_the_collection_it_was_answered_from(backend):
+    backend.pipeline.generator.replies.extend(["Edna Pocklington", "Edna Pocklington"])
+    saved = app.SavedConversations(backend)
+    steps = list(saved.respond(None, True, ASK_ZORBLAX, [], 4, app.DEFAULT_MODEL, 0.0, "alpha"))
+    conversation = [s[4] for s in steps if isinstance(s[4], int)][-1]
+    assert saved.store.conversation(conversation).collection == "alpha"
+    assert "zorblax.txt" in saved.store.turns(conversation)[0].answer.citations[0].doc
