@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = common(sub.add_parser("index", help="index files and folders (default: corpus/)"))
     p.add_argument("paths", nargs="*", type=Path)
     p.add_argument("--rebuild", action="store_true", help="re-embed everything")
+    p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None,
+                   help="skip the pages of scanned PDFs instead of reading them with OCR")
     p.add_argument("--json", action="store_true")
 
     p = common(sub.add_parser("search", help="show the passages retrieved for a query"))
@@ -101,7 +103,7 @@ def _pipeline(args):
 
     settings = Settings.load(args.config, index_dir=getattr(args, "index_dir", None),
                              model=getattr(args, "model", None), top_k=getattr(args, "top_k", None),
-                             context=getattr(args, "context", None))
+                             context=getattr(args, "context", None), ocr=getattr(args, "ocr", None))
     if getattr(args, "model", None):
         from .answer.models import resolve_model
 
