@@ -18,7 +18,7 @@ FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf")
 A4_MM = (210, 297)
 
 
-def render_page(text: str, dpi: int = 200, rotate: float = 0.6, blur: float = 0.6, noise: int = 12,
+def render_page(text: str, dpi: int = 200, rotate: float = 0.6, blur: float = 0.6, noise: int = 3,
                 seed: int = 0, font_pt: float = 11.0):
     """An A4 page image (greyscale PIL image) of `text`, wrapped at 75 columns, roughened like a scan."""
     from PIL import Image, ImageDraw, ImageFilter, ImageFont
