@@ -55,10 +55,11 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
     Unchanged files (same size and modification time, else same sha256) keep their chunks and
     vectors, and are not read; a file that was indexed before but cannot be read now keeps its
     old chunks, so a bad copy loses nothing. Excluded document ids are remembered in the
-    manifest until a rebuild. PDF and HTML are parsed in a child process within `limits`.
+    manifest until a rebuild. PDF and HTML are parsed in a child process within `limits`, and
+    new or changed files are read before the lock is taken (`read_before_lock`).
     """
     began = time.perf_counter()
-    early = read_before_lock(store, roots, exclude, rebuild, limits, progress)
+    early = read_before_lock(store, roots, exclude, rebuild, limits, progress, (embedder.name, chunker))
     with store.lock(lock_timeout):
         if not rebuild:
             store.upgrade()
@@ -121,7 +122,7 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
 
 
 def read_before_lock(store: Store, roots: list[Path], exclude: set[str], rebuild: bool, limits: ReadLimits,
-                     progress: bool) -> dict[str, tuple]:
+                     progress: bool, built_with: tuple[str, dict]) -> dict[str, tuple]:
     """Read the new and changed files before the index lock is taken: {doc_id: (stat, sha256, result)}.
 
     Parsing, and OCR of a scanned PDF above all, can take minutes, and another writer (an upload in
@@ -132,6 +133,8 @@ def read_before_lock(store: Store, roots: list[Path], exclude: set[str], rebuild
         manifest = {} if rebuild else store.read_manifest()[1]
     except RagError:  # no index yet, or one the locked pass will report on
         manifest = {}
+    if manifest:
+        check_compatible(manifest, *built_with)  # say so now, not after minutes of OCR
     old_docs = manifest.get("documents", {})
     excluded = set(exclude) | set(manifest.get("excluded", []))
     settled = time.time_ns() - STAT_MARGIN_NS
