@@ -216,7 +216,8 @@ def test_ctrl_c_during_ocr_leaves_the_index_as_it_was(tmp_path, counted_tesserac
 
 
 @pytest.mark.integration
-def test_a_question_about_a_scanned_page_is_answered_from_it_with_its_page(tmp_path, real_embedder):
+def test_a_question_about_a_scanned_page_is_answered_from_it_with_its_page(tmp_path, real_embedder,
+                                                                          real_generator):
     from rag.config import Settings
     from rag.pipeline import Pipeline
 
@@ -224,9 +225,15 @@ def test_a_question_about_a_scanned_page_is_answered_from_it_with_its_page(tmp_p
     corpus.mkdir()
     (corpus / "field-notes.pdf").write_bytes(scans.scanned_pdf(PAGES))
     (corpus / "other.txt").write_text("The harbour office keeps tide tables and ferry timetables for visitors.")
-    pipeline = Pipeline(Settings.load(index_dir=tmp_path / "index"), embedder=real_embedder)
+    pipeline = Pipeline(Settings.load(index_dir=tmp_path / "index"), embedder=real_embedder,
+                        generator=real_generator)
     report = pipeline.index([corpus])
     assert report.added == ("field-notes.pdf", "other.txt") and not report.skipped
     hit = pipeline.search("Who led the pack horses that carried the supplies?", 3)[0]
     assert (hit.chunk.doc_id, hit.chunk.page) == ("field-notes.pdf", 3)
     assert "Einar Brekke" in " ".join(hit.chunk.text.split())
+    # The default model tier answers from the scanned page, and the citation names the page.
+    answer = pipeline.ask("How many rock samples did the team collect?")
+    assert not answer.abstained and "214" in answer.text
+    assert [(c.doc, c.page) for c in answer.citations] == [("field-notes.pdf", 2)]
+    assert "collected 214 samples" in " ".join(answer.citations[0].text.split())
