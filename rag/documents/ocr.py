@@ -76,13 +76,20 @@ def fill_scanned_pages(reader, data: bytes, pages: list[str], path: Path, limits
     if missing and not shutil.which(TESSERACT):
         raise UnreadableDocument(f"{path}: scanned pages need OCR, and `tesseract` is not installed "
                                  "(`make` installs it; or index with --no-ocr)")
-    for done, n in enumerate(missing):
-        if progress:
-            progress(done, len(missing))
-        text = ocr_image(render_page(data, n), limits.ocr_seconds, path, n + 1)
-        known[n + 1] = text
-        if cache:
-            cache.append(sha256, n + 1, text)
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(data) if missing else None
+    try:
+        for done, n in enumerate(missing):
+            if progress:
+                progress(done, len(missing))
+            text = ocr_image(render_page(document, n), limits.ocr_seconds, path, n + 1)
+            known[n + 1] = text
+            if cache:
+                cache.append(sha256, n + 1, text)
+    finally:
+        if document is not None:
+            document.close()
     if missing and progress:
         progress(len(missing), len(missing))
     for n in todo:
@@ -90,24 +97,19 @@ def fill_scanned_pages(reader, data: bytes, pages: list[str], path: Path, limits
     return pages
 
 
-def render_page(data: bytes, number: int) -> bytes:
-    """Page `number` (0-based) of a PDF as a greyscale PGM image at RENDER_DPI (less for a huge page)."""
-    import pypdfium2 as pdfium
-
-    document = pdfium.PdfDocument(data)
+def render_page(document, number: int) -> bytes:
+    """Page `number` (0-based) of a pdfium document as a greyscale PGM image at RENDER_DPI (less for a huge page)."""
+    page = document[number]
     try:
-        page = document[number]
         width, height = page.get_size()  # points
-        scale = RENDER_DPI / 72
-        scale = min(scale, (MAX_PIXELS / max(1.0, width * height)) ** 0.5)
-        bitmap = page.render(scale=scale, grayscale=True)
-        pixels = bitmap.to_numpy()
-        if pixels.ndim == 3:  # pdfium may hand back BGR(x) even when asked for grey
-            pixels = pixels[..., :3].mean(axis=2).astype("uint8")
-        height_px, width_px = pixels.shape
-        return b"P5\n%d %d\n255\n" % (width_px, height_px) + pixels.tobytes()
+        scale = min(RENDER_DPI / 72, (MAX_PIXELS / max(1.0, width * height)) ** 0.5)
+        pixels = page.render(scale=scale, grayscale=True).to_numpy()
     finally:
-        document.close()
+        page.close()
+    if pixels.ndim == 3:  # pdfium may hand back BGR(x) even when asked for grey
+        pixels = pixels[..., :3].mean(axis=2).astype("uint8")
+    rows, columns = pixels.shape
+    return b"P5\n%d %d\n255\n" % (columns, rows) + pixels.tobytes()
 
 
 def ocr_image(image: bytes, seconds: float, path: Path, page: int) -> str:

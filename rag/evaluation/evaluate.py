@@ -117,9 +117,11 @@ def corpus_text(path: Path, limits=None) -> str:
     """A corpus file's text in the offsets the index uses: a PDF as the reader makes it (OCR for a scan)."""
     if path.suffix.lower() != ".pdf":
         return path.read_text(encoding="utf-8")
-    from ..documents.ingest import ReadLimits, read_document
+    from ..documents.ingest import ReadLimits
+    from ..documents.isolation import IsolatedReader
 
-    return read_document(path, path.name, limits=limits or ReadLimits()).text
+    with IsolatedReader(limits or ReadLimits()) as reader:
+        return reader.read(path, path.name, path.read_bytes()).text
 
 
 def normalize_answer(text: str) -> list[str]:
