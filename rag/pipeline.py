@@ -139,18 +139,19 @@ class Pipeline:
             return []
         return [{"id": doc_id, **info} for doc_id, info in self.store.read_manifest()[1]["documents"].items()]
 
-    def add_documents(self, files: list[tuple[str, bytes]], progress: bool = False):
+    def add_documents(self, files: list[tuple[str, bytes]], progress: bool = False, ocr_progress=None):
         """Save uploaded (name, bytes) pairs under the index's uploads folder and index them.
 
         Every file is checked first (type, size, readable text); one bad file refuses the batch
-        with BadInput and saves nothing.
+        with BadInput and saves nothing. `ocr_progress(path, done, total)` hears of each scanned
+        page as OCR reads it during the check (the index then finds its text in the OCR cache).
         """
         from .documents.ingest import SUFFIXES
         from .documents.isolation import IsolatedReader
         from .errors import UnreadableDocument
 
         saved = []
-        with IsolatedReader(self.read_limits) as reader:
+        with IsolatedReader(self.read_limits, ocr_progress) as reader:
             for name, data in files:
                 safe = upload_name(name)
                 if not safe or safe.startswith(".") or Path(safe).suffix.lower() not in SUFFIXES:

@@ -151,6 +151,20 @@ def test_progress_names_each_page_read_by_ocr(tmp_path):
 
 
 @pytest.mark.integration
+def test_an_upload_reports_its_ocr_pages_and_is_indexed_from_the_cache(tmp_path, counted_tesseract):
+    from rag.config import Settings
+    from rag.pipeline import Pipeline
+
+    seen = []
+    pipeline = Pipeline(Settings.load(index_dir=tmp_path / "index"), embedder=FakeEmbedder())
+    report = pipeline.add_documents([("notes.pdf", scans.scanned_pdf(PAGES[:2]))],
+                                    ocr_progress=lambda path, done, total: seen.append((path.name, done, total)))
+    assert "notes.pdf" in report.added and not report.skipped
+    assert seen == [("notes.pdf", 0, 2), ("notes.pdf", 1, 2), ("notes.pdf", 2, 2)]
+    assert calls(counted_tesseract) == 2  # the upload's check read the pages; indexing took them from the cache
+
+
+@pytest.mark.integration
 def test_a_page_past_its_ocr_time_skips_the_file_with_the_reason(tmp_path):
     pdf = scans.scanned_pdf([PAGES[0]], dpi=300)
     with IsolatedReader(ReadLimits(ocr_seconds=0.01)) as reader, pytest.raises(UnreadableDocument) as err:

@@ -15,4 +15,4 @@ def test_every_scans_quote_is_found_in_the_ocr_text_of_its_pdf(tmp_path):
     spans = [span for item in items for span in gold_spans(item, corpus, limits)]
     assert len(spans) == sum(item["answerable"] for item in items) >= 5
     assert {doc for doc, _, _ in spans} == {"field-notes.pdf"}
-    assert len(list((tmp_path / "ocr-cache").iterdir())) == 1  # read by OCR once, then from the cache
+    assert len(list((tmp_path / "ocr-cache").iterdir())) == 1  # its pages, cached under its sha256
