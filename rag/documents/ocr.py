@@ -24,7 +24,7 @@ from ..errors import UnreadableDocument
 
 # Fewer characters than this on a page that shows an image: a scan (perhaps with a stamped page number).
 MIN_TEXT_CHARS = 16
-# Tesseract reads best at about 300 dpi; a page larger than A3 is rendered smaller rather than bigger.
+# Tesseract reads best at about 300 dpi; a page larger than about A2 is rendered at less, not in more pixels.
 RENDER_DPI = 300
 MAX_PIXELS = 5000 * 7000
 TESSERACT = "tesseract"
