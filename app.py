@@ -290,7 +290,10 @@ class Backend:
             name = upload_name(Path(path).name)
             progress((i, len(paths)), desc=f"Indexing {name}")
             try:
-                report = pipeline.add_documents([(name, Path(path).read_bytes())])
+                report = pipeline.add_documents(
+                    [(name, Path(path).read_bytes())],
+                    ocr_progress=lambda _, done, total, name=name: progress(
+                        (done, total), desc=f"OCR page {min(done + 1, total)}/{total} of {name}"))
             except RagError as exc:
                 problems.append(str(exc))
                 continue

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = common(sub.add_parser("index", help="index files and folders (default: corpus/)"))
     p.add_argument("paths", nargs="*", type=Path)
     p.add_argument("--rebuild", action="store_true", help="re-embed everything")
+    p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None,
+                   help="skip the pages of scanned PDFs instead of reading them with OCR")
     p.add_argument("--json", action="store_true")
 
     p = common(sub.add_parser("search", help="show the passages retrieved for a query"))
@@ -127,7 +129,8 @@ def _pipeline(args):
 
     settings = Settings.load(args.config, index_dir=getattr(args, "index_dir", None),
                              model=getattr(args, "model", None), top_k=getattr(args, "top_k", None),
-                             context=getattr(args, "context", None), collection=getattr(args, "collection", None))
+                             context=getattr(args, "context", None), collection=getattr(args, "collection", None),
+                             ocr=getattr(args, "ocr", None))
     from .index.collections import check_name
 
     check_name(settings.collection)  # a bad name fails now, before any model loads

@@ -59,6 +59,10 @@ class Settings:
     max_pdf_chars: int = 20_000_000
     parse_timeout: float = 60.0
     parse_memory_mb: int = 1024
+    # Scanned PDF pages are read by OCR (tesseract), each within ocr_page_timeout seconds; their text is
+    # cached in index_dir/ocr-cache by the file's sha256. `rag index --no-ocr` turns it off for a run.
+    ocr: bool = True
+    ocr_page_timeout: float = 120.0
     # A generation server speaking OpenAI's /v1/chat/completions; empty means the in-process model.
     llm_url: str = ""
     llm_model: str = ""

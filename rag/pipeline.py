@@ -115,7 +115,8 @@ class Pipeline:
 
         s = self.settings
         return ReadLimits(max_pdf_pages=s.max_pdf_pages, max_pdf_chars=s.max_pdf_chars,
-                          seconds=s.parse_timeout, memory_mb=s.parse_memory_mb)
+                          seconds=s.parse_timeout, memory_mb=s.parse_memory_mb, ocr=s.ocr,
+                          ocr_seconds=s.ocr_page_timeout, ocr_cache=str(Path(s.index_dir) / "ocr-cache"))
 
     @property
     def uploads_dir(self) -> Path:
@@ -134,18 +135,19 @@ class Pipeline:
             return []
         return [{"id": doc_id, **info} for doc_id, info in self.store.read_manifest()[1]["documents"].items()]
 
-    def add_documents(self, files: list[tuple[str, bytes]], progress: bool = False):
+    def add_documents(self, files: list[tuple[str, bytes]], progress: bool = False, ocr_progress=None):
         """Save uploaded (name, bytes) pairs under the index's uploads folder and index them.
 
         Every file is checked first (type, size, readable text); one bad file refuses the batch
-        with BadInput and saves nothing.
+        with BadInput and saves nothing. `ocr_progress(path, done, total)` hears of each scanned
+        page as OCR reads it during the check (the index then finds its text in the OCR cache).
         """
         from .documents.ingest import SUFFIXES
         from .documents.isolation import IsolatedReader
         from .errors import UnreadableDocument
 
         saved = []
-        with IsolatedReader(self.read_limits) as reader:
+        with IsolatedReader(self.read_limits, ocr_progress) as reader:
             for name, data in files:
                 safe = upload_name(name)
                 if not safe or safe.startswith(".") or Path(safe).suffix.lower() not in SUFFIXES:

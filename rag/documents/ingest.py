@@ -31,6 +31,11 @@ class ReadLimits:
     max_pdf_chars: int = 20_000_000
     seconds: float = 60.0
     memory_mb: int = 1024
+    # Scanned PDF pages (`rag.documents.ocr`): read by OCR at all, the seconds one page may take,
+    # and the folder that caches their text by the file's sha256 (empty: no cache).
+    ocr: bool = True
+    ocr_seconds: float = 120.0
+    ocr_cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,11 @@ def read_bytes(path: Path) -> bytes:
 
 
 def read_document(path: Path, doc_id: str, data: bytes | None = None,
-                  limits: ReadLimits = ReadLimits()) -> Document:
-    """Read one file as a Document, or raise UnreadableDocument naming the reason."""
+                  limits: ReadLimits = ReadLimits(), progress=None) -> Document:
+    """Read one file as a Document, or raise UnreadableDocument naming the reason.
+
+    `progress(done, total)` hears of the pages of a scanned PDF as OCR reads them.
+    """
     data = read_bytes(path) if data is None else data
     if not data.strip():
         raise UnreadableDocument(f"{path}: empty file")
@@ -104,7 +112,7 @@ def read_document(path: Path, doc_id: str, data: bytes | None = None,
     kind = "PDF" if suffix == ".pdf" else "HTML" if suffix in HTML_SUFFIXES else "text"
     try:
         if suffix == ".pdf":
-            text, starts = join_pages(pdf_pages(data, path, limits))
+            text, starts = join_pages(pdf_pages(data, path, limits, progress))
         else:
             text, starts = decode_text(data, path), (0,)
             if kind == "HTML":
@@ -205,11 +213,13 @@ def html_to_text(html: str) -> str:
     return "\n\n".join(p for p in paragraphs if p)
 
 
-def pdf_pages(data: bytes, path: Path, limits: ReadLimits = ReadLimits()) -> list[str]:
-    """The text of each page of a PDF, within the limits' pages and characters."""
+def pdf_pages(data: bytes, path: Path, limits: ReadLimits = ReadLimits(), progress=None) -> list[str]:
+    """The text of each page of a PDF, within the limits' pages and characters; scanned pages by OCR."""
     import io
 
     from pypdf import PdfReader
+
+    from .ocr import fill_scanned_pages
 
     # pypdf logs damage it works around ("EOF marker not found"); the one-line reason says enough.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -225,7 +235,7 @@ def pdf_pages(data: bytes, path: Path, limits: ReadLimits = ReadLimits()) -> lis
         if chars > limits.max_pdf_chars:
             raise UnreadableDocument(f"{path}: more than {limits.max_pdf_chars:,} characters of text "
                                      "(max_pdf_chars)")
-    return pages
+    return fill_scanned_pages(reader, data, pages, path, limits, progress)
 
 
 def _opens_without_password(reader) -> bool:

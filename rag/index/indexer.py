@@ -11,7 +11,8 @@ import numpy as np
 from ..documents.chunk import chunk_document
 from ..documents.ingest import ReadLimits, Skipped, find_files, read_bytes, reason_of
 from ..documents.isolation import IsolatedReader
-from ..errors import IndexMissing, UnreadableDocument
+from ..documents.ocr import print_progress as print_ocr_progress
+from ..errors import IndexMissing, RagError, UnreadableDocument
 from ..records import Chunk
 from .embed import Embedder
 from .segments import HNSW_THRESHOLD, IndexState
@@ -54,9 +55,11 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
     Unchanged files (same size and modification time, else same sha256) keep their chunks and
     vectors, and are not read; a file that was indexed before but cannot be read now keeps its
     old chunks, so a bad copy loses nothing. Excluded document ids are remembered in the
-    manifest until a rebuild. PDF and HTML are parsed in a child process within `limits`.
+    manifest until a rebuild. PDF and HTML are parsed in a child process within `limits`, and
+    new or changed files are read before the lock is taken (`read_before_lock`).
     """
     began = time.perf_counter()
+    early = read_before_lock(store, roots, exclude, rebuild, limits, progress, (embedder.name, chunker))
     with store.lock(lock_timeout):
         if not rebuild:
             store.upgrade()
@@ -70,23 +73,27 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
         fresh_chunks: list[Chunk] = []
         fresh_docs: dict[str, dict] = {}
         added, updated = [], []
-        with IsolatedReader(limits) as reader:
+        with IsolatedReader(limits, print_ocr_progress if progress else None) as reader:
             for path, doc_id in files:
                 if doc_id in keep or doc_id in fresh_docs:
                     skipped.append(Skipped(str(path), f"duplicate document id {doc_id!r}", doc_id))
                     continue
                 old = old_docs.get(doc_id, {})
                 try:
-                    stat = _stat(path, settled)
+                    # A file read before the lock keeps what was seen then: its stat was taken before
+                    # its bytes were read, so a later change makes the next run read it again.
+                    stat, sha, doc = early.pop(doc_id, None) or (_stat(path, settled), "", None)
                     if stat and old.get("stat") == stat:
                         keep[doc_id] = {**old, "path": str(path)}
                         continue
-                    data = read_bytes(path)
-                    sha = _sha256(data)
+                    data = None if sha else read_bytes(path)
+                    sha = sha or _sha256(data)
                     if old.get("sha256") == sha:
                         keep[doc_id] = {**old, "path": str(path), "stat": stat}
                         continue
-                    doc = reader.read(path, doc_id, data)
+                    if isinstance(doc, UnreadableDocument):
+                        raise doc
+                    doc = doc or reader.read(path, doc_id, data or read_bytes(path))
                 except UnreadableDocument as exc:
                     skipped.append(Skipped(str(path), reason_of(exc, path), doc_id))
                     if doc_id in old_docs:
@@ -112,6 +119,47 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
             documents=len(documents), chunks=sum(d["chunks"] for d in documents.values()), added=tuple(added),
             updated=tuple(updated), removed=removed, unchanged=len(keep), skipped=tuple(skipped),
             embedded=len(fresh_chunks), seconds=time.perf_counter() - began, state=state)
+
+
+def read_before_lock(store: Store, roots: list[Path], exclude: set[str], rebuild: bool, limits: ReadLimits,
+                     progress: bool, built_with: tuple[str, dict]) -> dict[str, tuple]:
+    """Read the new and changed files before the index lock is taken: {doc_id: (stat, sha256, result)}.
+
+    Parsing, and OCR of a scanned PDF above all, can take minutes, and another writer (an upload in
+    the UI) would wait for the lock all that time. The result is None for a file whose bytes are
+    what the index holds.
+    """
+    try:
+        manifest = {} if rebuild else store.read_manifest()[1]
+    except RagError:  # no index yet, or one the locked pass will report on
+        manifest = {}
+    if manifest:
+        check_compatible(manifest, *built_with)  # say so now, not after minutes of OCR
+    old_docs = manifest.get("documents", {})
+    excluded = set(exclude) | set(manifest.get("excluded", []))
+    settled = time.time_ns() - STAT_MARGIN_NS
+    early: dict[str, tuple] = {}
+    with IsolatedReader(limits, print_ocr_progress if progress else None) as reader:
+        for path, doc_id in find_files(roots)[0]:
+            if doc_id in excluded or doc_id in early:
+                continue
+            old = old_docs.get(doc_id, {})
+            try:
+                stat = _stat(path, settled)
+                if stat and old.get("stat") == stat:
+                    continue
+                data = read_bytes(path)
+            except UnreadableDocument:
+                continue  # the locked pass says why
+            sha = _sha256(data)
+            if old.get("sha256") == sha:
+                early[doc_id] = (stat, sha, None)  # unchanged: not read again under the lock
+                continue
+            try:
+                early[doc_id] = (stat, sha, reader.read(path, doc_id, data))
+            except UnreadableDocument as exc:
+                early[doc_id] = (stat, sha, exc)
+    return early
 
 
 def _previous_manifest(store: Store, embedder: Embedder, chunker: dict) -> dict | None:
