@@ -166,6 +166,12 @@ def decode_text(data: bytes, path: Path) -> str:
     return normalize_newlines(_decode_detected(data))
 
 
+# Among encodings that decode a sample about equally cleanly (charset-normalizer's "chaos" within
+# this margin), Windows-1252 wins: short Western text decodes without errors in several Latin code
+# pages, and 1252 is the most common of them (the WHATWG default for legacy pages).
+_CHAOS_MARGIN = 0.1
+
+
 def _decode_detected(data: bytes) -> str:
     """Legacy 8-bit or CJK text, decoded with the encoding charset-normalizer finds most coherent.
 
@@ -173,10 +179,12 @@ def _decode_detected(data: bytes) -> str:
     """
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data[:65536]).best()
-    if best is not None:
+    matches = list(from_bytes(data[:65536]))
+    if matches:
+        best = min(matches, key=lambda m: (m.chaos, -m.coherence))
+        close = [m for m in matches if m.encoding == "cp1252" and m.chaos <= best.chaos + _CHAOS_MARGIN]
         try:
-            return data.decode(best.encoding)
+            return data.decode((close or [best])[0].encoding)
         except (UnicodeDecodeError, LookupError):  # the sample decoded, a later byte does not
             pass
     return data.decode("cp1252", "replace")
