@@ -10,10 +10,11 @@ import zipfile
 from pathlib import Path
 
 QUARTERS = [("Q1", "38.2", "29.9"), ("Q2", "41.0", "30.4"), ("Q3", "47.5", "31.8"), ("Q4", "44.1", "33.0")]
+CARGO = [("Q1", "812", "140"), ("Q2", "905", "151"), ("Q3", "1,044", "167"), ("Q4", "998", "160")]
 
 
 def make_docx(path: Path) -> Path:
-    """A report: a title, two headings with paragraphs, and a revenue table under its own heading."""
+    """A report: a title, two headings with paragraphs, and a cargo table under its own heading."""
     import docx
 
     document = docx.Document()
@@ -21,14 +22,14 @@ def make_docx(path: Path) -> Path:
     document.add_paragraph("This report covers the harbor renewal of Port Elnar.")
     document.add_heading("Chapter 3: Staffing", level=1)
     document.add_paragraph("The harbor team hired fourteen commercial divers in 2031 to inspect the pilings.")
-    document.add_heading("Quarterly revenue", level=1)
+    document.add_heading("Quarterly cargo", level=1)
     table = document.add_table(rows=1, cols=3)
-    for cell, text in zip(table.rows[0].cells, ("Quarter", "Revenue (EUR m)", "Costs (EUR m)")):
+    for cell, text in zip(table.rows[0].cells, ("Quarter", "Cargo handled (kilotonnes)", "Ship calls")):
         cell.text = text
-    for row in QUARTERS:
+    for row in CARGO:
         for cell, text in zip(table.add_row().cells, row):
             cell.text = text
-    document.add_paragraph("Revenue rose with the new container berth.")
+    document.add_paragraph("Cargo rose with the new container berth.")
     document.save(path)
     return path
 
