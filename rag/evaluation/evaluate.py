@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -26,7 +27,8 @@ SHORT_TYPES = {"factoid", "number", "date", "name", "paraphrase"}
 # name -> (corpus folder, dataset); `rag eval` runs every set unless --set names some.
 EVAL_SETS = {"news": (PROJECT_ROOT / "corpus", EVAL_DIR / "dataset.jsonl"),
              "pydocs": (EVAL_DIR / "pydocs" / "corpus", EVAL_DIR / "pydocs" / "dataset.jsonl"),
-             "licenses": (EVAL_DIR / "licenses" / "corpus", EVAL_DIR / "licenses" / "dataset.jsonl")}
+             "licenses": (EVAL_DIR / "licenses" / "corpus", EVAL_DIR / "licenses" / "dataset.jsonl"),
+             "formats": (EVAL_DIR / "formats" / "corpus", EVAL_DIR / "formats" / "dataset.jsonl")}
 
 
 @dataclass(frozen=True)
@@ -102,12 +104,23 @@ def gold_spans(item: dict, corpus: Path) -> list[tuple[str, int, int]]:
     """Where each gold quote lies: (doc, start, end)."""
     spans = []
     for s in item.get("support", []):
-        text = (corpus / s["doc"]).read_text(encoding="utf-8")
+        text = document_text(corpus / s["doc"])
         start = text.find(s["quote"])
         if start < 0:
             raise BadInput(f"{item['id']}: quote not found in {s['doc']}: {s['quote'][:60]!r}")
         spans.append((s["doc"], start, start + len(s["quote"])))
     return spans
+
+
+@functools.lru_cache(maxsize=64)
+def document_text(path: Path) -> str:
+    """A corpus file's text as the index holds it: an Office file or e-book through its reader."""
+    from ..documents.formats import FORMAT_SUFFIXES
+    from ..documents.ingest import read_document
+
+    if path.suffix.lower() in FORMAT_SUFFIXES:
+        return read_document(path, path.name).text
+    return path.read_text(encoding="utf-8")
 
 
 def normalize_answer(text: str) -> list[str]:
