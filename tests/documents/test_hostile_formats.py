@@ -236,3 +236,16 @@ def test_a_zip_bomb_in_the_reader_process_is_refused_without_running_out_of_memo
             reader.read(tmp_path / "overlap.docx", "overlap.docx", data)
         # The same child reads the next file: the bomb cost it nothing.
         assert "12 March 2032" in reader.read(tmp_path / "z.pptx", "z.pptx", made(make_pptx)).text
+
+
+def test_a_deck_replaced_by_a_damaged_copy_keeps_its_indexed_slides(tmp_path):
+    folder = folder_with(tmp_path, {"zephyr.pptx": made(make_pptx)})
+    pipeline = fake_pipeline(tmp_path)
+    assert pipeline.index([folder]).added == ("good.txt", "zephyr.pptx")
+    (folder / "zephyr.pptx").write_bytes(made(make_pptx)[:5000])
+    report = pipeline.index([folder])
+    assert [(s.doc_id, s.reason) for s in report.skipped] == [
+        ("zephyr.pptx", "corrupt or truncated file (not a readable zip archive)")]
+    assert report.removed == () and report.documents == 2
+    hits = pipeline.search("When does the Zephyr lander launch from Kourou?", 3)
+    assert ("zephyr.pptx", "slide 4") in {(h.chunk.doc_id, h.chunk.location) for h in hits}
