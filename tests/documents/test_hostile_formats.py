@@ -74,6 +74,9 @@ def sheet_with_empty_rows(rows: int) -> bytes:
     tail = (f'<row r="{rows + 4}"><c r="A{rows + 4}" t="inlineStr"><is><t>Beyond the gap</t></is></c></row>'
             ).encode()
     sheet = sheet.replace(b"</sheetData>", empty + tail + b"</sheetData>")
+    # The used range the sheet claims, as a spreadsheet formatted down whole columns does.
+    sheet = re.sub(rb'<dimension ref="[^"]*"/>', b'<dimension ref="A1:C%d"/>' % (rows + 4), sheet)
+    assert b'<dimension ref="A1:C%d"/>' % (rows + 4) in sheet
     return replaced(data, {"xl/worksheets/sheet1.xml": sheet})
 
 
