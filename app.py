@@ -28,7 +28,7 @@ import gradio as gr  # noqa: E402
 import uvicorn  # noqa: E402
 
 DEFAULT_MODEL = "default tier"
-UPLOAD_TYPES = [".txt", ".md", ".html", ".htm", ".pdf"]
+UPLOAD_TYPES = [".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".pptx", ".xlsx", ".odt", ".epub", ".rtf"]
 NO_SOURCES = '<p class="rag-empty">The passages behind the latest answer appear here.</p>'
 _MARKER = re.compile(r"\[(\d+)\]")
 # Inline, because the chat panel does not apply the page's stylesheet to message HTML.
@@ -130,7 +130,8 @@ def answer_html(answer: Answer) -> str:
             f'{link_markers(answer.text, {c.id for c in answer.citations})}</div>'
             f"{evidence_html(answer)}{badge_html(answer)}")
     if answer.abstained and answer.passages:
-        closest = "".join(f'<blockquote class="rag-evidence" style="{EVIDENCE_STYLE}">{html.escape(p.doc)}: '
+        closest = "".join(f'<blockquote class="rag-evidence" style="{EVIDENCE_STYLE}">'
+                          f'{html.escape(", ".join(filter(None, (p.doc, p.where()))))}: '
                           f'“{html.escape(" ".join(p.text.split()))}”</blockquote>' for p in answer.passages[:2])
         body += f'<p class="rag-closest">Closest passages (not an answer):</p>{closest}'
     return body
@@ -152,7 +153,7 @@ def sources_html(answer: Answer) -> str:
     if answer.receipt:
         parts.append(f'<p class="rag-receipt">{html.escape(receipt_line(answer.receipt))}</p>')
     for c in answer.citations:
-        page = f' <span class="rag-page">· page {c.page}</span>' if c.page else ""
+        page = f' <span class="rag-page">· {html.escape(c.where())}</span>' if c.where() else ""
         parts.append(f'<details class="rag-source" id="src-{c.id}" open><summary>[{c.id}] '
                      f'{html.escape(c.doc)}{page}</summary>'
                      f'<blockquote class="rag-passage">{passage_html(c)}</blockquote></details>')
@@ -517,7 +518,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                     sources = gr.HTML(NO_SOURCES, elem_id="sources", css_template=SOURCES_CSS,
                                       js_on_load=None)
         with gr.Tab("Documents"):
-            upload = gr.File(label="Add documents (.txt .md .html .htm .pdf)", file_types=UPLOAD_TYPES,
+            upload = gr.File(label=f"Add documents ({' '.join(UPLOAD_TYPES)})", file_types=UPLOAD_TYPES,
                              file_count="multiple", type="filepath", elem_id="upload")
             upload_status = gr.HTML(elem_id="upload-status", js_on_load=None)
             documents = gr.HTML(elem_id="documents", css_template=SOURCES_CSS, js_on_load=None)

@@ -169,11 +169,12 @@ def cmd_search(args) -> int:
         print(json.dumps({"query": args.query, "hits": [
             {"rank": h.rank, "score": round(h.score, 6), "dense": _round(h.dense),
              "lexical": _round(h.lexical), "doc": h.chunk.doc_id, "page": h.chunk.page,
+             "location": h.chunk.location,
              "start": h.chunk.start, "end": h.chunk.end, "text": h.chunk.text} for h in hits]},
             ensure_ascii=False))
         return 0
     for h in hits:
-        page = f" p.{h.chunk.page}" if h.chunk.page else ""
+        page = f" p.{h.chunk.page}" if h.chunk.page else f" ({h.chunk.location})" if h.chunk.location else ""
         print(f"{h.rank}. {h.chunk.doc_id}{page} [{h.chunk.start}:{h.chunk.end}] "
               f"score={h.score:.4f} dense={h.dense:.3f} bm25={h.lexical:.2f}")
         print("   " + " ".join(h.chunk.text.split()))
@@ -222,7 +223,7 @@ def print_streamed(pipeline, question: str, history: list[dict]):
         print(erase_lines(draft), end="")
     print(answer.text)
     for c in answer.citations:
-        page = f", page {c.page}" if c.page else ""
+        page = f", {c.where()}" if c.where() else ""
         a, b = c.highlight or (c.start, c.end)
         quote = " ".join(c.text[a - c.start:b - c.start].split())
         print(f"  [{c.id}] {c.doc}{page}, chars {a}-{b}: “{quote}”")
@@ -231,7 +232,8 @@ def print_streamed(pipeline, question: str, history: list[dict]):
     elif answer.passages:
         print("  Closest passages (not an answer):")
         for p in answer.passages[:2]:
-            print(f"    {p.doc}, chars {p.start}-{p.end}: “{' '.join(p.text.split())[:160]}”")
+            where = f", {p.where()}" if p.where() else ""
+            print(f"    {p.doc}{where}, chars {p.start}-{p.end}: “{' '.join(p.text.split())[:160]}”")
     return answer
 
 

@@ -383,7 +383,8 @@ def render_answer(sentences: list[Sentence] | tuple[Sentence, ...]) -> str:
 
 
 def _with_highlight(passage: Citation, span: tuple[int, int] | None) -> Citation:
-    return Citation(passage.id, passage.doc, passage.page, passage.start, passage.end, passage.text, span)
+    return Citation(passage.id, passage.doc, passage.page, passage.start, passage.end, passage.text, span,
+                    location=passage.location)
 
 
 def _ms(since: float) -> float:

@@ -1,4 +1,4 @@
-"""Files to `Document`s: txt, md, html and pdf, with unreadable files skipped and named."""
+"""Files to `Document`s: txt, md, html and pdf (Office files and e-books in `formats`), unreadable ones named."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 from ..errors import UnreadableDocument
 from ..records import Document
+from .formats import FORMAT_SUFFIXES
 
-SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
+SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", *FORMAT_SUFFIXES}
 HTML_SUFFIXES = {".html", ".htm"}
 
 
@@ -109,6 +110,9 @@ def read_document(path: Path, doc_id: str, data: bytes | None = None,
     if not data.strip():
         raise UnreadableDocument(f"{path}: empty file")
     suffix = path.suffix.lower()
+    if suffix in FORMAT_SUFFIXES:
+        from .formats import read_formatted
+        return read_formatted(path, doc_id, data, limits.max_pdf_chars)
     kind = "PDF" if suffix == ".pdf" else "HTML" if suffix in HTML_SUFFIXES else "text"
     try:
         if suffix == ".pdf":
@@ -152,7 +156,7 @@ def reason_of(exc: UnreadableDocument, path: Path) -> str:
 
 
 def decode_text(data: bytes, path: Path) -> str:
-    """Decode bytes as UTF-8 or UTF-16 (by BOM), else cp1252/latin-1; refuse binary data."""
+    """Decode bytes as UTF-8 or UTF-16 (by BOM), else by the encoding charset-normalizer detects; refuse binary data."""
     for bom, enc in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
                      (codecs.BOM_UTF16_BE, "utf-16")):
         if data.startswith(bom):
@@ -167,10 +171,31 @@ def decode_text(data: bytes, path: Path) -> str:
         return normalize_newlines(data.decode("utf-8"))
     except UnicodeDecodeError:
         pass
-    try:
-        return normalize_newlines(data.decode("cp1252"))
-    except UnicodeDecodeError:
-        return normalize_newlines(data.decode("latin-1"))
+    return normalize_newlines(_decode_detected(data))
+
+
+# Among encodings that decode a sample about equally cleanly (charset-normalizer's "chaos" within
+# this margin), Windows-1252 wins: short Western text decodes without errors in several Latin code
+# pages, and 1252 is the most common of them (the WHATWG default for legacy pages).
+_CHAOS_MARGIN = 0.1
+
+
+def _decode_detected(data: bytes) -> str:
+    """Legacy 8-bit or CJK text, decoded with the encoding charset-normalizer finds most coherent.
+
+    Detection reads at most the first 64 KB, so a large file costs no more than a small one.
+    """
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(data[:65536]))
+    if matches:
+        best = min(matches, key=lambda m: (m.chaos, -m.coherence))
+        close = [m for m in matches if m.encoding == "cp1252" and m.chaos <= best.chaos + _CHAOS_MARGIN]
+        try:
+            return data.decode((close or [best])[0].encoding)
+        except (UnicodeDecodeError, LookupError):  # the sample decoded, a later byte does not
+            pass
+    return data.decode("cp1252", "replace")
 
 
 def normalize_newlines(text: str) -> str:

@@ -25,9 +25,11 @@ from pathlib import Path
 
 from ..errors import UnreadableDocument
 from ..records import Document
+from .formats import FORMAT_SUFFIXES
 from .ingest import HTML_SUFFIXES, ReadLimits, read_document, reason_of
 
-ISOLATED_SUFFIXES = {".pdf", *HTML_SUFFIXES}
+# Office files and e-books too: their libraries parse attacker-controlled XML from a zip.
+ISOLATED_SUFFIXES = {".pdf", *HTML_SUFFIXES, *FORMAT_SUFFIXES}
 # Starting Python and importing pypdf, on a busy machine; not counted against any file.
 START_SECONDS = 60.0
 _LENGTH = struct.Struct(">Q")
@@ -77,7 +79,8 @@ class IsolatedReader:
             raise UnreadableDocument(f"{path}: the reader process died ({self._stop()})") from None
         if "error" in reply:
             raise UnreadableDocument(f"{path}: {reply['error']}")
-        return Document(doc_id, str(path), reply["sha256"], reply["text"], tuple(reply["pages"]))
+        return Document(doc_id, str(path), reply["sha256"], reply["text"], tuple(reply["pages"]),
+                        tuple((offset, label) for offset, label in reply.get("sections", ())))
 
     def close(self) -> None:
         """Let the child finish (it exits when its input closes), or kill it."""
@@ -195,7 +198,8 @@ def serve(limits: ReadLimits) -> None:
 
         try:
             doc = read_document(path, request["doc_id"], data, limits, progress)
-            reply = _encode({"sha256": doc.sha256, "text": doc.text, "pages": doc.pages})
+            reply = _encode({"sha256": doc.sha256, "text": doc.text, "pages": doc.pages,
+                             "sections": doc.sections})
         except UnreadableDocument as exc:
             reply = _encode({"error": reason_of(exc, path)})
         except MemoryError:  # the text was read, but its reply does not fit

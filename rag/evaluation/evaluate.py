@@ -28,7 +28,8 @@ SHORT_TYPES = {"factoid", "number", "date", "name", "paraphrase"}
 EVAL_SETS = {"news": (PROJECT_ROOT / "corpus", EVAL_DIR / "dataset.jsonl"),
              "pydocs": (EVAL_DIR / "pydocs" / "corpus", EVAL_DIR / "pydocs" / "dataset.jsonl"),
              "licenses": (EVAL_DIR / "licenses" / "corpus", EVAL_DIR / "licenses" / "dataset.jsonl"),
-             "scans": (EVAL_DIR / "scans" / "corpus", EVAL_DIR / "scans" / "dataset.jsonl")}
+             "scans": (EVAL_DIR / "scans" / "corpus", EVAL_DIR / "scans" / "dataset.jsonl"),
+             "formats": (EVAL_DIR / "formats" / "corpus", EVAL_DIR / "formats" / "dataset.jsonl")}
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,16 @@ def gold_spans(item: dict, corpus: Path, limits=None) -> list[tuple[str, int, in
 
 @functools.lru_cache(maxsize=64)
 def corpus_text(path: Path, limits=None) -> str:
-    """A corpus file's text in the offsets the index uses: a PDF as the reader makes it (OCR for a scan)."""
-    if path.suffix.lower() != ".pdf":
+    """A corpus file's text in the offsets the index uses: a PDF as the reader makes it (OCR for a scan),
+    an Office file or e-book through its reader."""
+    from ..documents.formats import FORMAT_SUFFIXES
+
+    suffix = path.suffix.lower()
+    if suffix in FORMAT_SUFFIXES:
+        from ..documents.ingest import read_document
+
+        return read_document(path, path.name).text
+    if suffix != ".pdf":
         return path.read_text(encoding="utf-8")
     from ..documents.ingest import ReadLimits
     from ..documents.isolation import IsolatedReader
