@@ -57,6 +57,10 @@ class Settings:
     max_pdf_chars: int = 20_000_000
     parse_timeout: float = 60.0
     parse_memory_mb: int = 1024
+    # A long `rag index` commits after this many changed files or seconds, whichever comes first, so
+    # a killed run resumes from its last commit (0 turns either off).
+    commit_files: int = 200
+    commit_seconds: float = 60.0
     # A generation server speaking OpenAI's /v1/chat/completions; empty means the in-process model.
     llm_url: str = ""
     llm_model: str = ""

@@ -8,9 +8,10 @@ Layout of the index directory:
 
 A segment is written once and shared by later generations. An update writes one small segment
 with the changed documents' chunks and marks their old rows deleted (tombstones, filtered at search
-time), so neither FAISS nor BM25 is rebuilt. Past MAX_SEGMENTS the small segments are merged; past
-DELETED_LIMIT of rows deleted, everything is rewritten into one segment. A crash at any moment
-leaves the previous generation, and every segment it names, loadable.
+time), so neither FAISS nor BM25 is rebuilt. The new segment takes in the newest segments no larger
+than itself (`segments_kept`), so a long run's many commits rewrite each row a few times, not at
+every commit; past DELETED_LIMIT of rows deleted, everything is rewritten into one segment. A crash
+at any moment leaves the previous generation, and every segment it names, loadable.
 """
 
 from __future__ import annotations
@@ -279,11 +280,8 @@ def _plan(previous: IndexState | None, chunks: list[Chunk], vectors: np.ndarray,
     gone_rows = np.asarray(sorted(gone), dtype=np.int64)
     deleted = np.union1d(previous.deleted, gone_rows) if previous else gone_rows
     total = sum(s.rows for s in segments)
-    keep = len(segments)
-    if len(deleted) > DELETED_LIMIT * (total + len(chunks)):
-        keep = 0
-    elif len(segments) + 1 > MAX_SEGMENTS:
-        keep = 1
+    keep = 0 if len(deleted) > DELETED_LIMIT * (total + len(chunks)) else \
+        segments_kept([s.rows for s in segments], len(chunks))
     merged_chunks, merged_vectors = list(chunks), vectors
     if keep < len(segments):
         merged_from = segments[keep].offset
@@ -313,6 +311,25 @@ def _plan(previous: IndexState | None, chunks: list[Chunk], vectors: np.ndarray,
         if row == 0 or merged_chunks[row - 1].doc_id != chunk.doc_id:
             documents[chunk.doc_id].update(segment=segment_name, first=row)
     return _Plan(keep, merged_chunks, merged_vectors, postings, list(vocab)[first_new:], df, deleted, documents)
+
+
+def segments_kept(rows: list[int], new: int) -> int:
+    """How many of the segments (their `rows`, oldest first) a commit of `new` rows leaves as they are.
+
+    The new rows take in each segment before them that is no larger than what they have taken in so
+    far, as a binary counter carries: the sizes at least double from the newest segment to the oldest,
+    so there are at most log2(total / new) + 1 segments and a row is rewritten at most that often; a
+    commit costs its own rows plus, amortized, that many times them, never the whole index. Past
+    MAX_SEGMENTS, more are taken in.
+
+    >>> segments_kept([800, 200], 100), segments_kept([800, 200, 100], 100)
+    (2, 1)
+    """
+    keep, taken = len(rows), new
+    while keep and rows[keep - 1] <= taken:
+        keep -= 1
+        taken += rows[keep]
+    return min(keep, MAX_SEGMENTS - 1)
 
 
 def _write_segment(folder: Path, plan: _Plan, hnsw_threshold: int) -> dict:
