@@ -165,7 +165,7 @@ class Store:
             os.chmod(self.directory, PRIVATE_DIR)
             gen.mkdir(PRIVATE_DIR)
             segments = (previous.manifest["segments"] if previous else [])[: plan.keep]
-            if plan.chunks:
+            if plan.lines:
                 seg.mkdir(PRIVATE_DIR)
                 segments = [*segments, _write_segment(seg, plan, hnsw_threshold)]
                 written += [seg / n for n in SEGMENT_FILES] + [seg]
@@ -258,7 +258,7 @@ class _Plan:
     """What a write commits: the first `keep` old segments as they are, one new segment, the tombstones."""
 
     keep: int
-    chunks: list[Chunk]
+    lines: list[bytes]  # the new segment's chunks.jsonl, one line per row
     vectors: np.ndarray
     postings: Postings
     new_terms: list[str]
@@ -269,7 +269,11 @@ class _Plan:
 
 def _plan(previous: IndexState | None, chunks: list[Chunk], vectors: np.ndarray, documents: dict,
           segment_name: str) -> _Plan:
-    """Tombstone replaced documents; merge segments when there are too many or too much is deleted."""
+    """Tombstone replaced documents; merge segments when there are too many or too much is deleted.
+
+    A merged segment's live rows are copied as they are: their chunk lines, vectors and postings
+    (renumbered), so a merge never parses or tokenizes them again. Only the new chunks are tokenized.
+    """
     segments = previous.segments if previous else ()
     starts = {s.name: s.offset for s in segments}
     gone: list[int] = []
@@ -282,35 +286,79 @@ def _plan(previous: IndexState | None, chunks: list[Chunk], vectors: np.ndarray,
     total = sum(s.rows for s in segments)
     keep = 0 if len(deleted) > DELETED_LIMIT * (total + len(chunks)) else \
         segments_kept([s.rows for s in segments], len(chunks))
-    merged_chunks, merged_vectors = list(chunks), vectors
-    if keep < len(segments):
-        merged_from = segments[keep].offset
-        live = np.setdiff1d(np.arange(merged_from, total), deleted)
-        old_vectors = np.vstack([s.index.reconstruct_n(0, s.rows) for s in segments[keep:] if s.rows] or
-                                [np.zeros((0, vectors.shape[1]), dtype=np.float32)])
-        merged_chunks = [previous.chunk(int(r)) for r in live] + merged_chunks
-        merged_vectors = np.vstack([old_vectors[live - merged_from], vectors])
-        deleted = deleted[deleted < merged_from]
-    vocab = dict(previous.vocab) if keep else {}
-    # The new segment lists the terms that the segments before it do not (its terms.json).
-    first_new = len(segments[keep - 1].postings.ptr) - 1 if 0 < keep < len(segments) else len(vocab)
-    postings, _ = count_terms([c.text for c in merged_chunks], vocab)
+    merged_from = segments[keep].offset if keep < len(segments) else total
+    live = np.setdiff1d(np.arange(merged_from, total), deleted)
+    lines, parts, lengths, old_vectors = [], [], [], []
+    merged = 0  # live rows copied so far
+    for segment in segments[keep:]:
+        rows = live[(live >= segment.offset) & (live < segment.offset + segment.rows)] - segment.offset
+        data, offsets = segment.chunks.data, segment.chunks.offsets
+        lines.extend(bytes(data[offsets[r]:offsets[r + 1]]) for r in rows)
+        if segment.rows:
+            old_vectors.append(segment.index.reconstruct_n(0, segment.rows)[rows])
+        # The segment's postings of its live rows, renumbered to rows of the new segment.
+        p = segment.postings
+        terms = np.repeat(np.arange(len(p.ptr) - 1, dtype=np.int64), np.diff(p.ptr))
+        renumber = np.full(segment.rows, -1, dtype=np.int64)
+        renumber[rows] = np.arange(merged, merged + len(rows))
+        new_rows = renumber[np.asarray(p.rows, dtype=np.int64)]
+        kept_rows = new_rows >= 0
+        parts.append((terms[kept_rows], new_rows[kept_rows], np.asarray(p.tf)[kept_rows]))
+        lengths.append(np.asarray(p.lengths)[rows])
+        merged += len(rows)
+    if keep:
+        vocab = dict(previous.vocab)
+        first_new = len(segments[keep - 1].postings.ptr) - 1 if keep < len(segments) else len(vocab)
+    else:
+        # Everything is rewritten: the terms that no live row holds any more are dropped.
+        old_terms = list(previous.vocab) if previous else []
+        used = np.unique(np.concatenate([t for t, _, _ in parts])) if parts else np.zeros(0, dtype=np.int64)
+        renumber = np.zeros(len(old_terms), dtype=np.int64)
+        renumber[used] = np.arange(len(used))
+        parts = [(renumber[t], r, tf) for t, r, tf in parts]
+        vocab = {old_terms[t]: i for i, t in enumerate(used.tolist())}
+        first_new = 0
+    fresh, _ = count_terms([c.text for c in chunks], vocab)
+    fresh_terms = np.repeat(np.arange(len(fresh.ptr) - 1, dtype=np.int64), np.diff(fresh.ptr))
+    parts.append((fresh_terms, np.asarray(fresh.rows, dtype=np.int64) + merged, fresh.tf))
+    lengths.append(fresh.lengths)
+    postings = _postings(parts, np.concatenate(lengths), len(vocab))
     if keep:
         # The merged rows were live before and still are: only the removed and the new chunks count.
         df = np.zeros(len(vocab), dtype=np.int64)
         df[: len(previous.df)] = previous.df
         if len(gone_rows):
             df -= document_frequencies([previous.chunk(int(r)).text for r in gone_rows], vocab)
-        if chunks:
-            df += document_frequencies([c.text for c in chunks], vocab)
+        df += np.bincount(fresh_terms, minlength=len(vocab))
     else:
         df = np.diff(postings.ptr)
+    if keep < len(segments):
+        deleted = deleted[deleted < merged_from]
+    lines.extend((json.dumps(c.to_dict(), ensure_ascii=False) + "\n").encode("utf-8") for c in chunks)
+    new_vectors = np.vstack([*old_vectors, vectors]) if old_vectors else vectors
     documents = {d: {**info, "segment": info.get("segment"), "first": info.get("first", 0)}
                  for d, info in documents.items()}
-    for row, chunk in enumerate(merged_chunks):
-        if row == 0 or merged_chunks[row - 1].doc_id != chunk.doc_id:
-            documents[chunk.doc_id].update(segment=segment_name, first=row)
-    return _Plan(keep, merged_chunks, merged_vectors, postings, list(vocab)[first_new:], df, deleted, documents)
+    moved = {s.name for s in segments[keep:]}
+    for info in documents.values():
+        if info["segment"] in moved and info["chunks"]:
+            info.update(segment=segment_name,
+                        first=int(np.searchsorted(live, starts[info["segment"]] + info["first"])))
+    for row, chunk in enumerate(chunks):
+        if row == 0 or chunks[row - 1].doc_id != chunk.doc_id:
+            documents[chunk.doc_id].update(segment=segment_name, first=merged + row)
+    return _Plan(keep, lines, new_vectors, postings, list(vocab)[first_new:], df, deleted, documents)
+
+
+def _postings(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lengths: np.ndarray, terms: int) -> Postings:
+    """Term-major postings (rows ascending within a term) from (term ids, rows, tf) parts."""
+    term_ids = np.concatenate([t for t, _, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
+    rows = np.concatenate([r for _, r, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
+    tfs = np.concatenate([tf for _, _, tf in parts]) if parts else np.zeros(0, dtype=np.float32)
+    order = np.lexsort((rows, term_ids))
+    ptr = np.zeros(terms + 1, dtype=np.int64)
+    np.cumsum(np.bincount(term_ids, minlength=terms), out=ptr[1:])
+    return Postings(ptr, rows[order].astype(np.int32), tfs[order].astype(np.float32),
+                    np.asarray(lengths, dtype=np.float32))
 
 
 def segments_kept(rows: list[int], new: int) -> int:
@@ -338,15 +386,14 @@ def _write_segment(folder: Path, plan: _Plan, hnsw_threshold: int) -> dict:
     _write_faiss(index, folder / "index.faiss")
     offsets = [0]
     with open(folder / "chunks.jsonl", "wb") as fh:
-        for chunk in plan.chunks:
-            offsets.append(offsets[-1] + fh.write(
-                (json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")))
+        for line in plan.lines:
+            offsets.append(offsets[-1] + fh.write(line))
     np.save(folder / "offsets.npy", np.asarray(offsets, dtype=np.int64))
     (folder / "terms.json").write_text(json.dumps(plan.new_terms, ensure_ascii=False), encoding="utf-8")
     for name, array in (("post_ptr", plan.postings.ptr), ("post_rows", plan.postings.rows),
                         ("post_tf", plan.postings.tf), ("lengths", plan.postings.lengths)):
         np.save(folder / f"{name}.npy", array)
-    return {"name": folder.name, "rows": len(plan.chunks), "index_type": index_kind(index),
+    return {"name": folder.name, "rows": len(plan.lines), "index_type": index_kind(index),
             "files": {n: _file_sha256(folder / n) for n in SEGMENT_FILES}}
 
 

@@ -239,6 +239,26 @@ def test_many_commits_rewrite_each_row_a_few_times_not_at_every_commit(tmp_path)
     assert abs(state.vectors() - FakeEmbedder().embed([c.text for c in state.chunks])).max() < 1e-5
 
 
+def test_an_index_built_in_many_commits_ranks_exactly_like_one_built_in_one(tmp_path, changed_folder):
+    from rag.index.retrieve import LocalIndex, Retriever
+
+    # The fixture's index was built in one commit; the update adds, edits and deletes in many, with merges.
+    many = RecordingStore(tmp_path / "index")
+    update_index(many, [changed_folder], FakeEmbedder(), CHUNKER, commit_files=3, commit_seconds=0)
+    assert any(c.state.segments[-1].rows > c.chunks for c in many.commits)  # some commits merged segments
+    one = Store(tmp_path / "one")
+    update_index(one, [changed_folder], FakeEmbedder(), CHUNKER, commit_files=0, commit_seconds=0)
+    a, b = many.load(), one.load()
+    assert sorted(c.id for c in a.chunks) == sorted(c.id for c in b.chunks)
+    assert (a.bm25().n, a.bm25().avg) == (b.bm25().n, pytest.approx(b.bm25().avg, rel=1e-6))
+    retrievers = [Retriever(LocalIndex(s), FakeEmbedder()) for s in (a, b)]
+    for question in ["harbour board berth 40", "tide tables for week 7", "File 12 in version 2", "berth 99"]:
+        hits_a, hits_b = (r.search(question, k=8) for r in retrievers)
+        assert [h.chunk.id for h in hits_a] == [h.chunk.id for h in hits_b], question
+        assert [h.score for h in hits_a] == pytest.approx([h.score for h in hits_b], rel=1e-5)
+        assert [h.lexical for h in hits_a] == pytest.approx([h.lexical for h in hits_b], rel=1e-5)
+
+
 # --- what the run reports and shows ---------------------------------------------------------------
 class SlowEmbedder(FakeEmbedder):
     def embed(self, texts, progress=False):
