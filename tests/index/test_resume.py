@@ -32,10 +32,10 @@ def paragraph(i: int, version: int) -> str:
             f"the tide tables for week {i % 52}.")
 
 
-def write_folder(folder, count: int, version: int = 1, paragraphs=lambda i: 1 + i % 3) -> None:
-    """`count` small text files of one to three chunks; `version` changes every one of them."""
+def write_folder(folder, count: int, version: int = 1, paragraphs=lambda i: 1 + i % 3, only=lambda i: True) -> None:
+    """Files 0 to `count` - 1 (those that `only` picks), of one to three chunks; `version` changes each one."""
     folder.mkdir(exist_ok=True)
-    for i in range(count):
+    for i in filter(only, range(count)):
         path = folder / f"file-{i:04d}.txt"
         path.write_text("\n\n".join(paragraph(i, version) * 4 for _ in range(paragraphs(i))), encoding="utf-8")
         os_utime(path, version)
