@@ -81,8 +81,9 @@ class RecordingStore(Store):
 
 
 def by_document(state) -> dict[str, list[tuple[str, str]]]:
+    """(id, text) of each document's chunks in a loaded index (files or PostgreSQL), in order."""
     found: dict[str, list] = {}
-    for chunk in state.chunks:
+    for chunk in state.chunks() if callable(state.chunks) else state.chunks:
         found.setdefault(chunk.doc_id, []).append((chunk.id, chunk.text))
     return found
 
