@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -38,9 +39,11 @@ class IndexProgress:
         if enabled and to_read and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=to_read, file=sys.stderr, desc="indexing", unit="B", unit_scale=True,
-                            dynamic_ncols=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix} "
-                                                           "[{elapsed}<{remaining}]")
+            # A terminal that reports no size (a pty nobody sized) would get no bar at all.
+            size = shutil.get_terminal_size()
+            self.bar = tqdm(total=to_read, file=sys.stderr, ncols=min(size.columns or 100, 120), nrows=size.lines or 24,
+                            unit="B", unit_scale=True,
+                            bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
             self._show()
 
     def advance(self, files: int = 0, chunks: int = 0, read: int = 0) -> None:
@@ -57,5 +60,5 @@ class IndexProgress:
 
     def _show(self) -> None:
         rate = self.chunks / max(time.perf_counter() - self.began, 1e-9)
-        self.bar.set_postfix_str(f"{self.done:,}/{self.files:,} files, {self.chunks:,} chunks, "
-                                 f"{rate:.1f} chunks/s", refresh=False)
+        self.bar.set_description_str(f"{self.done:,}/{self.files:,} files, {self.chunks:,} chunks, "
+                                     f"{rate:.1f} chunks/s", refresh=False)
