@@ -125,15 +125,14 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
                                      for i in range(f.embedded, len(f.chunks))), EMBED_BATCH))
                 with watch("embed"):
                     vectors = embedder.embed([c.text for _, c in batch])
-                finished = 0
+                finished = []
                 for fresh, rows in _runs(batch, vectors):
                     fresh.vectors.append(rows)
                     if fresh.embedded == len(fresh.chunks):
-                        finished += 1
-                        shown.advance(read=fresh.size)
+                        finished.append(fresh.size)
                 embedded += len(batch)
                 waiting -= len(batch)
-                shown.advance(files=finished, chunks=len(batch))
+                shown.advance(files=len(finished), chunks=len(batch), read=sum(finished))
 
         def commit(final: bool) -> IndexState | None:
             nonlocal committed, pending, commits, last_commit

@@ -41,10 +41,10 @@ class IndexProgress:
 
             # A terminal that reports no size (a pty nobody sized) would get no bar at all.
             size = shutil.get_terminal_size()
-            self.bar = tqdm(total=to_read, file=sys.stderr, ncols=min(size.columns or 100, 120), nrows=size.lines or 24,
-                            unit="B", unit_scale=True,
+            self.bar = tqdm(total=to_read, file=sys.stderr, unit="B", unit_scale=True,
+                            ncols=min(size.columns or 100, 120), nrows=size.lines or 24,
+                            desc=f"0/{files:,} files, 0 chunks, 0.0 chunks/s",
                             bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
-            self._show()
 
     def advance(self, files: int = 0, chunks: int = 0, read: int = 0) -> None:
         """Count files finished, chunks embedded and bytes read since the last call."""
