@@ -49,6 +49,9 @@ class Store:
     def __init__(self, directory: Path | str):
         self.directory = Path(directory)
         self._read: tuple[str, Path, dict] | None = None  # the last manifest read, with CURRENT's text
+        # The generation this writer committed last, with CURRENT's text: the next commit of a long
+        # run starts from it instead of reading the manifest and every segment's terms again.
+        self._written: tuple[str, IndexState] | None = None
 
     def exists(self) -> bool:
         return (self.directory / "CURRENT").is_file()
@@ -150,7 +153,7 @@ class Store:
         chunks must be contiguous, in `chunks` order. When the disk refuses (full, read-only) the
         half-written files are removed and RagError says why; the previous generation stays committed.
         """
-        previous = None if replace or not self.exists() else self._open(*self._manifest_under_lock())
+        previous = None if replace or not self.exists() else self._previous_state()
         committed = self._committed_generation()
         # Readers may be loading the committed generation now: it and its segments stay until the next write.
         keep = {committed, *([e["name"] for e in previous.manifest["segments"]] if previous else
@@ -184,8 +187,8 @@ class Store:
                 path.chmod(PRIVATE_DIR if path.is_dir() else PRIVATE_FILE)
             for path in [*written, gen, self.directory]:
                 _fsync(path)
-            pointer_tmp = self.directory / "CURRENT.tmp"
-            pointer_tmp.write_text(f"{gen.name} {_sha256(manifest_bytes)}\n", encoding="utf-8")
+            pointer_tmp, pointer = self.directory / "CURRENT.tmp", f"{gen.name} {_sha256(manifest_bytes)}\n"
+            pointer_tmp.write_text(pointer, encoding="utf-8")
             pointer_tmp.chmod(PRIVATE_FILE)
             _fsync(pointer_tmp)
             os.replace(pointer_tmp, self.directory / "CURRENT")
@@ -197,7 +200,9 @@ class Store:
         _fsync(self.directory)
         # Anything else is a half-written generation or segment left by a crash, or no longer used.
         self._remove_unused({*keep, gen.name, *(e["name"] for e in segments)})
-        return self._open(gen, manifest)
+        state = self._open(gen, manifest)
+        self._read, self._written = (pointer, gen, manifest), (pointer, state)
+        return state
 
     def upgrade(self) -> bool:
         """Rewrite an index of format 1 (one FAISS file for all rows) as a segment, keeping its vectors.
@@ -224,6 +229,12 @@ class Store:
         kept = {k: v for k, v in manifest.items() if k not in ("format", "count", "index_type", "created", "files")}
         self.write(chunks, vectors, kept, replace=True)
         return True
+
+    def _previous_state(self) -> IndexState:
+        """The committed generation, opened (call with the lock held)."""
+        if self._written and self._written[0] == (self.directory / "CURRENT").read_text(encoding="utf-8"):
+            return self._written[1]
+        return self._open(*self._manifest_under_lock())
 
     def _manifest_under_lock(self) -> tuple[Path, dict]:
         """The manifest this writer read last if it is still committed (nobody else writes), else read it."""
