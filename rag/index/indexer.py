@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -107,101 +108,100 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
         # The bytes of each file that must be read (0 for a file whose size and time are unchanged).
         sizes = [0 if stat and old_docs.get(doc_id, {}).get("stat") == stat else stat[0] if stat else _size(path)
                  for path, doc_id, stat in files]
-        shown = IndexProgress(len(files), sum(sizes), progress)
+        with closing(IndexProgress(len(files), sum(sizes), progress)) as shown:
+            committed = dict(old_docs)  # the documents of the last commit, as the store wrote them
+            kept: dict[str, dict] = {}  # unchanged documents: what their entry changes (path, stat)
+            present: set[str] = set()
+            pending: list[_Fresh] = []
+            added, updated = [], []
+            embedded = commits = waiting = 0
+            last_commit = time.perf_counter()
 
-        committed = dict(old_docs)  # the documents of the last commit, as the store wrote them
-        kept: dict[str, dict] = {}  # unchanged documents: what their entry changes (path, stat)
-        present: set[str] = set()
-        pending: list[_Fresh] = []
-        added, updated = [], []
-        embedded = commits = waiting = 0
-        last_commit = time.perf_counter()
+            def embed_pending(everything: bool) -> None:
+                """Embed the pending chunks in batches of EMBED_BATCH (all of them when `everything`)."""
+                nonlocal embedded, waiting
+                while waiting >= EMBED_BATCH or (everything and waiting):
+                    batch = list(islice(((f, f.chunks[i]) for f in pending
+                                         for i in range(f.embedded, len(f.chunks))), EMBED_BATCH))
+                    with watch("embed"):
+                        vectors = embedder.embed([c.text for _, c in batch])
+                    finished = []
+                    for fresh, rows in _runs(batch, vectors):
+                        fresh.vectors.append(rows)
+                        if fresh.embedded == len(fresh.chunks):
+                            finished.append(fresh.size)
+                    embedded += len(batch)
+                    waiting -= len(batch)
+                    shown.advance(files=len(finished), chunks=len(batch), read=sum(finished))
 
-        def embed_pending(everything: bool) -> None:
-            """Embed the pending chunks in batches of EMBED_BATCH (all of them when `everything`)."""
-            nonlocal embedded, waiting
-            while waiting >= EMBED_BATCH or (everything and waiting):
-                batch = list(islice(((f, f.chunks[i]) for f in pending
-                                     for i in range(f.embedded, len(f.chunks))), EMBED_BATCH))
-                with watch("embed"):
-                    vectors = embedder.embed([c.text for _, c in batch])
-                finished = []
-                for fresh, rows in _runs(batch, vectors):
-                    fresh.vectors.append(rows)
-                    if fresh.embedded == len(fresh.chunks):
-                        finished.append(fresh.size)
-                embedded += len(batch)
-                waiting -= len(batch)
-                shown.advance(files=len(finished), chunks=len(batch), read=sum(finished))
+            def commit(final: bool) -> IndexState | None:
+                nonlocal committed, pending, commits, last_commit
+                embed_pending(everything=True)
+                empty = [f.size for f in pending if not f.chunks]  # documents of no text: nothing to embed
+                shown.advance(files=len(empty), read=sum(empty))
+                documents = {**committed, **{d: {**committed[d], **change} for d, change in kept.items()},
+                             **{f.doc_id: f.info for f in pending}}
+                if final:
+                    documents = {d: info for d, info in documents.items() if d in present}
+                manifest = {"embedder": embedder.name, "dim": embedder.dim, "chunker": chunker,
+                            "roots": [str(Path(r).resolve()) for r in roots], "excluded": sorted(excluded),
+                            "documents": dict(sorted(documents.items())), **({} if final else {"partial": True})}
+                chunks = [c for f in pending for c in f.chunks]
+                vectors = np.vstack([v for f in pending for v in f.vectors]) if chunks else \
+                    np.zeros((0, embedder.dim), dtype=np.float32)
+                with watch("write"):
+                    state = store.write(chunks, vectors, manifest, hnsw_threshold,
+                                        replace=previous is None and not commits)
+                # The store places each document's chunks (segment, first row): later commits build on that.
+                committed = dict(state.documents) if state is not None else manifest["documents"]
+                kept.clear()
+                pending, commits, last_commit = [], commits + 1, time.perf_counter()
+                return state
 
-        def commit(final: bool) -> IndexState | None:
-            nonlocal committed, pending, commits, last_commit
-            embed_pending(everything=True)
-            shown.advance(files=sum(not f.chunks for f in pending), read=sum(f.size for f in pending if not f.chunks))
-            documents = {**committed, **{d: {**committed[d], **change} for d, change in kept.items()},
-                         **{f.doc_id: f.info for f in pending}}
-            if final:
-                documents = {d: info for d, info in documents.items() if d in present}
-            manifest = {"embedder": embedder.name, "dim": embedder.dim, "chunker": chunker,
-                        "roots": [str(Path(r).resolve()) for r in roots], "excluded": sorted(excluded),
-                        "documents": dict(sorted(documents.items())), **({} if final else {"partial": True})}
-            chunks = [c for f in pending for c in f.chunks]
-            vectors = np.vstack([v for f in pending for v in f.vectors]) if chunks else \
-                np.zeros((0, embedder.dim), dtype=np.float32)
-            with watch("write"):
-                state = store.write(chunks, vectors, manifest, hnsw_threshold,
-                                    replace=previous is None and not commits)
-            # The store places each document's chunks (segment, first row): later commits build on that.
-            committed = dict(state.documents) if state is not None else manifest["documents"]
-            kept.clear()
-            pending, commits, last_commit = [], commits + 1, time.perf_counter()
-            return state
-
-        with IsolatedReader(limits) as reader:
-            for (path, doc_id, stat), size in zip(files, sizes):
-                if pending and (0 < commit_files <= len(pending) or
-                                0 < commit_seconds <= time.perf_counter() - last_commit):
-                    commit(final=False)
-                if doc_id in present:
-                    skipped.append(Skipped(str(path), f"duplicate document id {doc_id!r}", doc_id))
-                    continue
-                present.add(doc_id)
-                old = committed.get(doc_id, {})
-                try:
-                    if stat and old.get("stat") == stat:
-                        kept[doc_id] = {"path": str(path)}
-                        shown.advance(files=1)
+            with IsolatedReader(limits) as reader:
+                for (path, doc_id, stat), size in zip(files, sizes):
+                    if pending and (0 < commit_files <= len(pending) or
+                                    0 < commit_seconds <= time.perf_counter() - last_commit):
+                        commit(final=False)
+                    if doc_id in present:
+                        skipped.append(Skipped(str(path), f"duplicate document id {doc_id!r}", doc_id))
                         continue
-                    with watch("read"):
-                        data = read_bytes(path)
-                        sha = _sha256(data)
-                    if old.get("sha256") == sha:
-                        kept[doc_id] = {"path": str(path), "stat": stat}
+                    present.add(doc_id)
+                    old = committed.get(doc_id, {})
+                    try:
+                        if stat and old.get("stat") == stat:
+                            kept[doc_id] = {"path": str(path)}
+                            shown.advance(files=1)
+                            continue
+                        with watch("read"):
+                            data = read_bytes(path)
+                            sha = _sha256(data)
+                        if old.get("sha256") == sha:
+                            kept[doc_id] = {"path": str(path), "stat": stat}
+                            shown.advance(files=1, read=size)
+                            continue
+                        with watch("read"):
+                            doc = reader.read(path, doc_id, data)
+                    except UnreadableDocument as exc:
+                        skipped.append(Skipped(str(path), reason_of(exc, path), doc_id))
+                        if doc_id not in old_docs:
+                            present.discard(doc_id)
                         shown.advance(files=1, read=size)
                         continue
-                    with watch("read"):
-                        doc = reader.read(path, doc_id, data)
-                except UnreadableDocument as exc:
-                    skipped.append(Skipped(str(path), reason_of(exc, path), doc_id))
-                    if doc_id not in old_docs:
-                        present.discard(doc_id)
-                    shown.advance(files=1, read=size)
-                    continue
-                with watch("chunk"):
-                    chunks = chunk_document(doc, chunker["size"], chunker["overlap"])
-                pending.append(_Fresh(doc_id, {"path": str(path), "sha256": doc.sha256, "chunks": len(chunks),
-                                               "pages": len(doc.pages), "stat": stat}, chunks, size))
-                waiting += len(chunks)
-                (updated if doc_id in old_docs else added).append(doc_id)
-                embed_pending(everything=False)
+                    with watch("chunk"):
+                        chunks = chunk_document(doc, chunker["size"], chunker["overlap"])
+                    pending.append(_Fresh(doc_id, {"path": str(path), "sha256": doc.sha256, "chunks": len(chunks),
+                                                   "pages": len(doc.pages), "stat": stat}, chunks, size))
+                    waiting += len(chunks)
+                    (updated if doc_id in old_docs else added).append(doc_id)
+                    embed_pending(everything=False)
 
-        removed = tuple(sorted(set(old_docs) - present))
-        resumed = bool(previous and previous.get("partial"))
-        state = None
-        if pending or removed or commits or previous is None or resumed:
-            state = commit(final=True)
-        shown.close()
-        documents = {d: info for d, info in committed.items() if d in present}
+            removed = tuple(sorted(set(old_docs) - present))
+            resumed = bool(previous and previous.get("partial"))
+            state = None
+            if pending or removed or commits or previous is None or resumed:
+                state = commit(final=True)
+            documents = {d: info for d, info in committed.items() if d in present}
         return IndexReport(
             documents=len(documents), chunks=sum(d["chunks"] for d in documents.values()), added=tuple(added),
             updated=tuple(updated), removed=removed, unchanged=len(present) - len(added) - len(updated),
