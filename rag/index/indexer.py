@@ -68,11 +68,8 @@ class _Fresh:
     info: dict
     chunks: list[Chunk]
     size: int
-    vectors: list[np.ndarray] = field(default_factory=list)
-
-    @property
-    def embedded(self) -> int:
-        return sum(len(v) for v in self.vectors)
+    vectors: np.ndarray | None = None  # filled batch by batch
+    embedded: int = 0
 
 
 def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: dict,
@@ -127,7 +124,10 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
                         vectors = embedder.embed([c.text for _, c in batch])
                     finished = []
                     for fresh, rows in _runs(batch, vectors):
-                        fresh.vectors.append(rows)
+                        if fresh.vectors is None:
+                            fresh.vectors = np.empty((len(fresh.chunks), vectors.shape[1]), dtype=np.float32)
+                        fresh.vectors[fresh.embedded:fresh.embedded + len(rows)] = rows
+                        fresh.embedded += len(rows)
                         if fresh.embedded == len(fresh.chunks):
                             finished.append(fresh.size)
                     embedded += len(batch)
@@ -147,7 +147,9 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
                             "roots": [str(Path(r).resolve()) for r in roots], "excluded": sorted(excluded),
                             "documents": dict(sorted(documents.items())), **({} if final else {"partial": True})}
                 chunks = [c for f in pending for c in f.chunks]
-                vectors = np.vstack([v for f in pending for v in f.vectors]) if chunks else \
+                parts = [f.vectors for f in pending if f.chunks]
+                # One document (a big file): its vectors as they are, not a copy.
+                vectors = parts[0] if len(parts) == 1 else np.vstack(parts) if parts else \
                     np.zeros((0, embedder.dim), dtype=np.float32)
                 with watch("write"):
                     state = store.write(chunks, vectors, manifest, hnsw_threshold,

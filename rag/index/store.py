@@ -168,7 +168,7 @@ class Store:
             os.chmod(self.directory, PRIVATE_DIR)
             gen.mkdir(PRIVATE_DIR)
             segments = (previous.manifest["segments"] if previous else [])[: plan.keep]
-            if plan.lines:
+            if plan.copied or plan.chunks:
                 seg.mkdir(PRIVATE_DIR)
                 segments = [*segments, _write_segment(seg, plan, hnsw_threshold)]
                 written += [seg / n for n in SEGMENT_FILES] + [seg]
@@ -269,7 +269,8 @@ class _Plan:
     """What a write commits: the first `keep` old segments as they are, one new segment, the tombstones."""
 
     keep: int
-    lines: list[bytes]  # the new segment's chunks.jsonl, one line per row
+    copied: list[bytes]  # the chunks.jsonl lines of the merged segments' live rows, first in the new segment
+    chunks: list[Chunk]  # then the new chunks
     vectors: np.ndarray
     postings: Postings
     new_terms: list[str]
@@ -309,12 +310,12 @@ def _plan(previous: IndexState | None, chunks: list[Chunk], vectors: np.ndarray,
             old_vectors.append(segment.index.reconstruct_n(0, segment.rows)[rows])
         # The segment's postings of its live rows, renumbered to rows of the new segment.
         p = segment.postings
-        terms = np.repeat(np.arange(len(p.ptr) - 1, dtype=np.int64), np.diff(p.ptr))
+        terms = np.repeat(np.arange(len(p.ptr) - 1, dtype=np.int32), np.diff(p.ptr))
         renumber = np.full(segment.rows, -1, dtype=np.int64)
         renumber[rows] = np.arange(merged, merged + len(rows))
         new_rows = renumber[np.asarray(p.rows, dtype=np.int64)]
         kept_rows = new_rows >= 0
-        parts.append((terms[kept_rows], new_rows[kept_rows], np.asarray(p.tf)[kept_rows]))
+        parts.append((terms[kept_rows], new_rows[kept_rows].astype(np.int32), np.asarray(p.tf)[kept_rows]))
         lengths.append(np.asarray(p.lengths)[rows])
         merged += len(rows)
     if keep:
@@ -323,29 +324,29 @@ def _plan(previous: IndexState | None, chunks: list[Chunk], vectors: np.ndarray,
     else:
         # Everything is rewritten: the terms that no live row holds any more are dropped.
         old_terms = list(previous.vocab) if previous else []
-        used = np.unique(np.concatenate([t for t, _, _ in parts])) if parts else np.zeros(0, dtype=np.int64)
-        renumber = np.zeros(len(old_terms), dtype=np.int64)
+        used = np.unique(np.concatenate([t for t, _, _ in parts])) if parts else np.zeros(0, dtype=np.int32)
+        renumber = np.zeros(len(old_terms), dtype=np.int32)
         renumber[used] = np.arange(len(used))
         parts = [(renumber[t], r, tf) for t, r, tf in parts]
         vocab = {old_terms[t]: i for i, t in enumerate(used.tolist())}
         first_new = 0
     fresh, _ = count_terms([c.text for c in chunks], vocab)
-    fresh_terms = np.repeat(np.arange(len(fresh.ptr) - 1, dtype=np.int64), np.diff(fresh.ptr))
-    parts.append((fresh_terms, np.asarray(fresh.rows, dtype=np.int64) + merged, fresh.tf))
-    lengths.append(fresh.lengths)
-    postings = _postings(parts, np.concatenate(lengths), len(vocab))
+    postings = fresh
+    if keep < len(segments):
+        fresh_terms = np.repeat(np.arange(len(fresh.ptr) - 1, dtype=np.int32), np.diff(fresh.ptr))
+        parts.append((fresh_terms, fresh.rows + np.int32(merged), fresh.tf))
+        postings = _postings(parts, np.concatenate([*lengths, fresh.lengths]), len(vocab))
     if keep:
         # The merged rows were live before and still are: only the removed and the new chunks count.
         df = np.zeros(len(vocab), dtype=np.int64)
         df[: len(previous.df)] = previous.df
         if len(gone_rows):
             df -= document_frequencies([previous.chunk(int(r)).text for r in gone_rows], vocab)
-        df += np.bincount(fresh_terms, minlength=len(vocab))
+        df += np.diff(fresh.ptr)  # a posting per chunk holding the term
     else:
         df = np.diff(postings.ptr)
     if keep < len(segments):
         deleted = deleted[deleted < merged_from]
-    lines.extend((json.dumps(c.to_dict(), ensure_ascii=False) + "\n").encode("utf-8") for c in chunks)
     new_vectors = np.vstack([*old_vectors, vectors]) if old_vectors else vectors
     documents = {d: {**info, "segment": info.get("segment"), "first": info.get("first", 0)}
                  for d, info in documents.items()}
@@ -357,13 +358,13 @@ def _plan(previous: IndexState | None, chunks: list[Chunk], vectors: np.ndarray,
     for row, chunk in enumerate(chunks):
         if row == 0 or chunks[row - 1].doc_id != chunk.doc_id:
             documents[chunk.doc_id].update(segment=segment_name, first=merged + row)
-    return _Plan(keep, lines, new_vectors, postings, list(vocab)[first_new:], df, deleted, documents)
+    return _Plan(keep, lines, chunks, new_vectors, postings, list(vocab)[first_new:], df, deleted, documents)
 
 
 def _postings(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lengths: np.ndarray, terms: int) -> Postings:
     """Term-major postings (rows ascending within a term) from (term ids, rows, tf) parts."""
-    term_ids = np.concatenate([t for t, _, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
-    rows = np.concatenate([r for _, r, _ in parts]) if parts else np.zeros(0, dtype=np.int64)
+    term_ids = np.concatenate([t for t, _, _ in parts]) if parts else np.zeros(0, dtype=np.int32)
+    rows = np.concatenate([r for _, r, _ in parts]) if parts else np.zeros(0, dtype=np.int32)
     tfs = np.concatenate([tf for _, _, tf in parts]) if parts else np.zeros(0, dtype=np.float32)
     order = np.lexsort((rows, term_ids))
     ptr = np.zeros(terms + 1, dtype=np.int64)
@@ -397,14 +398,17 @@ def _write_segment(folder: Path, plan: _Plan, hnsw_threshold: int) -> dict:
     _write_faiss(index, folder / "index.faiss")
     offsets = [0]
     with open(folder / "chunks.jsonl", "wb") as fh:
-        for line in plan.lines:
+        for line in plan.copied:
             offsets.append(offsets[-1] + fh.write(line))
+        for chunk in plan.chunks:
+            offsets.append(offsets[-1] + fh.write(
+                (json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")))
     np.save(folder / "offsets.npy", np.asarray(offsets, dtype=np.int64))
     (folder / "terms.json").write_text(json.dumps(plan.new_terms, ensure_ascii=False), encoding="utf-8")
     for name, array in (("post_ptr", plan.postings.ptr), ("post_rows", plan.postings.rows),
                         ("post_tf", plan.postings.tf), ("lengths", plan.postings.lengths)):
         np.save(folder / f"{name}.npy", array)
-    return {"name": folder.name, "rows": len(plan.lines), "index_type": index_kind(index),
+    return {"name": folder.name, "rows": len(offsets) - 1, "index_type": index_kind(index),
             "files": {n: _file_sha256(folder / n) for n in SEGMENT_FILES}}
 
 
