@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import shutil
 import time
 from types import SimpleNamespace
@@ -217,15 +216,33 @@ def test_a_crashed_rebuild_is_resumed_by_a_plain_run(tmp_path, changed_folder):
 
 
 # --- what a commit costs --------------------------------------------------------------------------
-def test_segments_kept_carries_like_a_binary_counter():
+def test_segments_kept_takes_in_the_newest_segments_up_to_four_times_the_new_rows():
     assert segments_kept([], 5) == 0
-    assert segments_kept([800, 200], 100) == 2
-    assert segments_kept([800, 200, 100], 100) == 1  # 100 takes in 100, then 200: [800, 400]
-    assert segments_kept([1000, 1], 1) == 1
-    assert segments_kept([2 ** k for k in range(20, 8, -1)], 1) == MAX_SEGMENTS - 1
+    assert segments_kept([4000, 1000], 100) == 2
+    assert segments_kept([4000, 200], 100) == 1  # 100 takes in 200, then 4000 > 4 * 300 stays
+    assert segments_kept([800, 200], 100) == 0
+    assert segments_kept([5 ** k for k in range(12, 2, -1)], 1) == MAX_SEGMENTS - 1
 
 
-def test_many_commits_rewrite_each_row_a_few_times_not_at_every_commit(tmp_path):
+def rows_copied(commits: int, policy) -> tuple[int, int]:
+    """Rows written by `commits` commits of one row each under a merge policy, and the most segments."""
+    rows, written, most = [], 0, 0
+    for _ in range(commits):
+        keep = policy(rows, 1)
+        rows = rows[:keep] + [sum(rows[keep:]) + 1]
+        written, most = written + rows[-1], max(most, len(rows))
+    return written, most
+
+
+def test_a_long_run_of_commits_copies_each_row_a_few_times_not_the_whole_index_every_few_commits():
+    written, most = rows_copied(5000, segments_kept)
+    assert written < 15 * 5000 and most <= MAX_SEGMENTS - 1
+    # The rule before: past 8 segments, everything after the first was merged.
+    before = rows_copied(5000, lambda rows, new: 1 if len(rows) + 1 > MAX_SEGMENTS else len(rows))[0]
+    assert before > 20 * written
+
+
+def test_many_commits_keep_few_segments_and_every_row_once(tmp_path):
     folder = tmp_path / "folder"
     write_folder(folder, 64, paragraphs=lambda i: 1)
     store = RecordingStore(tmp_path / "index")
@@ -233,8 +250,8 @@ def test_many_commits_rewrite_each_row_a_few_times_not_at_every_commit(tmp_path)
     assert report.commits == 64 and report.chunks == 64
     # The rows each commit wrote: its new segment, which holds the segments it took in.
     written = [c.state.segments[-1].rows for c in store.commits]
-    assert sum(written) <= 64 * (math.log2(64) + 1)  # a merge of everything at each commit: 64 * 65 / 2
-    assert sum(written) > 64 and max(len(c.state.segments) for c in store.commits) <= math.log2(64) + 1
+    assert sum(written) == rows_copied(64, segments_kept)[0]  # the store merges as the policy says
+    assert max(len(c.state.segments) for c in store.commits) <= rows_copied(64, segments_kept)[1]
     state = Store(tmp_path / "index").load()
     assert sorted(by_document(state)) == sorted(f"file-{i:04d}.txt" for i in range(64))
     assert abs(state.vectors() - FakeEmbedder().embed([c.text for c in state.chunks])).max() < 1e-5
