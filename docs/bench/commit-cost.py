@@ -1,13 +1,19 @@
 """What intermediate commits cost on the stdlib pydoc corpus: the writes of N commits against one.
 
 Render the corpus first (rag/bench/run.py's render_pydoc), then, from the repository:
-    python -c "from pathlib import Path; from rag.bench.run import render_pydoc; render_pydoc(Path('/tmp/resume-pydoc'), None)"
+    python -c "from pathlib import Path; from rag.bench.run import render_pydoc
+    render_pydoc(Path('/tmp/resume-pydoc'), None)"
     nice -n 10 python docs/bench/commit-cost.py
 Figures in docs/performance.md ("What an intermediate commit costs").
 """
-import hashlib, json, shutil, sys, time
+import hashlib
+import json
+import shutil
+import time
 from pathlib import Path
+
 import numpy as np
+
 from rag.documents.chunk import chunk_document
 from rag.documents.ingest import read_document
 from rag.index.embed import SentenceTransformerEmbedder
@@ -65,6 +71,6 @@ for label, files in [("one commit", 0), ("every 35 files", 35), ("every 10 files
 one = rows[0]
 for row in rows:
     extra = row["write"] - one["write"]
-    print(f"{row['run']:>15}: {row['commits']:>3} commits, write {row['write']:6.2f}s = {row['write'] / one['write']:.2f}x "
-          f"one commit; +{extra:.2f}s = {100 * extra / (row['chunks'] / rate):.1f}% of a run embedding "
-          f"{row['chunks']} chunks at {rate:.1f}/s")
+    print(f"{row['run']:>15}: {row['commits']:>3} commits, write {row['write']:6.2f}s = "
+          f"{row['write'] / one['write']:.2f}x one commit; +{extra:.2f}s = "
+          f"{100 * extra / (row['chunks'] / rate):.1f}% of a run embedding {row['chunks']} chunks at {rate:.1f}/s")
