@@ -157,7 +157,9 @@ def cmd_index(args) -> int:
     d = report.to_dict()
     print(f"{d['documents']} documents, {d['chunks']} chunks: {d['added']} added, {d['updated']} updated, "
           f"{d['removed']} removed, {d['unchanged']} unchanged, {len(report.skipped)} skipped "
-          f"({report.embedded} chunks embedded in {report.seconds:.1f}s)")
+          f"({report.embedded} chunks embedded in {report.seconds:.1f}s, {report.commits} commit"
+          f"{'' if report.commits == 1 else 's'}"
+          f"{'; resumed an interrupted run' if report.resumed else ''})")
     return status
 
 

@@ -63,6 +63,10 @@ class Settings:
     # cached in index_dir/ocr-cache by the file's sha256. `rag index --no-ocr` turns it off for a run.
     ocr: bool = True
     ocr_page_timeout: float = 120.0
+    # A long `rag index` commits after this many changed files or seconds, whichever comes first, so
+    # a killed run resumes from its last commit (0 turns either off).
+    commit_files: int = 200
+    commit_seconds: float = 60.0
     # A generation server speaking OpenAI's /v1/chat/completions; empty means the in-process model.
     llm_url: str = ""
     llm_model: str = ""

@@ -104,7 +104,8 @@ class Pipeline:
         uploads = [self.uploads_dir] if self.uploads_dir.is_dir() else []
         roots = [Path(r) for r in roots] if roots else [PROJECT_ROOT / "corpus", *uploads]
         report = update_index(self.store, roots, self.embedder, self.chunker, rebuild, progress, exclude,
-                              limits=self.read_limits)
+                              limits=self.read_limits, commit_files=self.settings.commit_files,
+                              commit_seconds=self.settings.commit_seconds)
         self._retriever = self._reader = None
         return report
 

@@ -7,8 +7,9 @@ is the `retrieve.SearchIndex` over it. Tables:
     rag_postings  term, chunk_id, tf (btree on term): BM25's term frequencies
     rag_index     one row: the manifest, the live chunk count and their summed lengths
 
-One `rag index` run is one transaction: the changed and removed documents' rows are deleted, the
-new chunks and postings are COPYed in, and the manifest row is replaced. PostgreSQL makes a
+Each commit of a `rag index` run (a long run commits as it goes, see `indexer.update_index`) is one
+transaction: the changed and removed documents' rows are deleted, the new chunks and postings are
+COPYed in, and the manifest row is replaced. PostgreSQL makes a
 committed transaction durable (its WAL record is fsynced before COMMIT returns, with the default
 `fsync = on` and `synchronous_commit = on`) and rolls back every uncommitted one, also when the
 client or the server is killed: readers see the old index or the new one, never a mix.
@@ -290,7 +291,8 @@ class PgStore:
             if count != expected:
                 raise IndexMismatch(f"the index in {self.directory} would hold {count} chunks, not {expected}; "
                                     f"{REBUILD_HINT}")
-            kind = _set_dense_index(conn, count, hnsw_threshold, self.schema)
+            kind = _set_dense_index(conn, count, hnsw_threshold, self.schema,
+                                    partial=bool(manifest.get("partial")))
             conn.execute("ANALYZE rag_chunks, rag_postings")  # fresh statistics, or the planner scans everything
             manifest = {**manifest, "format": FORMAT, "count": count, "dim": dim, "index_type": kind,
                         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -382,8 +384,14 @@ def _insert(conn, chunks: list[Chunk], vectors: np.ndarray) -> np.ndarray:
     return lengths
 
 
-def _set_dense_index(conn, count: int, threshold: int, schema: str = "") -> str:
-    """Create the HNSW index at `threshold` live chunks, drop it below; returns "hnsw" or "flat"."""
+def _set_dense_index(conn, count: int, threshold: int, schema: str = "", partial: bool = False) -> str:
+    """Create the HNSW index at `threshold` live chunks, drop it below; returns "hnsw" or "flat".
+
+    An intermediate commit of a long run (`partial`) does not create it: pgvector builds it faster
+    once, at the run's last commit, than row by row while the run inserts the rest.
+    """
+    if count >= threshold and partial:
+        return "hnsw" if conn.execute("SELECT to_regclass('rag_chunks_hnsw') IS NOT NULL").fetchone()[0] else "flat"
     if count >= threshold:
         conn.execute("CREATE INDEX IF NOT EXISTS rag_chunks_hnsw ON rag_chunks "
                      "USING hnsw (embedding vector_ip_ops) WITH (m = 32, ef_construction = 80)")
