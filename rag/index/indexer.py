@@ -29,6 +29,8 @@ STAT_MARGIN_NS = 2_000_000_000
 # changed files, or this many seconds, whichever comes first (Settings.commit_files, commit_seconds).
 COMMIT_FILES = 200
 COMMIT_SECONDS = 60.0
+# The text of PDFs read before the lock (read_before_lock) that is kept for the locked pass.
+EARLY_TEXT_BUDGET = 50_000_000
 # Chunks embedded per call: the progress bar moves this often.
 EMBED_BATCH = 256
 
@@ -261,11 +263,14 @@ def _size(path: Path) -> int:
 
 def read_before_lock(store: Store, roots: list[Path], exclude: set[str], rebuild: bool, limits: ReadLimits,
                      progress: bool, built_with: tuple[str, dict]) -> dict[str, tuple]:
-    """Read the new and changed files before the index lock is taken: {doc_id: (stat, sha256, result)}.
+    """Read the new and changed PDFs before the index lock is taken: {doc_id: (stat, sha256, result)}.
 
-    Parsing, and OCR of a scanned PDF above all, can take minutes, and another writer (an upload in
-    the UI) would wait for the lock all that time. The result is None for a file whose bytes are
-    what the index holds.
+    OCR of a scanned PDF can take minutes, and another writer (an upload in the UI) would wait for
+    the lock all that time. Only PDFs are read here: other files parse in milliseconds, and reading
+    them under the lock lets a long run commit as it goes. A document's text is kept for the locked
+    pass within EARLY_TEXT_BUDGET characters; past it, the result is None and the locked pass reads
+    the file again, its OCR then coming from the cache. The result is also None for a file whose
+    bytes are what the index holds.
     """
     try:
         manifest = {} if rebuild else store.read_manifest()[1]
@@ -277,9 +282,10 @@ def read_before_lock(store: Store, roots: list[Path], exclude: set[str], rebuild
     excluded = set(exclude) | set(manifest.get("excluded", []))
     settled = time.time_ns() - STAT_MARGIN_NS
     early: dict[str, tuple] = {}
+    kept_chars = 0
     with IsolatedReader(limits, print_ocr_progress if progress else None) as reader:
         for path, doc_id in find_files(roots)[0]:
-            if doc_id in excluded or doc_id in early:
+            if doc_id in excluded or doc_id in early or path.suffix.lower() != ".pdf":
                 continue
             old = old_docs.get(doc_id, {})
             try:
@@ -294,9 +300,12 @@ def read_before_lock(store: Store, roots: list[Path], exclude: set[str], rebuild
                 early[doc_id] = (stat, sha, None)  # unchanged: not read again under the lock
                 continue
             try:
-                early[doc_id] = (stat, sha, reader.read(path, doc_id, data))
+                doc = reader.read(path, doc_id, data)
             except UnreadableDocument as exc:
                 early[doc_id] = (stat, sha, exc)
+                continue
+            kept_chars += len(doc.text)
+            early[doc_id] = (stat, sha, doc if kept_chars <= EARLY_TEXT_BUDGET else None)
     return early
 
 

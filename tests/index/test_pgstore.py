@@ -268,7 +268,9 @@ def test_a_second_writer_waits_for_the_advisory_lock_and_writes_once_it_is_free(
     clock = PollClock(on_sleep=free_the_lock_at_the_third_wait)
     monkeypatch.setattr("rag.index.pgstore.time", clock)
     report = update_index(PgStore(pg_url), [corpus], FakeEmbedder(), CHUNKER, lock_timeout=30)
-    assert len(clock.sleeps) == 3 and len(report.added) == 300
+    # Closing the holder's session frees the lock a moment later, server side: under load the writer
+    # may poll once or twice more, but never writes before the third wait.
+    assert len(clock.sleeps) >= 3 and len(report.added) == 300
 
 
 # --- one-line errors -------------------------------------------------------------------------------

@@ -325,3 +325,34 @@ def test_the_progress_bar_shows_files_chunks_and_chunks_per_second(tmp_path, mon
     err.truncate(0)
     update_index(Store(tmp_path / "index"), [folder], FakeEmbedder(), CHUNKER, progress=True)
     assert err.getvalue() == ""  # nothing to read: no bar
+
+
+@pytest.mark.parametrize("budget", [0, rag.index.indexer.EARLY_TEXT_BUDGET])
+def test_pdfs_read_before_the_lock_are_indexed_whole_within_or_past_the_text_budget(tmp_path, monkeypatch, budget):
+    from fpdf import FPDF
+
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for i in range(2):
+        pdf = FPDF()
+        for page in range(2):
+            pdf.add_page()
+            pdf.set_font("Helvetica", size=12)
+            pdf.multi_cell(0, 8, f"Report {i} page {page + 1}: the harbour crane lifted {100 * i + page} crates.")
+        pdf.output(str(folder / f"report-{i}.pdf"))
+    (folder / "note.txt").write_text("A plain note, read under the lock.", encoding="utf-8")
+    monkeypatch.setattr(rag.index.indexer, "EARLY_TEXT_BUDGET", budget)
+    reads = []
+    real_read = rag.index.indexer.IsolatedReader.read
+    monkeypatch.setattr(rag.index.indexer.IsolatedReader, "read",
+                        lambda self, path, doc_id, data: reads.append(doc_id) or real_read(self, path, doc_id, data))
+    store = Store(tmp_path / "index")
+    report = update_index(store, [folder], FakeEmbedder(), CHUNKER)
+    assert sorted(report.added) == ["note.txt", "report-0.pdf", "report-1.pdf"]
+    state = store.load()
+    for i in range(2):
+        doc = read_document(folder / f"report-{i}.pdf", f"report-{i}.pdf")
+        assert [c.text for c in state.chunks if c.doc_id == doc.id] == \
+            [c.text for c in chunk_document(doc, CHUNKER["size"], CHUNKER["overlap"])]
+    # Within the budget each PDF is parsed once, before the lock; past it, again under the lock.
+    assert sorted(reads) == sorted(["note.txt", *["report-0.pdf", "report-1.pdf"] * (1 if budget else 2)])
