@@ -85,8 +85,8 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
     Unchanged files (same size and modification time, else same sha256) keep their chunks and
     vectors, and are not read; a file that was indexed before but cannot be read now keeps its
     old chunks, so a bad copy loses nothing. Excluded document ids are remembered in the
-    manifest until a rebuild. PDF and HTML are parsed in a child process within `limits`, and
-    new or changed files are read before the lock is taken (`read_before_lock`).
+    manifest until a rebuild. Files are parsed in one child process within `limits`; new or changed
+    PDFs are read before the lock is taken (`read_before_lock`).
 
     The run commits after every `commit_files` changed files or `commit_seconds` (0 turns either
     off), each commit crash-safe and whole documents only; the manifest of such a commit is marked
@@ -94,10 +94,19 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
     drops the removed documents. A run killed at any moment leaves the last commit, and the next
     run reads the files it committed as unchanged: it re-embeds only what no commit holds.
     """
+    # One reader process for the run: the PDFs read before the lock and the files read under it.
+    with IsolatedReader(limits, print_ocr_progress if progress else None) as reader:
+        return _update_index(store, roots, embedder, chunker, rebuild, progress, exclude, hnsw_threshold,
+                             lock_timeout, reader, commit_files, commit_seconds)
+
+
+def _update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: dict, rebuild: bool,
+                  progress: bool, exclude: set[str], hnsw_threshold: int, lock_timeout: float,
+                  reader: IsolatedReader, commit_files: int, commit_seconds: float) -> IndexReport:
     began = time.perf_counter()
     watch = Stopwatch()
     with watch("read"):
-        early = read_before_lock(store, roots, exclude, rebuild, limits, progress, (embedder.name, chunker))
+        early = read_before_lock(store, roots, exclude, rebuild, reader, (embedder.name, chunker))
     with store.lock(lock_timeout):
         if not rebuild:
             store.upgrade()
@@ -166,49 +175,48 @@ def update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: d
                 pending, commits, last_commit = [], commits + 1, time.perf_counter()
                 return state
 
-            with IsolatedReader(limits, print_ocr_progress if progress else None) as reader:
-                for (path, doc_id, stat), size in zip(files, sizes):
-                    if pending and (0 < commit_files <= len(pending) or
-                                    0 < commit_seconds <= time.perf_counter() - last_commit):
-                        commit(final=False)
-                    if doc_id in present:
-                        skipped.append(Skipped(str(path), f"duplicate document id {doc_id!r}", doc_id))
+            for (path, doc_id, stat), size in zip(files, sizes):
+                if pending and (0 < commit_files <= len(pending) or
+                                0 < commit_seconds <= time.perf_counter() - last_commit):
+                    commit(final=False)
+                if doc_id in present:
+                    skipped.append(Skipped(str(path), f"duplicate document id {doc_id!r}", doc_id))
+                    continue
+                present.add(doc_id)
+                old = committed.get(doc_id, {})
+                # A file read before the lock keeps what was seen then: its stat was taken before
+                # its bytes were read, so a later change makes the next run read it again.
+                seen = early.pop(doc_id, None)
+                stat, sha, doc = seen if seen else (stat, "", None)
+                try:
+                    if stat and old.get("stat") == stat:
+                        kept[doc_id] = {"path": str(path)}
+                        shown.advance(files=1)
                         continue
-                    present.add(doc_id)
-                    old = committed.get(doc_id, {})
-                    # A file read before the lock keeps what was seen then: its stat was taken before
-                    # its bytes were read, so a later change makes the next run read it again.
-                    seen = early.pop(doc_id, None)
-                    stat, sha, doc = seen if seen else (stat, "", None)
-                    try:
-                        if stat and old.get("stat") == stat:
-                            kept[doc_id] = {"path": str(path)}
-                            shown.advance(files=1)
-                            continue
-                        with watch("read"):
-                            data = None if sha else read_bytes(path)
-                            sha = sha or _sha256(data)
-                        if old.get("sha256") == sha:
-                            kept[doc_id] = {"path": str(path), "stat": stat}
-                            shown.advance(files=1, read=size)
-                            continue
-                        if isinstance(doc, UnreadableDocument):
-                            raise doc
-                        with watch("read"):
-                            doc = doc or reader.read(path, doc_id, data or read_bytes(path))
-                    except UnreadableDocument as exc:
-                        skipped.append(Skipped(str(path), reason_of(exc, path), doc_id))
-                        if doc_id not in old_docs:
-                            present.discard(doc_id)
+                    with watch("read"):
+                        data = None if sha else read_bytes(path)
+                        sha = sha or _sha256(data)
+                    if old.get("sha256") == sha:
+                        kept[doc_id] = {"path": str(path), "stat": stat}
                         shown.advance(files=1, read=size)
                         continue
-                    with watch("chunk"):
-                        chunks = chunk_document(doc, chunker["size"], chunker["overlap"])
-                    pending.append(_Fresh(doc_id, {"path": str(path), "sha256": doc.sha256, "chunks": len(chunks),
-                                                   "pages": len(doc.pages), "stat": stat}, chunks, size))
-                    waiting += len(chunks)
-                    (updated if doc_id in old_docs else added).append(doc_id)
-                    embed_pending(everything=False)
+                    if isinstance(doc, UnreadableDocument):
+                        raise doc
+                    with watch("read"):
+                        doc = doc or reader.read(path, doc_id, data or read_bytes(path))
+                except UnreadableDocument as exc:
+                    skipped.append(Skipped(str(path), reason_of(exc, path), doc_id))
+                    if doc_id not in old_docs:
+                        present.discard(doc_id)
+                    shown.advance(files=1, read=size)
+                    continue
+                with watch("chunk"):
+                    chunks = chunk_document(doc, chunker["size"], chunker["overlap"])
+                pending.append(_Fresh(doc_id, {"path": str(path), "sha256": doc.sha256, "chunks": len(chunks),
+                                               "pages": len(doc.pages), "stat": stat}, chunks, size))
+                waiting += len(chunks)
+                (updated if doc_id in old_docs else added).append(doc_id)
+                embed_pending(everything=False)
 
             removed = tuple(sorted(set(old_docs) - present))
             resumed = bool(previous and previous.get("partial"))
@@ -261,8 +269,8 @@ def _size(path: Path) -> int:
         return 0
 
 
-def read_before_lock(store: Store, roots: list[Path], exclude: set[str], rebuild: bool, limits: ReadLimits,
-                     progress: bool, built_with: tuple[str, dict]) -> dict[str, tuple]:
+def read_before_lock(store: Store, roots: list[Path], exclude: set[str], rebuild: bool, reader: IsolatedReader,
+                     built_with: tuple[str, dict]) -> dict[str, tuple]:
     """Read the new and changed PDFs before the index lock is taken: {doc_id: (stat, sha256, result)}.
 
     OCR of a scanned PDF can take minutes, and another writer (an upload in the UI) would wait for
@@ -283,29 +291,28 @@ def read_before_lock(store: Store, roots: list[Path], exclude: set[str], rebuild
     settled = time.time_ns() - STAT_MARGIN_NS
     early: dict[str, tuple] = {}
     kept_chars = 0
-    with IsolatedReader(limits, print_ocr_progress if progress else None) as reader:
-        for path, doc_id in find_files(roots)[0]:
-            if doc_id in excluded or doc_id in early or path.suffix.lower() != ".pdf":
+    for path, doc_id in find_files(roots)[0]:
+        if doc_id in excluded or doc_id in early or path.suffix.lower() != ".pdf":
+            continue
+        old = old_docs.get(doc_id, {})
+        try:
+            stat = _stat(path, settled)
+            if stat and old.get("stat") == stat:
                 continue
-            old = old_docs.get(doc_id, {})
-            try:
-                stat = _stat(path, settled)
-                if stat and old.get("stat") == stat:
-                    continue
-                data = read_bytes(path)
-            except UnreadableDocument:
-                continue  # the locked pass says why
-            sha = _sha256(data)
-            if old.get("sha256") == sha:
-                early[doc_id] = (stat, sha, None)  # unchanged: not read again under the lock
-                continue
-            try:
-                doc = reader.read(path, doc_id, data)
-            except UnreadableDocument as exc:
-                early[doc_id] = (stat, sha, exc)
-                continue
-            kept_chars += len(doc.text)
-            early[doc_id] = (stat, sha, doc if kept_chars <= EARLY_TEXT_BUDGET else None)
+            data = read_bytes(path)
+        except UnreadableDocument:
+            continue  # the locked pass says why
+        sha = _sha256(data)
+        if old.get("sha256") == sha:
+            early[doc_id] = (stat, sha, None)  # unchanged: not read again under the lock
+            continue
+        try:
+            doc = reader.read(path, doc_id, data)
+        except UnreadableDocument as exc:
+            early[doc_id] = (stat, sha, exc)
+            continue
+        kept_chars += len(doc.text)
+        early[doc_id] = (stat, sha, doc if kept_chars <= EARLY_TEXT_BUDGET else None)
     return early
 
 
