@@ -116,6 +116,8 @@ def bench_embedders(texts: list[str], rounds: int, eval_sets: dict | None, full:
             t0 = time.perf_counter()
             vectors[label] = embedder.embed(texts)
             speeds[label].append(len(texts) / (time.perf_counter() - t0))
+    if not texts:
+        raise ValueError("no chunks to embed")
     base = statistics.median(speeds[FP32])
     rows = {}
     for label, embedder in found.items():

@@ -191,7 +191,7 @@ def bench_embedder_table(args, sizes: Sizes, texts: list[str], chunker: dict) ->
     from ..records import Document
 
     chunks = [c.text for number, text in enumerate(texts) for c in chunk_document(
-        Document(id=f"{number}", path="", sha256="", text=text, pages=()), chunker["size"], chunker["overlap"])]
+        Document(id=f"{number}", path="", sha256="", text=text), chunker["size"], chunker["overlap"])]
     count = {"tiny": 16, "quick": 300}.get(sizes.name, 1000)
     sample = random.Random(0).sample(chunks, min(count, len(chunks)))
     return run_embedder_bench(args, sample)
