@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Settings
+from ..errors import RagError
 from ..index.embed import SentenceTransformerEmbedder
 from ..index.embedders import DEFAULT_EMBEDDER
 from ..index.quantized import Int8Embedder
@@ -117,7 +118,7 @@ def bench_embedders(texts: list[str], rounds: int, eval_sets: dict | None, full:
             vectors[label] = embedder.embed(texts)
             speeds[label].append(len(texts) / (time.perf_counter() - t0))
     if not texts:
-        raise ValueError("no chunks to embed")
+        raise RagError("the embedder table has no chunks to embed")
     base = statistics.median(speeds[FP32])
     rows = {}
     for label, embedder in found.items():
@@ -151,7 +152,7 @@ def recall_at_5(embedder, corpus: Path, dataset: Path) -> float:
 
 
 def embedder_lines(table: dict | None) -> list[str]:
-    """The embedder table as Markdown lines."""
+    """The embedder table as Markdown lines (after the rest of the report)."""
     if not table:
         return []
     corpora = sorted({c for row in table["rows"].values() for c in row["recall@5"]})

@@ -94,9 +94,6 @@ def markdown_report(report: dict) -> str:
               f"rows of those measured; the product switches to HNSW at {retrieval['hnsw_threshold']:,} "
               "rows (`store.HNSW_THRESHOLD`)."]
     lines += tier_lines(report.get("tiers", {}), report.get("sweep"))
-    from .embedders import embedder_lines
-
-    lines += embedder_lines(report.get("embedders"))
     paths = report["figures"].get("query_embedding", {}).get("paths", {})
     if paths:
         lines += ["", "## Embedding paths", "", "| command | embeds with |", "|---|---|"]

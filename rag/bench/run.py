@@ -24,7 +24,7 @@ from ..answer.models import DEFAULT_TIER
 from ..config import PROJECT_ROOT, Settings
 from ..errors import RagError
 from .cold import bench_cold_ask, bench_cold_search, bench_embedding_paths, bench_peak_rss
-from .embedders import embedder_figure, embedders_markdown, run_embedder_bench
+from .embedders import embedder_figure, embedder_lines, embedders_markdown, run_embedder_bench
 from .report import figure, machine_info, markdown_report, phase
 from .tiers import bench_tier, installed_tiers, sweep_threads_and_batch
 
@@ -138,7 +138,8 @@ def finish(report: dict, out: Path, args, began: float) -> int:
     report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     report["seconds"] = round(time.perf_counter() - began, 1)
     out.mkdir(parents=True, exist_ok=True)
-    markdown = markdown_report(report) if "retrieval" in report else embedders_markdown(report)
+    markdown = (markdown_report(report) + "\n".join(embedder_lines(report.get("embedders"))) + "\n"
+                if "retrieval" in report else embedders_markdown(report))
     (out / "bench.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     (out / "bench.md").write_text(markdown, encoding="utf-8")
     if args.json:
