@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure speed against the raw libraries")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--tiny", action="store_true", help="smallest sizes (a smoke test)")
+    p.add_argument("--embedders", action="store_true",
+                   help="only the embedder table: speed, cosine to fp32 and recall@5 of each candidate")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", type=Path, help="report directory (default: eval/reports)")
 

@@ -35,6 +35,7 @@ class Pipeline:
     def __init__(self, settings: Settings, embedder=None, generator=None):
         self.settings = settings
         self._embedder = embedder
+        self._chosen_embedder = embedder is None  # chosen here (from the settings and the index), not given
         self._generator = generator
         self._retriever = None
         self._reader = None
@@ -52,10 +53,20 @@ class Pipeline:
     def embedder(self):
         with self._loading:
             if self._embedder is None:
-                from .index.embed import SentenceTransformerEmbedder
+                from .index.embedders import open_embedder
 
-                self._embedder = SentenceTransformerEmbedder(self.settings.embed_model)
+                self._embedder = open_embedder(self.settings.embed_model, self.recorded_embedder())
         return self._embedder
+
+    def recorded_embedder(self) -> str | None:
+        """The name of the embedder the index was built with; None when there is no readable index."""
+        from .errors import RagError
+
+        try:
+            store = self.store
+            return store.read_manifest()[1].get("embedder") if store.exists() else None
+        except RagError:
+            return None  # a damaged index: loading it reports why
 
     @property
     def generator(self):
@@ -101,6 +112,11 @@ class Pipeline:
         """
         from .index.indexer import update_index
 
+        if rebuild and self._chosen_embedder and not self.settings.embed_model:
+            from .index.embedders import DEFAULT_EMBEDDER, open_embedder
+
+            if self.embedder.name != DEFAULT_EMBEDDER:
+                self._embedder = open_embedder()  # a rebuilt index gets the default, not the old index's
         uploads = [self.uploads_dir] if self.uploads_dir.is_dir() else []
         roots = [Path(r) for r in roots] if roots else [PROJECT_ROOT / "corpus", *uploads]
         report = update_index(self.store, roots, self.embedder, self.chunker, rebuild, progress, exclude,

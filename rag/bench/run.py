@@ -24,6 +24,7 @@ from ..answer.models import DEFAULT_TIER
 from ..config import PROJECT_ROOT, Settings
 from ..errors import RagError
 from .cold import bench_cold_ask, bench_cold_search, bench_embedding_paths, bench_peak_rss
+from .embedders import embedder_figure, embedder_lines, embedders_markdown, run_embedder_bench
 from .report import figure, machine_info, markdown_report, phase
 from .tiers import bench_tier, installed_tiers, sweep_threads_and_batch
 
@@ -98,8 +99,14 @@ def run_bench(args) -> int:
             texts = render_pydoc(work / "pydoc", sizes.modules)
             shards = split_corpus(texts, work / "corpus", sizes.files, sizes.corpus_kb * 1000, sizes.runs)
             report["corpus"] = {"modules": len(texts), "megabytes": round(sum(map(len, texts)) / 1e6, 2)}
-        embedder = SentenceTransformerEmbedder(settings.embed_model)
         chunker = {"size": settings.chunk_size, "overlap": settings.chunk_overlap}
+        if getattr(args, "embedders", False) or sizes.name != "quick":
+            with phase(phases, "embedders"):
+                report["embedders"] = bench_embedder_table(args, sizes, texts, chunker)
+                figures["embedding_speed"] = embedder_figure(report["embedders"])
+            if getattr(args, "embedders", False):
+                return finish(report, out, args, began)
+        embedder = SentenceTransformerEmbedder(settings.embed_model)
         with phase(phases, "indexing"):
             figures["indexing_throughput"], figures["reindex_unchanged"] = bench_indexing(
                 shards, Store(work / "index"), embedder, chunker)
@@ -122,15 +129,23 @@ def run_bench(args) -> int:
                 embedder, [c.text for c in Store(work / "index").load().chunks][:EMBED_CHUNKS[sizes.name]],
                 sizes.cold_runs)
             figures["peak_rss"] = bench_peak_rss(env, sizes.rss_runs, work)
+    return finish(report, out, args, began)
+
+
+def finish(report: dict, out: Path, args, began: float) -> int:
+    """Write bench.json and bench.md and print the report."""
+    figures = report["figures"]
     report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     report["seconds"] = round(time.perf_counter() - began, 1)
     out.mkdir(parents=True, exist_ok=True)
+    markdown = (markdown_report(report) + "\n".join(embedder_lines(report.get("embedders"))) + "\n"
+                if "retrieval" in report else embedders_markdown(report))
     (out / "bench.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
-    (out / "bench.md").write_text(markdown_report(report), encoding="utf-8")
+    (out / "bench.md").write_text(markdown, encoding="utf-8")
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
-        print(markdown_report(report))
+        print(markdown)
         print(f"reports: {out / 'bench.json'}, {out / 'bench.md'}")
     missed = [f["label"] for f in figures.values() if not f["met"]]
     if missed:
@@ -167,6 +182,20 @@ def write_pydoc(dest: str, names: list[str]) -> None:
         except BaseException:  # noqa: B036 - an import may raise anything, SystemExit included
             continue
         Path(dest, f"{number:03d}-{name}.txt").write_text(text, encoding="utf-8")
+
+
+def bench_embedder_table(args, sizes: Sizes, texts: list[str], chunker: dict) -> dict:
+    """The embedder table (rag/bench/embedders.py) on chunks of the pydoc corpus."""
+    import random
+
+    from ..documents.chunk import chunk_document
+    from ..records import Document
+
+    chunks = [c.text for number, text in enumerate(texts) for c in chunk_document(
+        Document(id=f"{number}", path="", sha256="", text=text), chunker["size"], chunker["overlap"])]
+    count = {"tiny": 16, "quick": 300}.get(sizes.name, 1000)
+    sample = random.Random(0).sample(chunks, min(count, len(chunks)))
+    return run_embedder_bench(args, sample)
 
 
 def split_corpus(texts: list[str], dest: Path, files: int, max_bytes: int, shards: int) -> list[Path]:

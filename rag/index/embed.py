@@ -126,17 +126,13 @@ class NumpyBert:
 
     def __init__(self, folder: Path):
         from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
 
-        config = _read_json(folder / "config.json")
+        config = read_json(folder / "config.json")
         self.heads = config["num_attention_heads"]
         self.eps = np.float32(config["layer_norm_eps"])
         self.dim = config["hidden_size"]
-        self.max_length = _read_json(folder / "sentence_bert_config.json")["max_seq_length"]
-        # The file's own truncation (128) and fixed padding are not what sentence-transformers uses.
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(self.max_length)
+        self.max_length = read_json(folder / "sentence_bert_config.json")["max_seq_length"]
+        self.tokenizer = sentence_tokenizer(folder)
         w = load_file(str(folder / "model.safetensors"))
         self.words = w["embeddings.word_embeddings.weight"]
         # Token type 0 for every token: one text per sequence.
@@ -165,10 +161,10 @@ class NumpyBert:
     def reproduces(folder: Path) -> bool:
         """Whether the folder holds a model this class computes exactly: BERT, mean pooling, safetensors."""
         try:
-            modules = [m["type"].rsplit(".", 1)[-1] for m in _read_json(folder / "modules.json")]
-            config = _read_json(folder / "config.json")
-            pooling = _read_json(folder / "1_Pooling" / "config.json")
-            st_config = _read_json(folder / "sentence_bert_config.json")
+            modules = [m["type"].rsplit(".", 1)[-1] for m in read_json(folder / "modules.json")]
+            config = read_json(folder / "config.json")
+            pooling = read_json(folder / "1_Pooling" / "config.json")
+            st_config = read_json(folder / "sentence_bert_config.json")
         except (OSError, ValueError, KeyError, TypeError):
             return False
         modes = {k for k, v in pooling.items() if k.startswith("pooling_mode") and v}
@@ -220,8 +216,19 @@ class NumpyBert:
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
-def _read_json(path: Path):
+def read_json(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def sentence_tokenizer(folder: Path):
+    """The folder's tokenizer.json as sentence-transformers uses it: no padding, cut at max_seq_length."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    # The file's own truncation (128) and fixed padding are not what sentence-transformers uses.
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(read_json(folder / "sentence_bert_config.json")["max_seq_length"])
+    return tokenizer
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: np.float32) -> np.ndarray:
