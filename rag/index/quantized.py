@@ -26,7 +26,7 @@ from ..errors import ModelMissing
 from .embed import bundled_embedder_path, read_json, sentence_tokenizer
 
 BUNDLED_INT8 = "all-MiniLM-L6-v2 int8 (bundled)"
-EXPORT_VERSION = 2  # bump when the export or the quantization changes what the file computes
+EXPORT_VERSION = 3  # bump when the export or the quantization changes what the file computes
 INPUTS = ("input_ids", "attention_mask")
 
 
@@ -53,7 +53,8 @@ class Int8Embedder:
     def model_path(self) -> Path:
         """The cached int8 ONNX file for these weights (it may not exist yet)."""
         weights = (self.folder / "model.safetensors").stat()
-        key = hashlib.sha256(f"{EXPORT_VERSION} {weights.st_size} {weights.st_mtime_ns} {self.folder}".encode())
+        key = hashlib.sha256(f"{EXPORT_VERSION} {weight_type()} {weights.st_size} {weights.st_mtime_ns} "
+                             f"{self.folder}".encode())
         return cache_dir() / f"all-MiniLM-L6-v2-int8-{key.hexdigest()[:16]}.onnx"
 
     @property
@@ -101,6 +102,28 @@ class Int8Embedder:
         return out
 
 
+def weight_type(machine: str | None = None, cpuinfo: str | None = None) -> str:
+    """The int8 weights this CPU multiplies exactly: "QInt8" with VNNI or AMX (or off x86), else "QUInt8".
+
+    ONNX Runtime multiplies uint8 activations by int8 weights. With VNNI (or AMX) the products are
+    summed in 32 bits. An x86 CPU without it (AVX2 only) sums them in pairs into 16 bits, which full
+    8-bit weights can overflow; ONNX Runtime's advice is 7-bit weights or uint8 ones. On the eval
+    corpora 7-bit weights cost up to 0.019 of recall@5 against fp32, uint8 weights at most 0.008
+    (docs/performance.md), so a CPU without VNNI gets uint8 weights: slower there, but exact.
+    """
+    import platform
+
+    if (machine or platform.machine()).lower() not in {"x86_64", "amd64", "i686", "x86"}:
+        return "QInt8"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "QUInt8"
+    flags = set(cpuinfo.split())
+    return "QInt8" if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else "QUInt8"
+
+
 def export_int8(folder: Path, dest: Path) -> None:
     """Export the model in `folder` to ONNX with torch and quantize it to int8 into `dest` (atomic)."""
     print(f"rag: making the int8 embedder from {folder} (once; about half a minute)", file=sys.stderr)
@@ -129,7 +152,7 @@ def export_int8(folder: Path, dest: Path) -> None:
         # with one per output column, 0.993 (docs/performance.md).
         logging.disable(logging.WARNING)  # its advice to pre-process does not apply to a transformer
         try:
-            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(str(fp32), str(int8), weight_type=getattr(QuantType, weight_type()), per_channel=True)
         finally:
             logging.disable(logging.NOTSET)
         os.replace(int8, dest)

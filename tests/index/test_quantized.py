@@ -107,3 +107,13 @@ def test_an_index_is_refused_with_the_rebuild_hint_by_an_embedder_it_was_not_bui
     assert BUNDLED_INT8 in str(caught.value) and BUNDLED_EMBEDDER in str(caught.value)
     with pytest.raises(IndexMismatch):
         other.index([corpus])
+
+
+def test_a_cpu_without_vnni_gets_uint8_weights_that_its_16_bit_sums_cannot_overflow():
+    from rag.index.quantized import weight_type
+
+    avx2 = "flags\t\t: fpu sse4_2 avx avx2 fma bmi2\n"
+    assert weight_type("x86_64", avx2) == "QUInt8"
+    assert weight_type("x86_64", avx2.replace("avx2", "avx2 avx512f avx512_vnni")) == "QInt8"
+    assert weight_type("x86_64", avx2.replace("avx2", "avx2 avx_vnni")) == "QInt8"
+    assert weight_type("aarch64", "") == "QInt8"
