@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="report directory (default: eval/reports)")
     p.add_argument("--scale", type=int, metavar="N",
                    help="only the scale section: the index at N synthetic chunks (docs/scale-10m.md)")
-    p.add_argument("--scale-backend", choices=["faiss", "postgres", "both"], default="both")
+    p.add_argument("--scale-backend", choices=["faiss", "postgres", "both", "ivfpq"], default="both",
+                   help="ivfpq: the measured point of docs/scale-10m.md (not the product's index)")
     p.add_argument("--scale-queries", type=int, default=200, help="timed queries, also the recall probes")
     p.add_argument("--scale-pg-url", help="a PostgreSQL with pgvector to use (default: start the embedded one)")
 

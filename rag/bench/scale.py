@@ -71,8 +71,8 @@ def vocabulary() -> list[str]:
     return sorted(STOPWORDS) + made_up
 
 
-def synthesize(rows: int, queries: int, seed: int = 20261130) -> Synthetic:
-    """`rows` chunks and `queries` queries; deterministic for a seed."""
+def synthesize(rows: int, queries: int, seed: int = 20261130, texts: bool = True) -> Synthetic:
+    """`rows` chunks and `queries` queries; deterministic for a seed. `texts=False` leaves the chunk texts out."""
     rng = np.random.default_rng(seed)
     words = np.array(vocabulary())
     ranks = np.arange(1, len(words) + 1, dtype=np.float64)
@@ -82,11 +82,14 @@ def synthesize(rows: int, queries: int, seed: int = 20261130) -> Synthetic:
     centres = _unit(rng.standard_normal((TOPICS, DIM), dtype=np.float32))
     basis = rng.standard_normal((SUBSPACE, DIM), dtype=np.float32) / np.sqrt(DIM)
 
-    def draw(count: int, length: int, topical: int):
+    def draw(count: int, length: int, topical: int, with_texts: bool = True):
         cluster = rng.integers(0, TOPICS, size=count)
-        ids = np.searchsorted(cdf, rng.random((count, length)))
-        ids[:, :topical] = topics[cluster[:, None], rng.integers(0, TOPIC_WORDS, size=(count, topical))]
-        texts = [" ".join(words[row]) + "." for row in ids]
+        texts = []
+        for start in range(0, count if with_texts else 0, 50_000):
+            m = min(count, start + 50_000) - start
+            ids = np.searchsorted(cdf, rng.random((m, length)))
+            ids[:, :topical] = topics[cluster[start:start + m, None], rng.integers(0, TOPIC_WORDS, size=(m, topical))]
+            texts += [" ".join(words[row]) + "." for row in ids]
         vectors = np.empty((count, DIM), dtype=np.float32)
         for start in range(0, count, 50_000):
             part = slice(start, min(count, start + 50_000))
@@ -96,9 +99,9 @@ def synthesize(rows: int, queries: int, seed: int = 20261130) -> Synthetic:
             vectors[part] = _unit(centres[cluster[part]] + noise)
         return texts, vectors
 
-    texts, vectors = draw(rows, WORDS_PER_CHUNK, WORDS_PER_CHUNK // 5)
+    chunk_texts, vectors = draw(rows, WORDS_PER_CHUNK, WORDS_PER_CHUNK // 5, texts)
     query_texts, query_vectors = draw(queries, 6, 3)
-    return Synthetic(texts, vectors, query_texts, query_vectors)
+    return Synthetic(chunk_texts, vectors, query_texts, query_vectors)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -396,6 +399,15 @@ def bench_scale(rows: int, work: Path, backends: tuple[str, ...] = ("faiss", "po
                 queries: int = 200) -> dict:
     """The scale section of the report: each backend at `rows` synthetic chunks."""
     t0 = time.perf_counter()
+    if backends == ("ivfpq",):
+        from .ivfpq import bench_ivfpq
+
+        section = {"rows": rows, "load_average_start": [round(x, 2) for x in os.getloadavg()],
+                   "synthetic": "vectors (clustered unit vectors); no embedding model",
+                   "ivfpq": bench_ivfpq(rows, work / "ivfpq", queries)}
+        section["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        section["seconds"] = round(time.perf_counter() - t0, 1)
+        return section
     data = synthesize(rows, queries)
     section = {"rows": rows, "queries": queries, "synthesize_s": round(time.perf_counter() - t0, 1),
                "load_average_start": [round(x, 2) for x in os.getloadavg()],
@@ -426,18 +438,28 @@ COLUMNS = (("build_s", "build, s"), ("load_s", "load (new process), s"), ("load_
 
 
 def markdown(section: dict) -> str:
-    """The scale section as a Markdown table."""
+    """The scale section as Markdown tables."""
     backends = [b for b in ("faiss", "postgres") if b in section]
-    lines = [f"## Scale: {section['rows']:,} synthetic chunks", "",
+    lines = [f"## Scale: {section['rows']:,} synthetic {'chunks' if backends else 'vectors'}", "",
              f"Synthetic: {section['synthetic']}. Load average {section['load_average_start']} at the start, "
-             f"{section['load_average_end']} at the end.", "",
-             "| figure | " + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
-    for key, label in COLUMNS:
-        lines.append(f"| {label} | " + " | ".join(str(section[b].get(key, "")) for b in backends) + " |")
+             f"{section['load_average_end']} at the end.", ""]
+    if backends:
+        lines += ["| figure | " + " | ".join(backends) + " |", "|---|" + "---|" * len(backends)]
+        for key, label in COLUMNS:
+            lines.append(f"| {label} | " + " | ".join(str(section[b].get(key, "")) for b in backends) + " |")
     if "postgres" in section:
         pg = section["postgres"]
         lines += ["", f"PostgreSQL BM25 part alone, p95: {pg['lexical_join_p95_ms']} ms joining rag_chunks for "
                       f"lengths, {pg['lexical_postings_p95_ms']} ms with lengths in the postings rows."]
+    if "ivfpq" in section:
+        ivf = section["ivfpq"]
+        lines += [f"IVF{ivf['nlist']},PQ{ivf['pq_bytes']} with on-disk lists: built in {ivf['build_s']} s, "
+                  f"lists {ivf['lists_mb']} MB on disk, load {ivf['load_s']} s, RSS {ivf['load_rss_mb']} MB.", "",
+                  "| nprobe | re-rank top 100 | p50, ms | p95, ms | recall@10 |", "|---|---|---|---|---|"]
+        for key in [k[: -len("_recall_at_10")] for k in ivf if k.endswith("_recall_at_10")]:
+            nprobe, rerank = key.split("_")[0][len("nprobe"):], "yes" if key.endswith("rerank") else "no"
+            lines.append(f"| {nprobe} | {rerank} | {ivf[key + '_p50_ms']} | {ivf[key + '_p95_ms']} | "
+                         f"{ivf[key + '_recall_at_10']} |")
     return "\n".join(lines) + "\n"
 
 
