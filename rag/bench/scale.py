@@ -377,7 +377,8 @@ def _listing(directory: str) -> dict[str, int]:
 
 
 def _peak_mb() -> float:
-    return round(int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024, 1)
+    """Peak resident memory of this process, in MB (as RSS is reported)."""
+    return round(int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024 / 1e6, 1)
 
 
 def _child(what: str, where) -> dict:
