@@ -31,12 +31,24 @@ TRAIN = 150_000
 SHARD = 500_000
 
 
+def bench_ivfpq_section(rows: int, work: Path, queries: int) -> dict:
+    """The scale report's section for IVF-PQ at `rows` vectors."""
+    t0 = time.perf_counter()
+    section = {"rows": rows, "load_average_start": [round(x, 2) for x in os.getloadavg()],
+               "synthetic": "vectors (clustered unit vectors); no embedding model",
+               "ivfpq": bench_ivfpq(rows, work / "ivfpq", queries)}
+    section["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    section["seconds"] = round(time.perf_counter() - t0, 1)
+    return section
+
+
 def bench_ivfpq(rows: int, work: Path, queries: int = 200, seed: int = 20261130) -> dict:
     """Build IVF-PQ on disk for `rows` synthetic vectors; time, size, load, memory, latency, recall."""
     import faiss
     from faiss.contrib.ondisk import merge_ondisk
 
-    from .scale import _progress, synthesize
+    from .synthetic import progress as _progress
+    from .synthetic import synthesize
 
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -48,7 +60,7 @@ def bench_ivfpq(rows: int, work: Path, queries: int = 200, seed: int = 20261130)
     np.save(work / "queries.npy", data.query_vectors)
 
     t0 = time.perf_counter()
-    index = faiss.index_factory(vectors.shape[1], f"IVF{nlist},PQ{PQ_M}", faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(vectors.shape[1], f"IVF{nlist},PQ{PQ_M}np", faiss.METRIC_INNER_PRODUCT)
     sample = vectors[np.random.default_rng(seed).choice(rows, min(TRAIN, rows), replace=False)]
     index.train(sample)
     out["train_s"] = round(time.perf_counter() - t0, 1)
@@ -108,7 +120,7 @@ def search_child(work: str) -> dict:
     import faiss
     import psutil
 
-    from .scale import recall
+    from .synthetic import recall
 
     work_dir = Path(work)
     t0 = time.perf_counter()

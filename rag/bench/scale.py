@@ -23,128 +23,25 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..config import PROJECT_ROOT
 from ..errors import RagError
-
-WORDS_PER_CHUNK = 60
-VOCABULARY = 50_000
-TOPICS = 2_000
-TOPIC_WORDS = 40
-ZIPF_S = 1.07
-SUBSPACE = 64
-DOC_CHUNKS = 10  # chunks per synthetic document
-EMBEDDER = "synthetic-384"
-DIM = 384
-
-
-@dataclass(frozen=True)
-class Synthetic:
-    """A synthetic corpus: chunk texts and vectors (row i is chunk i), and queries drawn the same way."""
-
-    texts: list[str]
-    vectors: np.ndarray
-    queries: list[str]
-    query_vectors: np.ndarray
-
-
-def vocabulary() -> list[str]:
-    """The stopwords (which content_terms drops, as in real text) then made-up words, most frequent first."""
-    from ..text import STOPWORDS
-
-    syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]  # 70; words end in a vowel: no stemming
-    made_up, n = [], 0
-    while len(made_up) < VOCABULARY:
-        word, k = "", n
-        while True:
-            word += syllables[k % len(syllables)]
-            k //= len(syllables)
-            if k == 0:
-                break
-        if len(word) > 3:
-            made_up.append(word)
-        n += 1
-    return sorted(STOPWORDS) + made_up
-
-
-def synthesize(rows: int, queries: int, seed: int = 20261130, texts: bool = True) -> Synthetic:
-    """`rows` chunks and `queries` queries; deterministic for a seed. `texts=False` leaves the chunk texts out."""
-    rng = np.random.default_rng(seed)
-    words = np.array(vocabulary())
-    ranks = np.arange(1, len(words) + 1, dtype=np.float64)
-    cdf = np.cumsum(ranks ** -ZIPF_S)
-    cdf /= cdf[-1]
-    topics = rng.integers(len(words) // 50, len(words), size=(TOPICS, TOPIC_WORDS))  # mid and rare words
-    centres = _unit(rng.standard_normal((TOPICS, DIM), dtype=np.float32))
-    basis = rng.standard_normal((SUBSPACE, DIM), dtype=np.float32) / np.sqrt(DIM)
-
-    def draw(count: int, length: int, topical: int, with_texts: bool = True):
-        cluster = rng.integers(0, TOPICS, size=count)
-        texts = []
-        for start in range(0, count if with_texts else 0, 50_000):
-            m = min(count, start + 50_000) - start
-            ids = np.searchsorted(cdf, rng.random((m, length)))
-            ids[:, :topical] = topics[cluster[start:start + m, None], rng.integers(0, TOPIC_WORDS, size=(m, topical))]
-            texts += [" ".join(words[row]) + "." for row in ids]
-        vectors = np.empty((count, DIM), dtype=np.float32)
-        for start in range(0, count, 50_000):
-            part = slice(start, min(count, start + 50_000))
-            m = part.stop - part.start
-            noise = rng.standard_normal((m, SUBSPACE), dtype=np.float32) @ basis * 1.2
-            noise += 0.15 * rng.standard_normal((m, DIM), dtype=np.float32) / np.sqrt(DIM)
-            vectors[part] = _unit(centres[cluster[part]] + noise)
-        return texts, vectors
-
-    chunk_texts, vectors = draw(rows, WORDS_PER_CHUNK, WORDS_PER_CHUNK // 5, texts)
-    query_texts, query_vectors = draw(queries, 6, 3)
-    return Synthetic(chunk_texts, vectors, query_texts, query_vectors)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def documents_of(rows: int) -> dict:
-    """The manifest's documents: `DOC_CHUNKS` chunks each, as a folder of small files would give."""
-    return {f"doc-{d:07d}": {"path": f"doc-{d:07d}.txt", "sha256": "0", "pages": 1,
-                             "chunks": min(DOC_CHUNKS, rows - DOC_CHUNKS * d)}
-            for d in range((rows + DOC_CHUNKS - 1) // DOC_CHUNKS)}
-
-
-def chunks_of(texts: list[str]):
-    from ..records import Chunk
-
-    return [Chunk(f"doc-{i // DOC_CHUNKS:07d}#{i % DOC_CHUNKS}", f"doc-{i // DOC_CHUNKS:07d}", t, 0, len(t))
-            for i, t in enumerate(texts)]
-
-
-class LookupEmbedder:
-    """The retriever's embedder for synthetic queries: each query's vector was drawn with its text."""
-
-    name, dim = EMBEDDER, DIM
-
-    def __init__(self, texts: list[str], vectors: np.ndarray):
-        self.table = dict(zip(texts, vectors))
-
-    def embed(self, texts, progress=False):
-        return np.vstack([self.table[t] for t in texts])
-
-
-def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Row numbers of the exact top-`k` by inner product (FAISS flat search)."""
-    import faiss
-
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(vectors)
-    return flat.search(queries, k)[1]
-
-
-def recall(found, truth, k: int) -> float:
-    return round(float(np.mean([len(set(a[:k]) & set(b[:k])) / k for a, b in zip(found, truth, strict=True)])), 4)
+from .synthetic import (
+    DIM,
+    DOC_CHUNKS,
+    EMBEDDER,
+    LookupEmbedder,
+    Synthetic,
+    chunks_of,
+    documents_of,
+    exact_top,
+    progress,
+    recall,
+    synthesize,
+)
 
 
 def _latencies(call, items) -> list[float]:
@@ -391,8 +288,7 @@ def _child(what: str, where) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _progress(message: str) -> None:
-    print(f"[bench scale] {message}", file=sys.stderr, flush=True)
+_progress = progress
 
 
 # --- the section ---------------------------------------------------------------------------------
@@ -400,15 +296,6 @@ def bench_scale(rows: int, work: Path, backends: tuple[str, ...] = ("faiss", "po
                 queries: int = 200) -> dict:
     """The scale section of the report: each backend at `rows` synthetic chunks."""
     t0 = time.perf_counter()
-    if backends == ("ivfpq",):
-        from .ivfpq import bench_ivfpq
-
-        section = {"rows": rows, "load_average_start": [round(x, 2) for x in os.getloadavg()],
-                   "synthetic": "vectors (clustered unit vectors); no embedding model",
-                   "ivfpq": bench_ivfpq(rows, work / "ivfpq", queries)}
-        section["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-        section["seconds"] = round(time.perf_counter() - t0, 1)
-        return section
     data = synthesize(rows, queries)
     section = {"rows": rows, "queries": queries, "synthesize_s": round(time.perf_counter() - t0, 1),
                "load_average_start": [round(x, 2) for x in os.getloadavg()],
@@ -468,13 +355,22 @@ def run_scale(args) -> int:
     """`rag bench --scale N`: only the scale section; writes bench-scale.json and bench-scale.md."""
     import tempfile
 
+    if args.scale_backend == "ivfpq":
+        from .ivfpq import bench_ivfpq_section as bench
+    else:
+        def bench(rows, work, queries):
+            backends = ("faiss", "postgres") if args.scale_backend == "both" else (args.scale_backend,)
+            return bench_scale(rows, work, backends, args.scale_pg_url or "", queries)
+    with tempfile.TemporaryDirectory(prefix="rag-scale-") as tmp:
+        os.chmod(tmp, 0o755)  # the embedded server runs as its own user when we are root
+        section = bench(args.scale, Path(tmp), args.scale_queries)
+    return write_report(section, args)
+
+
+def write_report(section: dict, args) -> int:
     from .report import machine_info
 
     out = Path(args.out or PROJECT_ROOT / "eval" / "reports")
-    backends = ("faiss", "postgres") if args.scale_backend == "both" else (args.scale_backend,)
-    with tempfile.TemporaryDirectory(prefix="rag-scale-") as tmp:
-        os.chmod(tmp, 0o755)  # the embedded server runs as its own user when we are root
-        section = bench_scale(args.scale, Path(tmp), backends, args.scale_pg_url or "", args.scale_queries)
     report = {"mode": "scale", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_info(), "scale": section}
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench-scale.json").write_text(json.dumps(report, indent=1), encoding="utf-8")

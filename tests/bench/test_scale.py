@@ -7,14 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from rag.bench.scale import (
-    LEXICAL_BY_JOIN,
-    LEXICAL_FROM_POSTINGS,
-    bench_faiss,
-    bench_postgres,
-    markdown,
-    synthesize,
-)
+from rag.bench.scale import LEXICAL_BY_JOIN, LEXICAL_FROM_POSTINGS, bench_faiss, bench_postgres, markdown
+from rag.bench.synthetic import synthesize
 from rag.cli import main
 from rag.text import content_terms
 
@@ -83,3 +77,16 @@ def test_postgres_scale_figures_and_both_bm25_queries_agree(pg_url):  # noqa: F8
             terms = sorted(set(content_terms(query)))
             joined = conn.execute(LEXICAL_BY_JOIN, {"terms": terms, "pool": 50}).fetchall()
             assert joined and conn.execute(LEXICAL_FROM_POSTINGS, {"terms": terms, "pool": 50}).fetchall() == joined
+
+
+def test_rag_bench_scale_ivfpq_puts_56_bytes_a_vector_on_disk_and_reranking_only_adds_recall(tmp_path, capsys):
+    assert main(["bench", "--scale", "5000", "--scale-backend", "ivfpq", "--scale-queries", "20",
+                 "--json", "--out", str(tmp_path)]) == 0
+
+    ivf = json.loads((tmp_path / "bench-scale.json").read_text(encoding="utf-8"))["scale"]["ivfpq"]
+    assert ivf["lists_mb"] == round(5000 * (48 + 8) / 1e6, 1)  # the arithmetic of docs/scale-10m.md
+    for nprobe in (16, 64):
+        # The exact re-ranking keeps every true neighbour among the PQ top 100: never fewer than PQ's top 10.
+        assert ivf[f"nprobe{nprobe}_rerank_recall_at_10"] >= ivf[f"nprobe{nprobe}_recall_at_10"] > 0
+    assert ivf["load_s"] > 0 and ivf["load_rss_mb"] > 0
+    assert "| nprobe | re-rank top 100 |" in (tmp_path / "bench-scale.md").read_text(encoding="utf-8")
