@@ -2,13 +2,14 @@
 PY      := .venv/bin/python
 STAMP   := .venv/.stamp-install
 BROWSER := /usr/bin/chromium
+OCR     := /usr/bin/tesseract
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
 # llama-cpp-python compiles llama.cpp on install. A native build uses every instruction the CPU
 # reports; on these VMs that includes AMX, which crashes (SIGSEGV) at the first prompt. A portable
 # AVX2 build avoids it.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
-.PHONY: install models browser run test test-fast eval bench lint clean-index
+.PHONY: install models browser ocr run test test-fast eval bench lint clean-index
 
 # The default model tier (rag/models.py DEFAULT_TIER) goes to models/; `rag models install` returns at once
 # when the file's size and sha256 stamp are already right, so this downloads only the first time.
@@ -37,17 +38,23 @@ $(BROWSER):
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 
-run: install
+# Debian's tesseract reads the pages of scanned PDFs (`rag index --no-ocr` does without it).
+ocr: $(OCR)
+$(OCR):
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q tesseract-ocr tesseract-ocr-eng
+
+run: install ocr
 	$(PY) -m rag.cli index
 	$(PY) app.py
 
-test: install browser
+test: install browser ocr
 	$(PY) -m pytest
 
 test-fast: install
 	$(PY) -m pytest -m "not integration and not browser and not slow"
 
-eval: install
+eval: install ocr
 	$(PY) -m rag.cli eval
 
 bench: install

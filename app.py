@@ -19,6 +19,7 @@ from pathlib import Path
 # HF_HUB_OFFLINE) no model-hub calls from the huggingface_hub that gradio imports.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 from rag.errors import RagError  # noqa: E402, I001
+from rag.history import History, collection_label, history_path, model_label, when  # noqa: E402
 from rag.pipeline import Pipeline, clean_question, upload_name  # noqa: E402
 from rag.records import Answer, Citation  # noqa: E402
 from rag.webguard import SameOriginGuard, allowed_hosts, bracketed  # noqa: E402
@@ -27,7 +28,7 @@ import gradio as gr  # noqa: E402
 import uvicorn  # noqa: E402
 
 DEFAULT_MODEL = "default tier"
-UPLOAD_TYPES = [".txt", ".md", ".html", ".htm", ".pdf"]
+UPLOAD_TYPES = [".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".pptx", ".xlsx", ".odt", ".epub", ".rtf"]
 NO_SOURCES = '<p class="rag-empty">The passages behind the latest answer appear here.</p>'
 _MARKER = re.compile(r"\[(\d+)\]")
 # Inline, because the chat panel does not apply the page's stylesheet to message HTML.
@@ -129,7 +130,8 @@ def answer_html(answer: Answer) -> str:
             f'{link_markers(answer.text, {c.id for c in answer.citations})}</div>'
             f"{evidence_html(answer)}{badge_html(answer)}")
     if answer.abstained and answer.passages:
-        closest = "".join(f'<blockquote class="rag-evidence" style="{EVIDENCE_STYLE}">{html.escape(p.doc)}: '
+        closest = "".join(f'<blockquote class="rag-evidence" style="{EVIDENCE_STYLE}">'
+                          f'{html.escape(", ".join(filter(None, (p.doc, p.where()))))}: '
                           f'“{html.escape(" ".join(p.text.split()))}”</blockquote>' for p in answer.passages[:2])
         body += f'<p class="rag-closest">Closest passages (not an answer):</p>{closest}'
     return body
@@ -151,7 +153,7 @@ def sources_html(answer: Answer) -> str:
     if answer.receipt:
         parts.append(f'<p class="rag-receipt">{html.escape(receipt_line(answer.receipt))}</p>')
     for c in answer.citations:
-        page = f' <span class="rag-page">· page {c.page}</span>' if c.page else ""
+        page = f' <span class="rag-page">· {html.escape(c.where())}</span>' if c.where() else ""
         parts.append(f'<details class="rag-source" id="src-{c.id}" open><summary>[{c.id}] '
                      f'{html.escape(c.doc)}{page}</summary>'
                      f'<blockquote class="rag-passage">{passage_html(c)}</blockquote></details>')
@@ -205,9 +207,10 @@ class Backend:
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.collections: dict[str, Pipeline] = {}
 
-    def pipeline_for(self, model: str, temperature: float) -> Pipeline:
+    def pipeline_for(self, model: str, temperature: float, collection: str | None = None) -> Pipeline:
         """The pipeline for these generation settings, rebuilt (keeping the embedder) if they changed."""
         model = "" if model == DEFAULT_MODEL else model
         with self.lock:
@@ -215,14 +218,37 @@ class Backend:
             if (s.model, s.temperature) != (model, float(temperature)):
                 settings = s.replace(model=model, temperature=temperature)
                 self.pipeline = Pipeline(settings, embedder=self.pipeline.embedder)
-            return self.pipeline
+            return self.pipeline if collection is None else self.in_collection(self.pipeline, collection)
+
+    def in_collection(self, pipeline: Pipeline, collection: str | None) -> Pipeline:
+        """`pipeline` for the named collection (the same models; its own index), made once per collection."""
+        from rag.index.collections import check_name
+
+        name = check_name(collection or "")
+        if name == pipeline.settings.collection:
+            return pipeline
+        with self.lock:
+            cached = self.collections.get(name)
+            if cached is None or cached.settings.replace(collection="") != pipeline.settings.replace(collection=""):
+                cached = Pipeline(pipeline.settings.replace(collection=name), embedder=pipeline.embedder,
+                                  generator=pipeline.generator)
+                self.collections[name] = cached
+            return cached
+
+    def collections_view(self, chosen: str | None = None) -> gr.Dropdown:
+        """The collection picker with every collection there is now."""
+        from rag.index.collections import collection_names, display_name
+
+        names = collection_names(self.pipeline.settings)
+        value = display_name(chosen) if chosen else display_name(self.pipeline.settings.collection)
+        return gr.Dropdown(choices=list(dict.fromkeys([*names, value])), value=value)
 
     def respond(self, question: str, turns: list[dict], top_k: int, model: str,
-                temperature: float) -> Iterator[tuple]:
+                temperature: float, collection: str | None = None) -> Iterator[tuple]:
         """Stream an answer into the chat: the model's draft first, then the verified answer and sources."""
         try:
             question = clean_question(question)
-            pipeline = self.pipeline_for(model, temperature)
+            pipeline = self.pipeline_for(model, temperature, collection)
             history = [m for t in turns if "answer" in t for m in (
                 {"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"]})]
             turns = [*turns, {"question": question}]
@@ -230,7 +256,7 @@ class Backend:
             yield chat_messages(turns, draft), turns, gr.skip(), ""
             for item in pipeline.stream(question, history, int(top_k)):
                 if isinstance(item, Answer):
-                    turns[-1] = {"question": question, "answer": item.text, "html": answer_html(item)}
+                    turns[-1] = {"question": question, "answer": item.text, "html": answer_html(item), "record": item}
                     yield chat_messages(turns), turns, sources_html(item), ""
                 else:
                     draft += item
@@ -245,20 +271,30 @@ class Backend:
         except RagError as exc:
             raise error_toast(exc) from None
 
-    def documents_view(self) -> tuple:
+    def documents_view(self, collection: str | None = None) -> tuple:
         """The documents table and the remove dropdown, as they are now."""
-        docs = self.pipeline.documents()
+        try:
+            docs = self.in_collection(self.pipeline, collection).documents()
+        except RagError as exc:
+            raise error_toast(exc) from None
         return documents_html(docs), gr.Dropdown(choices=[d["id"] for d in docs], value=None)
 
-    def add_files(self, paths: list[str] | None, progress=gr.Progress()) -> tuple:
+    def add_files(self, paths: list[str] | None, collection: str | None = None, progress=gr.Progress()) -> tuple:
         """Index uploaded files one by one; report what was added and what was skipped, and why."""
         lines, problems = [], []
         paths = paths or []
+        try:
+            pipeline = self.in_collection(self.pipeline, collection)
+        except RagError as exc:
+            raise error_toast(exc) from None
         for i, path in enumerate(paths):
             name = upload_name(Path(path).name)
             progress((i, len(paths)), desc=f"Indexing {name}")
             try:
-                report = self.pipeline.add_documents([(name, Path(path).read_bytes())])
+                report = pipeline.add_documents(
+                    [(name, Path(path).read_bytes())],
+                    ocr_progress=lambda _, done, total, name=name: progress(
+                        (done, total), desc=f"OCR page {min(done + 1, total)}/{total} of {name}"))
             except RagError as exc:
                 problems.append(str(exc))
                 continue
@@ -275,17 +311,17 @@ class Backend:
             raise error_toast("Nothing was added. " + "; ".join(problems))
         status = [f"✓ {html.escape(line)}" for line in lines] + [f"✗ skipped {html.escape(p)}"
                                                                  for p in problems]
-        return ("<br>".join(status), *self.documents_view())
+        return ("<br>".join(status), *self.documents_view(collection))
 
-    def remove(self, doc_id: str | None) -> tuple:
+    def remove(self, doc_id: str | None, collection: str | None = None) -> tuple:
         """Take one document out of the index."""
         if not doc_id:
             raise error_toast("Choose a document to remove.")
         try:
-            self.pipeline.remove_document(doc_id)
+            self.in_collection(self.pipeline, collection).remove_document(doc_id)
         except RagError as exc:
             raise error_toast(exc) from None
-        return (f"Removed {html.escape(doc_id)}.", *self.documents_view())
+        return (f"Removed {html.escape(doc_id)}.", *self.documents_view(collection))
 
 
 def discard_upload(path: Path) -> None:
@@ -296,6 +332,153 @@ def discard_upload(path: Path) -> None:
         path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             path.parent.rmdir()
+
+
+# --- saved conversations (rag/history.py) ---------------------------------------------------------
+LIST_TITLE_CHARS = 60
+# The export is made into a file by the browser, from the text: it is never written to the server's disk
+# (Gradio's file cache is readable by every local user).
+SAVE_AS_FILE_JS = """
+(text, name) => {
+  if (!text) return;
+  const url = URL.createObjectURL(new Blob([text], {type: "text/markdown;charset=utf-8"}));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+"""
+
+
+class SavedConversations:
+    """The conversations sidebar: each answered turn saved (unless turned off), listed, reopened, renamed,
+    deleted, exported as Markdown. A session's open conversation is its id (None until the first save)."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.store = History.for_settings(backend.pipeline.settings)
+
+    def respond(self, conversation: int | None, save: bool, question: str, turns: list[dict],
+                *choices) -> Iterator[tuple]:
+        """`Backend.respond`, then the answered turn saved in one transaction when `save` is on; yields the
+        chat, turns, sources, question box, open conversation, sidebar list and title."""
+        answered = None
+        for chat, answered, sources, box in self.backend.respond(question, turns, *choices):
+            yield chat, answered, sources, box, gr.skip(), gr.skip(), gr.skip()
+        record = answered[-1].get("record") if answered else None
+        if not save or record is None:
+            return
+        settings = self.backend.pipeline.settings
+        if len(choices) > 3:  # the collection picked: the turn records the index it was answered from
+            from rag.index.collections import check_name
+
+            settings = settings.replace(collection=check_name(choices[3] or ""))
+        try:
+            conversation = self.store.save_turn(conversation, record, model_label(settings),
+                                                collection_label(settings))
+        except RagError as exc:
+            raise error_toast(f"The answer was not saved: {exc}") from None
+        title = self.store.conversation(conversation).title
+        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), conversation, self.listing(conversation), title
+
+    def listing(self, selected: int | None = None) -> gr.Radio:
+        """The saved conversations, the most recently continued first: first question (or title) and date."""
+        try:
+            found = self.store.conversations()
+        except RagError as exc:
+            raise error_toast(exc) from None
+        choices = [(f"{shorten(c.title)} · {when(c.updated)}", c.id) for c in found]
+        return gr.Radio(choices=choices, value=selected if selected in {c.id for c in found} else None)
+
+    def reopen(self, conversation: int | None) -> tuple:
+        """A saved conversation back in the chat, with its citations, ready to go on."""
+        if conversation is None:
+            return (gr.skip(),) * 5
+        try:
+            saved = self.store.turns(conversation)
+            title = self.store.conversation(conversation).title
+        except RagError as exc:
+            raise error_toast(exc) from None
+        turns = [{"question": t.question, "answer": t.answer.text, "html": answer_html(t.answer),
+                  "record": t.answer} for t in saved]
+        sources = sources_html(saved[-1].answer) if saved else NO_SOURCES
+        return chat_messages(turns), turns, sources, conversation, title
+
+    def rename(self, conversation: int | None, title: str) -> tuple:
+        """Give the open conversation the title in the box."""
+        if conversation is None:
+            raise error_toast("Open a saved conversation to rename it.")
+        try:
+            renamed = self.store.rename(conversation, title)
+        except RagError as exc:
+            raise error_toast(exc) from None
+        return self.listing(conversation), renamed.title
+
+    def delete(self, conversation: int | None) -> tuple:
+        """Delete the open conversation and clear the chat."""
+        if conversation is None:
+            raise error_toast("Open a saved conversation to delete it.")
+        try:
+            self.store.delete(conversation)
+        except RagError as exc:
+            raise error_toast(exc) from None
+        return [], [], NO_SOURCES, None, self.listing(), ""
+
+    def export(self, conversation: int | None) -> tuple[str, str]:
+        """The open conversation as Markdown, and the name of the file the browser saves it as."""
+        if conversation is None:
+            raise error_toast("Open a saved conversation to export it.")
+        try:
+            return self.store.export_markdown(conversation), f"conversation-{conversation}.md"
+        except RagError as exc:
+            raise error_toast(exc) from None
+
+    def start_new(self) -> tuple:
+        """An empty chat; the next answer starts a new saved conversation."""
+        return [], [], NO_SOURCES, "", None, self.listing(), ""
+
+
+def shorten(title: str) -> str:
+    """A title cut to fit the sidebar."""
+    return title if len(title) <= LIST_TITLE_CHARS else title[:LIST_TITLE_CHARS - 1] + "…"
+
+
+def conversations_sidebar(app: gr.Blocks, saved: SavedConversations, chat: tuple, save: gr.Checkbox,
+                          ask_events: list, ask_inputs: list, clear_events: list, **answering) -> None:
+    """The sidebar of saved conversations, and the ask event that saves each answer.
+
+    `chat` holds the chat's components (chatbot, turns, sources, question); `ask_inputs` are what
+    `Backend.respond` takes after the question and the turns; `clear_events` start a new conversation.
+    """
+    chatbot, turns, sources, question = chat
+    conversation = gr.State(None)
+    with gr.Sidebar(label="Conversations", open=True, elem_id="history"):
+        new_button = gr.Button("New conversation", elem_id="history-new", size="sm")
+        listing = gr.Radio([], label="Saved conversations", elem_id="history-list")
+        title = gr.Textbox(label="Title", elem_id="history-title", max_lines=1)
+        with gr.Row():
+            rename_button = gr.Button("Rename", elem_id="history-rename", size="sm")
+            delete_button = gr.Button("Delete", elem_id="history-delete", variant="stop", size="sm")
+        export_button = gr.Button("Export as Markdown", elem_id="history-export", size="sm")
+        export_text = gr.Textbox(visible=False, elem_id="history-export-text")
+        export_name = gr.Textbox(visible=False, elem_id="history-export-name")
+    private = {"api_visibility": "private"}
+    gr.on(ask_events, saved.respond, [conversation, save, question, turns, *ask_inputs],
+          [chatbot, turns, sources, question, conversation, listing, title], **private, **answering)
+    listing.input(saved.reopen, listing, [chatbot, turns, sources, conversation, title], **private, queue=False)
+    new_button.click(saved.start_new, None, [chatbot, turns, sources, question, conversation, listing, title],
+                     **private, queue=False)
+    gr.on(clear_events, lambda: (None, gr.Radio(value=None), ""), None, [conversation, listing, title],
+          **private, queue=False)
+    rename_button.click(saved.rename, [conversation, title], [listing, title], **private, queue=False)
+    delete_button.click(saved.delete, conversation, [chatbot, turns, sources, conversation, listing, title],
+                        **private, queue=False)
+    export_button.click(saved.export, conversation, [export_text, export_name], **private, queue=False).success(
+        None, [export_text, export_name], None, js=SAVE_AS_FILE_JS, **private, queue=False)
+    app.load(saved.listing, None, listing, **private)
 
 
 # --- the layout --------------------------------------------------------------------------------
@@ -317,6 +500,8 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
         gr.Markdown("## Ask your documents\nAnswers come only from the indexed documents; "
                     "click a marker like [1] to see the passage behind it.")
         turns = gr.State([])
+        collection = gr.Dropdown([], label="Collection", elem_id="collection", allow_custom_value=True,
+                                 info="Questions and uploads go to this collection; type a new name to start one.")
         with gr.Tab("Chat"):
             with gr.Row():
                 with gr.Column(scale=3):
@@ -333,7 +518,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                     sources = gr.HTML(NO_SOURCES, elem_id="sources", css_template=SOURCES_CSS,
                                       js_on_load=None)
         with gr.Tab("Documents"):
-            upload = gr.File(label="Add documents (.txt .md .html .htm .pdf)", file_types=UPLOAD_TYPES,
+            upload = gr.File(label=f"Add documents ({' '.join(UPLOAD_TYPES)})", file_types=UPLOAD_TYPES,
                              file_count="multiple", type="filepath", elem_id="upload")
             upload_status = gr.HTML(elem_id="upload-status", js_on_load=None)
             documents = gr.HTML(elem_id="documents", css_template=SOURCES_CSS, js_on_load=None)
@@ -347,20 +532,28 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                                 info="Loaded when the next question is asked.", elem_id="model")
             temperature = gr.Slider(0.0, 1.5, value=s.temperature, step=0.05, label="Temperature",
                                     elem_id="temperature")
+            save = gr.Checkbox(value=s.save_history, label="Save conversations", elem_id="save-history",
+                               info=f"Each answer is kept in {history_path(s)} on this machine; "
+                                    "off, nothing is stored.")
 
-        gr.on([question.submit, ask_button.click], backend.respond,
-              [question, turns, top_k, model, temperature], [chatbot, turns, sources, question],
-              api_visibility="private", **answering)
+        conversations_sidebar(app, SavedConversations(backend), (chatbot, turns, sources, question), save,
+                              [question.submit, ask_button.click], [top_k, model, temperature, collection],
+                              [clear_button.click, chatbot.clear], **answering)
         clear_button.click(lambda: ([], [], NO_SOURCES, ""), None, [chatbot, turns, sources, question],
                            api_visibility="private", queue=False)
         chatbot.clear(lambda: ([], NO_SOURCES), None, [turns, sources], api_visibility="private", queue=False)
-        upload.upload(backend.add_files, upload, [upload_status, documents, to_remove],
+        upload.upload(backend.add_files, [upload, collection], [upload_status, documents, to_remove],
                       api_visibility="private", **serial).success(
             lambda: None, None, upload, api_visibility="private", queue=False)
-        remove_button.click(backend.remove, to_remove, [upload_status, documents, to_remove],
+        remove_button.click(backend.remove, [to_remove, collection], [upload_status, documents, to_remove],
                             api_visibility="private", **serial)
-        app.load(backend.documents_view, None, [documents, to_remove], api_visibility="private",
-                 js=CITATION_CLICKS_JS)
+        app.load(backend.collections_view, None, collection, api_visibility="private", queue=False).then(
+            backend.documents_view, collection, [documents, to_remove], api_visibility="private")
+        app.load(None, None, None, js=CITATION_CLICKS_JS)
+        # Another collection: the chat so far was about other documents, so it starts afresh.
+        collection.change(lambda: ([], [], NO_SOURCES), None, [chatbot, turns, sources], api_visibility="private",
+                          queue=False).then(backend.documents_view, collection, [documents, to_remove],
+                                            api_visibility="private")
         gr.api(backend.ask, api_name="ask", **answering)
     return app
 

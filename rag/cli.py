@@ -22,9 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="a TOML settings file (default: $RAG_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def common(p, index=True, model=False):
+    def common(p, index=True, model=False, collection=True):
         if index:
             p.add_argument("--index-dir", help="index directory (default: index/, or $RAG_INDEX_DIR)")
+        if index and collection:
+            p.add_argument("--collection", help="a named collection, its own index (default: the default "
+                           "collection, or $RAG_COLLECTION; `rag collections` lists them)")
         if model:
             p.add_argument("--model", help="a model tier (see `rag models`) or a GGUF file "
                            "(default: $RAG_MODEL, else the default tier)")
@@ -34,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = common(sub.add_parser("index", help="index files and folders (default: corpus/)"))
     p.add_argument("paths", nargs="*", type=Path)
     p.add_argument("--rebuild", action="store_true", help="re-embed everything")
+    p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None,
+                   help="skip the pages of scanned PDFs instead of reading them with OCR")
     p.add_argument("--json", action="store_true")
 
     p = common(sub.add_parser("search", help="show the passages retrieved for a query"))
@@ -45,9 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--json", action="store_true")
 
-    common(sub.add_parser("chat", help="an interactive chat that keeps history"), model=True)
+    p = common(sub.add_parser("chat", help="an interactive chat that keeps history"), model=True)
+    p.add_argument("--resume", action="store_true", help="continue the last saved conversation")
 
-    p = common(sub.add_parser("eval", help="run the eval suite and write reports"), model=True)
+    p = common(sub.add_parser("history", help="list the saved conversations; export one as Markdown"))
+    actions = p.add_subparsers(dest="action", parser_class=_Parser)
+    a = actions.add_parser("export", help="print a saved conversation as Markdown, with its sources")
+    a.add_argument("id", type=int, help="the conversation's number, as `rag history` lists it")
+    a.add_argument("-o", "--out", type=Path, help="write to this file instead of stdout")
+    a.add_argument("--index-dir", default=argparse.SUPPRESS, help="index directory (default: index/)")
+
+    p = common(sub.add_parser("eval", help="run the eval suite and write reports"), model=True, collection=False)
     p.add_argument("--set", action="append", help="an eval set to run: news, pydocs (default: both)")
     p.add_argument("--split", choices=["report", "tune", "all"], default="all",
                    help="which half of each set to run (metrics are shown for the report half)")
@@ -64,6 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("report", nargs="*", default=["eval/reports/eval.json"],
                    help="one or more eval.json files from `rag eval` (e.g. one per set), fitted together")
     p.add_argument("--tier", help="the model tier to save the weights for (default: the report's)")
+
+    p = sub.add_parser("collections", help="list the collections; `remove NAME` deletes one")
+    p.add_argument("--index-dir", help="index directory (default: index/, or $RAG_INDEX_DIR)")
+    p.add_argument("--json", action="store_true")
+    actions = p.add_subparsers(dest="action", parser_class=_Parser)
+    a = actions.add_parser("remove", help="delete a named collection's index (the others are untouched)")
+    a.add_argument("name")
+    a.add_argument("--index-dir", default=argparse.SUPPRESS, help="index directory (as before `remove`)")
+
+    p = sub.add_parser("serve", help="an OpenAI-compatible API over the collections (/v1/chat/completions)")
+    p.add_argument("--index-dir", help="index directory (default: index/, or $RAG_INDEX_DIR)")
+    p.add_argument("--model", help="a model tier (see `rag models`) or a GGUF file")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1); "
+                   "off loopback $RAG_API_KEY must be set")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
 
     p = sub.add_parser("bench", help="measure speed against the raw libraries")
     p.add_argument("--quick", action="store_true")
@@ -107,7 +135,11 @@ def _pipeline(args):
 
     settings = Settings.load(args.config, index_dir=getattr(args, "index_dir", None),
                              model=getattr(args, "model", None), top_k=getattr(args, "top_k", None),
-                             context=getattr(args, "context", None))
+                             context=getattr(args, "context", None), collection=getattr(args, "collection", None),
+                             ocr=getattr(args, "ocr", None))
+    from .index.collections import check_name
+
+    check_name(settings.collection)  # a bad name fails now, before any model loads
     if getattr(args, "model", None):
         from .answer.models import resolve_model
 
@@ -131,7 +163,9 @@ def cmd_index(args) -> int:
     d = report.to_dict()
     print(f"{d['documents']} documents, {d['chunks']} chunks: {d['added']} added, {d['updated']} updated, "
           f"{d['removed']} removed, {d['unchanged']} unchanged, {len(report.skipped)} skipped "
-          f"({report.embedded} chunks embedded in {report.seconds:.1f}s)")
+          f"({report.embedded} chunks embedded in {report.seconds:.1f}s, {report.commits} commit"
+          f"{'' if report.commits == 1 else 's'}"
+          f"{'; resumed an interrupted run' if report.resumed else ''})")
     return status
 
 
@@ -143,11 +177,12 @@ def cmd_search(args) -> int:
         print(json.dumps({"query": args.query, "hits": [
             {"rank": h.rank, "score": round(h.score, 6), "dense": _round(h.dense),
              "lexical": _round(h.lexical), "doc": h.chunk.doc_id, "page": h.chunk.page,
+             "location": h.chunk.location,
              "start": h.chunk.start, "end": h.chunk.end, "text": h.chunk.text} for h in hits]},
             ensure_ascii=False))
         return 0
     for h in hits:
-        page = f" p.{h.chunk.page}" if h.chunk.page else ""
+        page = f" p.{h.chunk.page}" if h.chunk.page else f" ({h.chunk.location})" if h.chunk.location else ""
         print(f"{h.rank}. {h.chunk.doc_id}{page} [{h.chunk.start}:{h.chunk.end}] "
               f"score={h.score:.4f} dense={h.dense:.3f} bm25={h.lexical:.2f}")
         print("   " + " ".join(h.chunk.text.split()))
@@ -196,7 +231,7 @@ def print_streamed(pipeline, question: str, history: list[dict]):
         print(erase_lines(draft), end="")
     print(answer.text)
     for c in answer.citations:
-        page = f", page {c.page}" if c.page else ""
+        page = f", {c.where()}" if c.where() else ""
         a, b = c.highlight or (c.start, c.end)
         quote = " ".join(c.text[a - c.start:b - c.start].split())
         print(f"  [{c.id}] {c.doc}{page}, chars {a}-{b}: “{quote}”")
@@ -205,7 +240,8 @@ def print_streamed(pipeline, question: str, history: list[dict]):
     elif answer.passages:
         print("  Closest passages (not an answer):")
         for p in answer.passages[:2]:
-            print(f"    {p.doc}, chars {p.start}-{p.end}: “{' '.join(p.text.split())[:160]}”")
+            where = f", {p.where()}" if p.where() else ""
+            print(f"    {p.doc}{where}, chars {p.start}-{p.end}: “{' '.join(p.text.split())[:160]}”")
     return answer
 
 
@@ -219,9 +255,24 @@ def erase_lines(text: str) -> str:
 
 
 def cmd_chat(args) -> int:
+    from .history import History, collection_label, model_label, turns_count
+
     pipeline = _pipeline(args)
+    settings = pipeline.settings
+    saved = History.for_settings(settings)
     history: list[dict] = []
+    conversation = latest = None
+    if args.resume:
+        latest = saved.latest()
+        if latest is None:
+            raise RagError(f"no saved conversation to resume in {saved.path}")
+        turns = saved.turns(latest.id)
+        conversation = latest.id
+        history = [m for t in turns for m in ({"role": "user", "content": t.question},
+                                              {"role": "assistant", "content": t.answer.text})]
     print("Ask about your documents. An empty line or Ctrl-D quits; /clear forgets the history.")
+    if latest:
+        print(f"resuming: {latest.title} ({turns_count(len(turns))})")
     while True:
         try:
             question = input("> ").strip()
@@ -232,6 +283,7 @@ def cmd_chat(args) -> int:
             return 0
         if question == "/clear":
             history.clear()
+            conversation = None
             continue
         try:
             answer = print_streamed(pipeline, question, history)
@@ -239,6 +291,36 @@ def cmd_chat(args) -> int:
             print(f"rag: error: {exc}", file=sys.stderr)
             continue
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+        if settings.save_history:
+            try:
+                conversation = saved.save_turn(conversation, answer, model_label(settings),
+                                               collection_label(settings))
+            except RagError as exc:
+                print(f"rag: error: {exc}", file=sys.stderr)
+
+
+def cmd_history(args) -> int:
+    from .config import Settings
+    from .history import History, turns_count, when
+
+    saved = History.for_settings(Settings.load(args.config, index_dir=args.index_dir))
+    if args.action == "export":
+        text = saved.export_markdown(args.id)
+        if args.out:
+            try:
+                args.out.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise RagError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+            print(f"wrote {args.out}")
+        else:
+            print(text, end="")
+        return 0
+    conversations = saved.conversations()
+    if not conversations:
+        print(f"No saved conversations in {saved.path}.")
+    for c in conversations:
+        print(f"{c.id:>4}  {when(c.updated)}  {turns_count(c.turns):>8}  {c.collection}  {c.title}")
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -301,8 +383,38 @@ def _speed(figures: dict | None) -> str:
             f"({figures['measured']})")
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat,
-            "eval": cmd_eval, "calibrate": cmd_calibrate, "bench": cmd_bench, "models": cmd_models}
+def cmd_collections(args) -> int:
+    from .config import Settings
+    from .index import collections
+
+    settings = Settings.load(args.config, index_dir=args.index_dir)
+    if args.action == "remove":
+        collections.remove_collection(settings, args.name)
+        print(f"removed collection {collections.check_name(args.name)!r}")
+        return 0
+    rows = collections.list_collections(settings)
+    if args.json:
+        print(json.dumps({"collections": [r.to_dict() for r in rows]}))
+        return 0
+    print(f"{'collection':<24}{'documents':>10}{'chunks':>9}{'size':>11}  last indexed")
+    for r in rows:
+        print(f"{r.name:<24}{r.documents:>10}{r.chunks:>9}{_size(r.size_bytes):>11}  {r.last_indexed or '-'}")
+    return 0
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+def cmd_serve(args) -> int:
+    from .serve import run_server
+
+    return run_server(_pipeline(args), args.host, args.port)
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat, "history": cmd_history,
+            "eval": cmd_eval, "calibrate": cmd_calibrate, "bench": cmd_bench, "models": cmd_models,
+            "collections": cmd_collections, "serve": cmd_serve}
 
 if __name__ == "__main__":
     sys.exit(main())

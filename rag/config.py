@@ -30,6 +30,8 @@ class Settings:
     # A named collection: its own index under index_dir/collections/NAME. Empty means the default
     # collection, which is index_dir itself (today's layout).
     collection: str = ""
+    # Keep every answered question in index_dir/history.sqlite3 (rag/history.py); off stores nothing.
+    save_history: bool = True
     embed_model: str = ""
     model: str = ""
     models: tuple[str, ...] = ()
@@ -57,6 +59,14 @@ class Settings:
     max_pdf_chars: int = 20_000_000
     parse_timeout: float = 60.0
     parse_memory_mb: int = 1024
+    # Scanned PDF pages are read by OCR (tesseract), each within ocr_page_timeout seconds; their text is
+    # cached in index_dir/ocr-cache by the file's sha256. `rag index --no-ocr` turns it off for a run.
+    ocr: bool = True
+    ocr_page_timeout: float = 120.0
+    # A long `rag index` commits after this many changed files or seconds, whichever comes first, so
+    # a killed run resumes from its last commit (0 turns either off).
+    commit_files: int = 200
+    commit_seconds: float = 60.0
     # A generation server speaking OpenAI's /v1/chat/completions; empty means the in-process model.
     llm_url: str = ""
     llm_model: str = ""

@@ -39,3 +39,7 @@ class GenerationFailed(RagError):
 
 class IndexUnavailable(RagError):
     """The database server holding the index cannot be reached, or was lost mid-operation."""
+
+
+class HistoryUnavailable(RagError):
+    """The saved conversations cannot be read or written (a damaged file, permissions, a full disk)."""

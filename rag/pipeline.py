@@ -70,16 +70,10 @@ class Pipeline:
 
     @property
     def store(self):
-        """The index's store: files in `index_dir` (FAISS), or PostgreSQL at `pg_url`."""
-        if self.settings.vector_store == "postgres":
-            from .index.pgstore import PgStore
+        """The collection's store: files in its folder (FAISS), or its schema in PostgreSQL at `pg_url`."""
+        from .index.collections import open_store
 
-            return PgStore(self.settings.pg_url)
-        if self.settings.vector_store != "faiss":
-            raise BadInput(f"vector_store must be \"faiss\" or \"postgres\", not {self.settings.vector_store!r}")
-        from .index.store import Store
-
-        return Store(self.settings.index_dir)
+        return open_store(self.settings)
 
     @property
     def retriever(self):
@@ -110,7 +104,8 @@ class Pipeline:
         uploads = [self.uploads_dir] if self.uploads_dir.is_dir() else []
         roots = [Path(r) for r in roots] if roots else [PROJECT_ROOT / "corpus", *uploads]
         report = update_index(self.store, roots, self.embedder, self.chunker, rebuild, progress, exclude,
-                              limits=self.read_limits)
+                              limits=self.read_limits, commit_files=self.settings.commit_files,
+                              commit_seconds=self.settings.commit_seconds)
         self._retriever = self._reader = None
         return report
 
@@ -121,11 +116,14 @@ class Pipeline:
 
         s = self.settings
         return ReadLimits(max_pdf_pages=s.max_pdf_pages, max_pdf_chars=s.max_pdf_chars,
-                          seconds=s.parse_timeout, memory_mb=s.parse_memory_mb)
+                          seconds=s.parse_timeout, memory_mb=s.parse_memory_mb, ocr=s.ocr,
+                          ocr_seconds=s.ocr_page_timeout, ocr_cache=str(Path(s.index_dir) / "ocr-cache"))
 
     @property
     def uploads_dir(self) -> Path:
-        return Path(self.settings.index_dir) / "uploads"
+        from .index.collections import collection_dir
+
+        return collection_dir(self.settings) / "uploads"
 
     def indexed_roots(self) -> list[Path]:
         """The folders the index was last built from (the corpus, and uploads when there are any)."""
@@ -138,18 +136,19 @@ class Pipeline:
             return []
         return [{"id": doc_id, **info} for doc_id, info in self.store.read_manifest()[1]["documents"].items()]
 
-    def add_documents(self, files: list[tuple[str, bytes]], progress: bool = False):
+    def add_documents(self, files: list[tuple[str, bytes]], progress: bool = False, ocr_progress=None):
         """Save uploaded (name, bytes) pairs under the index's uploads folder and index them.
 
         Every file is checked first (type, size, readable text); one bad file refuses the batch
-        with BadInput and saves nothing.
+        with BadInput and saves nothing. `ocr_progress(path, done, total)` hears of each scanned
+        page as OCR reads it during the check (the index then finds its text in the OCR cache).
         """
         from .documents.ingest import SUFFIXES
         from .documents.isolation import IsolatedReader
         from .errors import UnreadableDocument
 
         saved = []
-        with IsolatedReader(self.read_limits) as reader:
+        with IsolatedReader(self.read_limits, ocr_progress) as reader:
             for name, data in files:
                 safe = upload_name(name)
                 if not safe or safe.startswith(".") or Path(safe).suffix.lower() not in SUFFIXES:
@@ -385,7 +384,8 @@ def render_answer(sentences: list[Sentence] | tuple[Sentence, ...]) -> str:
 
 
 def _with_highlight(passage: Citation, span: tuple[int, int] | None) -> Citation:
-    return Citation(passage.id, passage.doc, passage.page, passage.start, passage.end, passage.text, span)
+    return Citation(passage.id, passage.doc, passage.page, passage.start, passage.end, passage.text, span,
+                    location=passage.location)
 
 
 def _ms(since: float) -> float:

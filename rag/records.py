@@ -7,18 +7,26 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True)
 class Document:
-    """One source file as text. `pages` holds the char offset where each page starts."""
+    """One source file as text. `pages` holds the char offset where each page starts.
+
+    `sections` holds (char offset, label) where each labelled part of an Office file or e-book
+    starts: "slide 4", "Sheet1!A1:D12", a heading. Empty for text, Markdown, HTML and PDF.
+    """
 
     id: str
     path: str
     sha256: str
     text: str
     pages: tuple[int, ...] = (0,)
+    sections: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A span of a document: `text == document.text[start:end]`. `page` is 1-based, or None."""
+    """A span of a document: `text == document.text[start:end]`. `page` is 1-based, or None.
+
+    `location` names where it is in an Office file or e-book ("slide 4", "Sheet1!A1:D12", a heading).
+    """
 
     id: str
     doc_id: str
@@ -26,6 +34,7 @@ class Chunk:
     start: int
     end: int
     page: int | None = None
+    location: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,6 +62,11 @@ class Citation:
     end: int
     text: str
     highlight: tuple[int, int] | None = None
+    location: str | None = None
+
+    def where(self) -> str:
+        """Where the passage is, for people: "slide 4", "Sheet1!A1:D12", "page 3", or ""."""
+        return self.location or (f"page {self.page}" if self.page else "")
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -100,3 +100,13 @@ class SameOriginGuard:
     def matches(self, candidate: str) -> bool:
         """True when `candidate` is the token (compared in constant time)."""
         return bool(candidate) and hmac.compare_digest(candidate.encode(), self.token.encode())
+
+
+def is_loopback(host: str) -> bool:
+    """True when only this machine can reach `host` (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -311,7 +311,7 @@ def test_an_upload_name_with_dot_dot_is_saved_inside_the_uploads_folder(name, fa
 def test_an_upload_name_that_is_not_a_document_is_refused_and_nothing_is_written(
         name, fake_pipeline, tmp_path):
     before = files_under(tmp_path)
-    with pytest.raises(BadInput, match=re.escape(repr(name)) + ": only .htm, .html, "):
+    with pytest.raises(BadInput, match=re.escape(repr(name)) + ": only .docx, .epub, .htm, .html, "):
         fake_pipeline.add_documents([(name, b"#!/bin/sh\necho owned\n")])
     assert files_under(tmp_path) == before
 

@@ -79,7 +79,7 @@ def sentence_windows(hits: list[Hit], relevance: Scorer) -> tuple[list[Citation]
         seen.append((chunk.doc_id, start, end))
         sent += hi - lo + 1
         windows.append(Citation(len(windows) + 1, chunk.doc_id, chunk.page, start, end,
-                                chunk.text[spans[lo][0]:spans[hi][1]]))
+                                chunk.text[spans[lo][0]:spans[hi][1]], location=chunk.location))
     return windows, sent, total - sent
 
 
@@ -92,7 +92,8 @@ def whole_chunks(hits: list[Hit]) -> tuple[list[Citation], int, int]:
             continue
         seen.add(chunk.text)
         sent += len(split_sentences(chunk.text))
-        out.append(Citation(len(out) + 1, chunk.doc_id, chunk.page, chunk.start, chunk.end, chunk.text))
+        out.append(Citation(len(out) + 1, chunk.doc_id, chunk.page, chunk.start, chunk.end, chunk.text,
+                            location=chunk.location))
     return out, sent, 0
 
 
@@ -106,5 +107,6 @@ def fit_to_budget(passages: list[Citation], budget: int,
             left_out.append(f"{passage.doc}:{passage.start}-{passage.end}")
             continue
         budget -= cost
-        kept.append(Citation(len(kept) + 1, passage.doc, passage.page, passage.start, passage.end, passage.text))
+        kept.append(Citation(len(kept) + 1, passage.doc, passage.page, passage.start, passage.end, passage.text,
+                             location=passage.location))
     return kept, left_out

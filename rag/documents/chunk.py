@@ -61,8 +61,11 @@ def _split_long(start: int, end: int, text: str, size: int) -> list[tuple[int, i
 def chunk_document(doc: Document, size: int = 500, overlap: int = 100) -> list[Chunk]:
     """Pack whole sentences into chunks of about `size` chars, repeating up to `overlap` chars.
 
-    Chunks never cross a page, and prefer to end at a paragraph break.
+    Chunks never cross a page, and prefer to end at a paragraph break. A document with sections (an
+    Office file or e-book) is chunked by `chunk_sections`.
     """
+    if doc.sections:
+        return chunk_sections(doc, size, overlap)
     chunks: list[Chunk] = []
     bounds = list(doc.pages) + [len(doc.text)]
     for page_no, (page_start, page_end) in enumerate(zip(bounds, bounds[1:]), start=1):
@@ -74,6 +77,27 @@ def chunk_document(doc: Document, size: int = 500, overlap: int = 100) -> list[C
         page = page_no if len(doc.pages) > 1 or doc.path.lower().endswith(".pdf") else None
         for a, b in _pack(units, paragraphs, size, overlap):
             chunks.append(Chunk(f"{doc.id}#{len(chunks)}", doc.id, doc.text[a:b], a, b, page))
+    return chunks
+
+
+def chunk_sections(doc: Document, size: int = 500, overlap: int = 100) -> list[Chunk]:
+    """Chunks that never cross a section, each carrying its section's label as its location.
+
+    A line is a unit of its own (a table row, a bullet), so a row is never cut unless it alone
+    is longer than `size`. Text before the first section has no location.
+    """
+    chunks: list[Chunk] = []
+    starts = list(doc.sections) if doc.sections[0][0] == 0 else [(0, ""), *doc.sections]
+    bounds = [offset for offset, _ in starts] + [len(doc.text)]
+    for (section_start, label), section_end in zip(starts, bounds[1:]):
+        section_text = doc.text[section_start:section_end]
+        paragraphs = {section_start + p for p in _paragraph_starts(section_text)}
+        units: list[tuple[int, int]] = []
+        for line in re.finditer(r"[^\n]+", section_text):
+            for a, b in split_sentences(line.group(), section_start + line.start()):
+                units.extend(_split_long(a, b, doc.text, size))
+        for a, b in _pack(units, paragraphs, size, overlap):
+            chunks.append(Chunk(f"{doc.id}#{len(chunks)}", doc.id, doc.text[a:b], a, b, None, label or None))
     return chunks
 
 

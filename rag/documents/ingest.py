@@ -1,4 +1,4 @@
-"""Files to `Document`s: txt, md, html and pdf, with unreadable files skipped and named."""
+"""Files to `Document`s: txt, md, html and pdf (Office files and e-books in `formats`), unreadable ones named."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 from ..errors import UnreadableDocument
 from ..records import Document
+from .formats import FORMAT_SUFFIXES
 
-SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
+SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", *FORMAT_SUFFIXES}
 HTML_SUFFIXES = {".html", ".htm"}
 
 
@@ -31,6 +32,11 @@ class ReadLimits:
     max_pdf_chars: int = 20_000_000
     seconds: float = 60.0
     memory_mb: int = 1024
+    # Scanned PDF pages (`rag.documents.ocr`): read by OCR at all, the seconds one page may take,
+    # and the folder that caches their text by the file's sha256 (empty: no cache).
+    ocr: bool = True
+    ocr_seconds: float = 120.0
+    ocr_cache: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,16 +101,22 @@ def read_bytes(path: Path) -> bytes:
 
 
 def read_document(path: Path, doc_id: str, data: bytes | None = None,
-                  limits: ReadLimits = ReadLimits()) -> Document:
-    """Read one file as a Document, or raise UnreadableDocument naming the reason."""
+                  limits: ReadLimits = ReadLimits(), progress=None) -> Document:
+    """Read one file as a Document, or raise UnreadableDocument naming the reason.
+
+    `progress(done, total)` hears of the pages of a scanned PDF as OCR reads them.
+    """
     data = read_bytes(path) if data is None else data
     if not data.strip():
         raise UnreadableDocument(f"{path}: empty file")
     suffix = path.suffix.lower()
+    if suffix in FORMAT_SUFFIXES:
+        from .formats import read_formatted
+        return read_formatted(path, doc_id, data, limits.max_pdf_chars)
     kind = "PDF" if suffix == ".pdf" else "HTML" if suffix in HTML_SUFFIXES else "text"
     try:
         if suffix == ".pdf":
-            text, starts = join_pages(pdf_pages(data, path, limits))
+            text, starts = join_pages(pdf_pages(data, path, limits, progress))
         else:
             text, starts = decode_text(data, path), (0,)
             if kind == "HTML":
@@ -144,7 +156,7 @@ def reason_of(exc: UnreadableDocument, path: Path) -> str:
 
 
 def decode_text(data: bytes, path: Path) -> str:
-    """Decode bytes as UTF-8 or UTF-16 (by BOM), else cp1252/latin-1; refuse binary data."""
+    """Decode bytes as UTF-8 or UTF-16 (by BOM), else by the encoding charset-normalizer detects; refuse binary data."""
     for bom, enc in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
                      (codecs.BOM_UTF16_BE, "utf-16")):
         if data.startswith(bom):
@@ -159,10 +171,31 @@ def decode_text(data: bytes, path: Path) -> str:
         return normalize_newlines(data.decode("utf-8"))
     except UnicodeDecodeError:
         pass
-    try:
-        return normalize_newlines(data.decode("cp1252"))
-    except UnicodeDecodeError:
-        return normalize_newlines(data.decode("latin-1"))
+    return normalize_newlines(_decode_detected(data))
+
+
+# Among encodings that decode a sample about equally cleanly (charset-normalizer's "chaos" within
+# this margin), Windows-1252 wins: short Western text decodes without errors in several Latin code
+# pages, and 1252 is the most common of them (the WHATWG default for legacy pages).
+_CHAOS_MARGIN = 0.1
+
+
+def _decode_detected(data: bytes) -> str:
+    """Legacy 8-bit or CJK text, decoded with the encoding charset-normalizer finds most coherent.
+
+    Detection reads at most the first 64 KB, so a large file costs no more than a small one.
+    """
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(data[:65536]))
+    if matches:
+        best = min(matches, key=lambda m: (m.chaos, -m.coherence))
+        close = [m for m in matches if m.encoding == "cp1252" and m.chaos <= best.chaos + _CHAOS_MARGIN]
+        try:
+            return data.decode((close or [best])[0].encoding)
+        except (UnicodeDecodeError, LookupError):  # the sample decoded, a later byte does not
+            pass
+    return data.decode("cp1252", "replace")
 
 
 def normalize_newlines(text: str) -> str:
@@ -205,11 +238,13 @@ def html_to_text(html: str) -> str:
     return "\n\n".join(p for p in paragraphs if p)
 
 
-def pdf_pages(data: bytes, path: Path, limits: ReadLimits = ReadLimits()) -> list[str]:
-    """The text of each page of a PDF, within the limits' pages and characters."""
+def pdf_pages(data: bytes, path: Path, limits: ReadLimits = ReadLimits(), progress=None) -> list[str]:
+    """The text of each page of a PDF, within the limits' pages and characters; scanned pages by OCR."""
     import io
 
     from pypdf import PdfReader
+
+    from .ocr import fill_scanned_pages
 
     # pypdf logs damage it works around ("EOF marker not found"); the one-line reason says enough.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -225,7 +260,7 @@ def pdf_pages(data: bytes, path: Path, limits: ReadLimits = ReadLimits()) -> lis
         if chars > limits.max_pdf_chars:
             raise UnreadableDocument(f"{path}: more than {limits.max_pdf_chars:,} characters of text "
                                      "(max_pdf_chars)")
-    return pages
+    return fill_scanned_pages(reader, data, pages, path, limits, progress)
 
 
 def _opens_without_password(reader) -> bool:

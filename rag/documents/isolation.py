@@ -25,9 +25,11 @@ from pathlib import Path
 
 from ..errors import UnreadableDocument
 from ..records import Document
+from .formats import FORMAT_SUFFIXES
 from .ingest import HTML_SUFFIXES, ReadLimits, read_document, reason_of
 
-ISOLATED_SUFFIXES = {".pdf", *HTML_SUFFIXES}
+# Office files and e-books too: their libraries parse attacker-controlled XML from a zip.
+ISOLATED_SUFFIXES = {".pdf", *HTML_SUFFIXES, *FORMAT_SUFFIXES}
 # Starting Python and importing pypdf, on a busy machine; not counted against any file.
 START_SECONDS = 60.0
 _LENGTH = struct.Struct(">Q")
@@ -40,14 +42,18 @@ class IsolatedReader:
     ...     doc = reader.read(Path("report.pdf"), "report.pdf", data)
     """
 
-    def __init__(self, limits: ReadLimits = ReadLimits()):
+    def __init__(self, limits: ReadLimits = ReadLimits(), progress=None):
         self.limits = limits
+        # progress(path, done, total): the pages of a scanned PDF as OCR reads them.
+        self.progress = progress
         self._child: subprocess.Popen | None = None
 
     def __enter__(self) -> IsolatedReader:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, kind, *exc) -> None:
+        if kind is not None:  # Ctrl-C or an error: the child's work (an OCR of many pages) is not wanted
+            self._stop()
         self.close()
 
     def read(self, path: Path, doc_id: str, data: bytes) -> Document:
@@ -59,6 +65,12 @@ class IsolatedReader:
             _send(child.stdin, json.dumps({"path": str(path), "doc_id": doc_id}).encode())
             _send(child.stdin, data)
             reply = _decode(_receive(child.stdout.fileno(), time.monotonic() + self.limits.seconds))
+            # A scanned PDF reports each page before OCR reads it; each page has its own time.
+            while "progress" in reply:
+                if self.progress:
+                    self.progress(path, *reply["progress"])
+                reply = _decode(_receive(child.stdout.fileno(),
+                                         time.monotonic() + self.limits.ocr_seconds + 5.0))
         except TimeoutError:
             self._stop()
             raise UnreadableDocument(f"{path}: took longer than {self.limits.seconds:g} s to read "
@@ -67,7 +79,8 @@ class IsolatedReader:
             raise UnreadableDocument(f"{path}: the reader process died ({self._stop()})") from None
         if "error" in reply:
             raise UnreadableDocument(f"{path}: {reply['error']}")
-        return Document(doc_id, str(path), reply["sha256"], reply["text"], tuple(reply["pages"]))
+        return Document(doc_id, str(path), reply["sha256"], reply["text"], tuple(reply["pages"]),
+                        tuple((offset, label) for offset, label in reply.get("sections", ())))
 
     def close(self) -> None:
         """Let the child finish (it exits when its input closes), or kill it."""
@@ -168,6 +181,7 @@ def serve(limits: ReadLimits) -> None:
     import resource
 
     import pypdf  # noqa: F401  (loaded now, so the first file's deadline does not pay for it)
+    import pypdfium2  # noqa: F401
 
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a library's stray print goes to stderr, not into the replies
@@ -179,9 +193,13 @@ def serve(limits: ReadLimits) -> None:
     while (header := _read_message(requests)) is not None:
         request, data = json.loads(header), _read_message(requests)
         path = Path(request["path"])
+        def progress(done: int, total: int) -> None:
+            _send(replies, _encode({"progress": [done, total]}))
+
         try:
-            doc = read_document(path, request["doc_id"], data, limits)
-            reply = _encode({"sha256": doc.sha256, "text": doc.text, "pages": doc.pages})
+            doc = read_document(path, request["doc_id"], data, limits, progress)
+            reply = _encode({"sha256": doc.sha256, "text": doc.text, "pages": doc.pages,
+                             "sections": doc.sections})
         except UnreadableDocument as exc:
             reply = _encode({"error": reason_of(exc, path)})
         except MemoryError:  # the text was read, but its reply does not fit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -26,7 +27,9 @@ SHORT_TYPES = {"factoid", "number", "date", "name", "paraphrase"}
 # name -> (corpus folder, dataset); `rag eval` runs every set unless --set names some.
 EVAL_SETS = {"news": (PROJECT_ROOT / "corpus", EVAL_DIR / "dataset.jsonl"),
              "pydocs": (EVAL_DIR / "pydocs" / "corpus", EVAL_DIR / "pydocs" / "dataset.jsonl"),
-             "licenses": (EVAL_DIR / "licenses" / "corpus", EVAL_DIR / "licenses" / "dataset.jsonl")}
+             "licenses": (EVAL_DIR / "licenses" / "corpus", EVAL_DIR / "licenses" / "dataset.jsonl"),
+             "scans": (EVAL_DIR / "scans" / "corpus", EVAL_DIR / "scans" / "dataset.jsonl"),
+             "formats": (EVAL_DIR / "formats" / "corpus", EVAL_DIR / "formats" / "dataset.jsonl")}
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def retrieval_rows(pipeline, items: list[dict], corpus: Path, k: int = 5) -> lis
     quotes inside the top `k` (averaged, this is retrieval_recall@k) and the top `k` (doc, start)."""
     rows = []
     for item in items:
-        spans = gold_spans(item, corpus)
+        spans = gold_spans(item, corpus, pipeline.read_limits)
         if not (item["answerable"] and spans):
             continue
         hits = pipeline.retriever.search(pipeline.rewrite_follow_up(item["question"], item.get("history") or []), k)
@@ -98,16 +101,36 @@ def retrieval_rows(pipeline, items: list[dict], corpus: Path, k: int = 5) -> lis
     return rows
 
 
-def gold_spans(item: dict, corpus: Path) -> list[tuple[str, int, int]]:
-    """Where each gold quote lies: (doc, start, end)."""
+def gold_spans(item: dict, corpus: Path, limits=None) -> list[tuple[str, int, int]]:
+    """Where each gold quote lies: (doc, start, end). `limits` reads a PDF (its OCR cache above all)."""
     spans = []
     for s in item.get("support", []):
-        text = (corpus / s["doc"]).read_text(encoding="utf-8")
+        text = corpus_text(corpus / s["doc"], limits)
         start = text.find(s["quote"])
         if start < 0:
             raise BadInput(f"{item['id']}: quote not found in {s['doc']}: {s['quote'][:60]!r}")
         spans.append((s["doc"], start, start + len(s["quote"])))
     return spans
+
+
+@functools.lru_cache(maxsize=64)
+def corpus_text(path: Path, limits=None) -> str:
+    """A corpus file's text in the offsets the index uses: a PDF as the reader makes it (OCR for a scan),
+    an Office file or e-book through its reader."""
+    from ..documents.formats import FORMAT_SUFFIXES
+
+    suffix = path.suffix.lower()
+    if suffix in FORMAT_SUFFIXES:
+        from ..documents.ingest import read_document
+
+        return read_document(path, path.name).text
+    if suffix != ".pdf":
+        return path.read_text(encoding="utf-8")
+    from ..documents.ingest import ReadLimits
+    from ..documents.isolation import IsolatedReader
+
+    with IsolatedReader(limits or ReadLimits()) as reader:
+        return reader.read(path, path.name, path.read_bytes()).text
 
 
 def normalize_answer(text: str) -> list[str]:
@@ -178,7 +201,7 @@ def evaluate(pipeline, items: list[dict], corpus: Path, name: str = "", k: int =
         history = item.get("history") or []
         standalone = pipeline.rewrite_follow_up(item["question"], history)
         hits = pipeline.retriever.search(standalone, k)
-        spans = gold_spans(item, corpus)
+        spans = gold_spans(item, corpus, pipeline.read_limits)
         found, first = quotes_retrieved(hits, spans)
         began = time.perf_counter()
         answer = pipeline.ask(item["question"], history=history)

@@ -8,9 +8,10 @@ Layout of the index directory:
 
 A segment is written once and shared by later generations. An update writes one small segment
 with the changed documents' chunks and marks their old rows deleted (tombstones, filtered at search
-time), so neither FAISS nor BM25 is rebuilt. Past MAX_SEGMENTS the small segments are merged; past
-DELETED_LIMIT of rows deleted, everything is rewritten into one segment. A crash at any moment
-leaves the previous generation, and every segment it names, loadable.
+time), so neither FAISS nor BM25 is rebuilt. The new segment takes in the newest segments up to four
+times its size (`segments_kept`), so a long run's many commits copy each row a few times, not the
+whole index every few commits; past DELETED_LIMIT of rows deleted, everything is rewritten into one segment. A crash
+at any moment leaves the previous generation, and every segment it names, loadable.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .segments import HNSW_THRESHOLD, ChunkFile, IndexState, Segment, index_kind
 
 FORMAT_VERSION = 2
 MAX_SEGMENTS = 8
+MERGE_RATIO = 4
 DELETED_LIMIT = 0.2
 REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 SEGMENT_FILES = ("index.faiss", "chunks.jsonl", "offsets.npy", "terms.json", "post_ptr.npy", "post_rows.npy",
@@ -48,6 +50,9 @@ class Store:
     def __init__(self, directory: Path | str):
         self.directory = Path(directory)
         self._read: tuple[str, Path, dict] | None = None  # the last manifest read, with CURRENT's text
+        # The generation this writer committed last, with CURRENT's text: the next commit of a long
+        # run starts from it instead of reading the manifest and every segment's terms again.
+        self._written: tuple[str, IndexState] | None = None
 
     def exists(self) -> bool:
         return (self.directory / "CURRENT").is_file()
@@ -149,7 +154,7 @@ class Store:
         chunks must be contiguous, in `chunks` order. When the disk refuses (full, read-only) the
         half-written files are removed and RagError says why; the previous generation stays committed.
         """
-        previous = None if replace or not self.exists() else self._open(*self._manifest_under_lock())
+        previous = None if replace or not self.exists() else self._previous_state()
         committed = self._committed_generation()
         # Readers may be loading the committed generation now: it and its segments stay until the next write.
         keep = {committed, *([e["name"] for e in previous.manifest["segments"]] if previous else
@@ -164,7 +169,7 @@ class Store:
             os.chmod(self.directory, PRIVATE_DIR)
             gen.mkdir(PRIVATE_DIR)
             segments = (previous.manifest["segments"] if previous else [])[: plan.keep]
-            if plan.chunks:
+            if plan.copied or plan.chunks:
                 seg.mkdir(PRIVATE_DIR)
                 segments = [*segments, _write_segment(seg, plan, hnsw_threshold)]
                 written += [seg / n for n in SEGMENT_FILES] + [seg]
@@ -183,8 +188,8 @@ class Store:
                 path.chmod(PRIVATE_DIR if path.is_dir() else PRIVATE_FILE)
             for path in [*written, gen, self.directory]:
                 _fsync(path)
-            pointer_tmp = self.directory / "CURRENT.tmp"
-            pointer_tmp.write_text(f"{gen.name} {_sha256(manifest_bytes)}\n", encoding="utf-8")
+            pointer_tmp, pointer = self.directory / "CURRENT.tmp", f"{gen.name} {_sha256(manifest_bytes)}\n"
+            pointer_tmp.write_text(pointer, encoding="utf-8")
             pointer_tmp.chmod(PRIVATE_FILE)
             _fsync(pointer_tmp)
             os.replace(pointer_tmp, self.directory / "CURRENT")
@@ -196,7 +201,9 @@ class Store:
         _fsync(self.directory)
         # Anything else is a half-written generation or segment left by a crash, or no longer used.
         self._remove_unused({*keep, gen.name, *(e["name"] for e in segments)})
-        return self._open(gen, manifest)
+        state = self._open(gen, manifest)
+        self._read, self._written = (pointer, gen, manifest), (pointer, state)
+        return state
 
     def upgrade(self) -> bool:
         """Rewrite an index of format 1 (one FAISS file for all rows) as a segment, keeping its vectors.
@@ -223,6 +230,12 @@ class Store:
         kept = {k: v for k, v in manifest.items() if k not in ("format", "count", "index_type", "created", "files")}
         self.write(chunks, vectors, kept, replace=True)
         return True
+
+    def _previous_state(self) -> IndexState:
+        """The committed generation, opened (call with the lock held)."""
+        if self._written and self._written[0] == (self.directory / "CURRENT").read_text(encoding="utf-8"):
+            return self._written[1]
+        return self._open(*self._manifest_under_lock())
 
     def _manifest_under_lock(self) -> tuple[Path, dict]:
         """The manifest this writer read last if it is still committed (nobody else writes), else read it."""
@@ -257,7 +270,8 @@ class _Plan:
     """What a write commits: the first `keep` old segments as they are, one new segment, the tombstones."""
 
     keep: int
-    chunks: list[Chunk]
+    copied: list[bytes]  # the chunks.jsonl lines of the merged segments' live rows, first in the new segment
+    chunks: list[Chunk]  # then the new chunks
     vectors: np.ndarray
     postings: Postings
     new_terms: list[str]
@@ -268,7 +282,11 @@ class _Plan:
 
 def _plan(previous: IndexState | None, chunks: list[Chunk], vectors: np.ndarray, documents: dict,
           segment_name: str) -> _Plan:
-    """Tombstone replaced documents; merge segments when there are too many or too much is deleted."""
+    """Tombstone replaced documents; merge segments when there are too many or too much is deleted.
+
+    A merged segment's live rows are copied as they are: their chunk lines, vectors and postings
+    (renumbered), so a merge never parses or tokenizes them again. Only the new chunks are tokenized.
+    """
     segments = previous.segments if previous else ()
     starts = {s.name: s.offset for s in segments}
     gone: list[int] = []
@@ -279,40 +297,99 @@ def _plan(previous: IndexState | None, chunks: list[Chunk], vectors: np.ndarray,
     gone_rows = np.asarray(sorted(gone), dtype=np.int64)
     deleted = np.union1d(previous.deleted, gone_rows) if previous else gone_rows
     total = sum(s.rows for s in segments)
-    keep = len(segments)
-    if len(deleted) > DELETED_LIMIT * (total + len(chunks)):
-        keep = 0
-    elif len(segments) + 1 > MAX_SEGMENTS:
-        keep = 1
-    merged_chunks, merged_vectors = list(chunks), vectors
+    keep = 0 if len(deleted) > DELETED_LIMIT * (total + len(chunks)) else \
+        segments_kept([s.rows for s in segments], len(chunks))
+    merged_from = segments[keep].offset if keep < len(segments) else total
+    live = np.setdiff1d(np.arange(merged_from, total), deleted)
+    lines, parts, lengths, old_vectors = [], [], [], []
+    merged = 0  # live rows copied so far
+    for segment in segments[keep:]:
+        rows = live[(live >= segment.offset) & (live < segment.offset + segment.rows)] - segment.offset
+        data, offsets = segment.chunks.data, segment.chunks.offsets
+        lines.extend(bytes(data[offsets[r]:offsets[r + 1]]) for r in rows)
+        if segment.rows:
+            old_vectors.append(segment.index.reconstruct_n(0, segment.rows)[rows])
+        # The segment's postings of its live rows, renumbered to rows of the new segment.
+        p = segment.postings
+        terms = np.repeat(np.arange(len(p.ptr) - 1, dtype=np.int32), np.diff(p.ptr))
+        renumber = np.full(segment.rows, -1, dtype=np.int64)
+        renumber[rows] = np.arange(merged, merged + len(rows))
+        new_rows = renumber[np.asarray(p.rows, dtype=np.int64)]
+        kept_rows = new_rows >= 0
+        parts.append((terms[kept_rows], new_rows[kept_rows].astype(np.int32), np.asarray(p.tf)[kept_rows]))
+        lengths.append(np.asarray(p.lengths)[rows])
+        merged += len(rows)
+    if keep:
+        vocab = dict(previous.vocab)
+        first_new = len(segments[keep - 1].postings.ptr) - 1 if keep < len(segments) else len(vocab)
+    else:
+        # Everything is rewritten: the terms that no live row holds any more are dropped.
+        old_terms = list(previous.vocab) if previous else []
+        used = np.unique(np.concatenate([t for t, _, _ in parts])) if parts else np.zeros(0, dtype=np.int32)
+        renumber = np.zeros(len(old_terms), dtype=np.int32)
+        renumber[used] = np.arange(len(used))
+        parts = [(renumber[t], r, tf) for t, r, tf in parts]
+        vocab = {old_terms[t]: i for i, t in enumerate(used.tolist())}
+        first_new = 0
+    fresh, _ = count_terms([c.text for c in chunks], vocab)
+    postings = fresh
     if keep < len(segments):
-        merged_from = segments[keep].offset
-        live = np.setdiff1d(np.arange(merged_from, total), deleted)
-        old_vectors = np.vstack([s.index.reconstruct_n(0, s.rows) for s in segments[keep:] if s.rows] or
-                                [np.zeros((0, vectors.shape[1]), dtype=np.float32)])
-        merged_chunks = [previous.chunk(int(r)) for r in live] + merged_chunks
-        merged_vectors = np.vstack([old_vectors[live - merged_from], vectors])
-        deleted = deleted[deleted < merged_from]
-    vocab = dict(previous.vocab) if keep else {}
-    # The new segment lists the terms that the segments before it do not (its terms.json).
-    first_new = len(segments[keep - 1].postings.ptr) - 1 if 0 < keep < len(segments) else len(vocab)
-    postings, _ = count_terms([c.text for c in merged_chunks], vocab)
+        fresh_terms = np.repeat(np.arange(len(fresh.ptr) - 1, dtype=np.int32), np.diff(fresh.ptr))
+        parts.append((fresh_terms, fresh.rows + np.int32(merged), fresh.tf))
+        postings = _postings(parts, np.concatenate([*lengths, fresh.lengths]), len(vocab))
     if keep:
         # The merged rows were live before and still are: only the removed and the new chunks count.
         df = np.zeros(len(vocab), dtype=np.int64)
         df[: len(previous.df)] = previous.df
         if len(gone_rows):
             df -= document_frequencies([previous.chunk(int(r)).text for r in gone_rows], vocab)
-        if chunks:
-            df += document_frequencies([c.text for c in chunks], vocab)
+        df += np.diff(fresh.ptr)  # a posting per chunk holding the term
     else:
         df = np.diff(postings.ptr)
+    if keep < len(segments):
+        deleted = deleted[deleted < merged_from]
+    new_vectors = np.vstack([*old_vectors, vectors]) if old_vectors else vectors
     documents = {d: {**info, "segment": info.get("segment"), "first": info.get("first", 0)}
                  for d, info in documents.items()}
-    for row, chunk in enumerate(merged_chunks):
-        if row == 0 or merged_chunks[row - 1].doc_id != chunk.doc_id:
-            documents[chunk.doc_id].update(segment=segment_name, first=row)
-    return _Plan(keep, merged_chunks, merged_vectors, postings, list(vocab)[first_new:], df, deleted, documents)
+    moved = {s.name for s in segments[keep:]}
+    for info in documents.values():
+        if info["segment"] in moved and info["chunks"]:
+            info.update(segment=segment_name,
+                        first=int(np.searchsorted(live, starts[info["segment"]] + info["first"])))
+    for row, chunk in enumerate(chunks):
+        if row == 0 or chunks[row - 1].doc_id != chunk.doc_id:
+            documents[chunk.doc_id].update(segment=segment_name, first=merged + row)
+    return _Plan(keep, lines, chunks, new_vectors, postings, list(vocab)[first_new:], df, deleted, documents)
+
+
+def _postings(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lengths: np.ndarray, terms: int) -> Postings:
+    """Term-major postings (rows ascending within a term) from (term ids, rows, tf) parts."""
+    term_ids = np.concatenate([t for t, _, _ in parts]) if parts else np.zeros(0, dtype=np.int32)
+    rows = np.concatenate([r for _, r, _ in parts]) if parts else np.zeros(0, dtype=np.int32)
+    tfs = np.concatenate([tf for _, _, tf in parts]) if parts else np.zeros(0, dtype=np.float32)
+    order = np.lexsort((rows, term_ids))
+    ptr = np.zeros(terms + 1, dtype=np.int64)
+    np.cumsum(np.bincount(term_ids, minlength=terms), out=ptr[1:])
+    return Postings(ptr, rows[order].astype(np.int32), tfs[order].astype(np.float32),
+                    np.asarray(lengths, dtype=np.float32))
+
+
+def segments_kept(rows: list[int], new: int) -> int:
+    """How many of the segments (their `rows`, oldest first) a commit of `new` rows leaves as they are.
+
+    The new rows take in each segment before them that is at most MERGE_RATIO times what they have
+    taken in so far, so segment sizes grow about fivefold from the newest to the oldest: a long run of
+    equal commits keeps at most 7 segments up to 20,000 commits, and copies each row about 10 to 14
+    times in all, instead of the whole index every few commits. Past MAX_SEGMENTS, more are taken in.
+
+    >>> segments_kept([4000, 1000], 100), segments_kept([4000, 200], 100), segments_kept([800, 200], 100)
+    (2, 1, 0)
+    """
+    keep, taken = len(rows), new
+    while keep and rows[keep - 1] <= MERGE_RATIO * taken:
+        keep -= 1
+        taken += rows[keep]
+    return min(keep, MAX_SEGMENTS - 1)
 
 
 def _write_segment(folder: Path, plan: _Plan, hnsw_threshold: int) -> dict:
@@ -321,6 +398,8 @@ def _write_segment(folder: Path, plan: _Plan, hnsw_threshold: int) -> dict:
     _write_faiss(index, folder / "index.faiss")
     offsets = [0]
     with open(folder / "chunks.jsonl", "wb") as fh:
+        for line in plan.copied:
+            offsets.append(offsets[-1] + fh.write(line))
         for chunk in plan.chunks:
             offsets.append(offsets[-1] + fh.write(
                 (json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n").encode("utf-8")))
@@ -329,7 +408,7 @@ def _write_segment(folder: Path, plan: _Plan, hnsw_threshold: int) -> dict:
     for name, array in (("post_ptr", plan.postings.ptr), ("post_rows", plan.postings.rows),
                         ("post_tf", plan.postings.tf), ("lengths", plan.postings.lengths)):
         np.save(folder / f"{name}.npy", array)
-    return {"name": folder.name, "rows": len(plan.chunks), "index_type": index_kind(index),
+    return {"name": folder.name, "rows": len(offsets) - 1, "index_type": index_kind(index),
             "files": {n: _file_sha256(folder / n) for n in SEGMENT_FILES}}
 
 

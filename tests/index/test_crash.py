@@ -175,7 +175,7 @@ def states(tmp_path):
     """An index holding the old corpus, the corpus changed to its new state, and the worker script."""
     corpus, old = tmp_path / "corpus", tmp_path / "old-index"
     write_corpus(corpus, 1)
-    update_index(Store(old), [corpus], FakeEmbedder(), CHUNKER)
+    update_index(Store(old), [corpus], FakeEmbedder(), CHUNKER, commit_files=0)  # one commit: one generation
     write_corpus(corpus, 2)
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(ROOT / "tests"), chunker=CHUNKER), encoding="utf-8")

@@ -462,3 +462,25 @@ def test_the_server_killed_mid_write_recovers_to_the_old_index_before_the_commit
         assert state_of(url) == new_state
     print(f"\npostgres: {SERVER_KILL_TRIALS} SIGKILLs of the server mid-write, recovered: "
           f"{SERVER_KILL_TRIALS - 1} old, 1 new")
+
+
+# --- locations of Office files and e-books ----------------------------------------------------------
+def test_a_slide_location_is_stored_and_a_table_made_before_locations_still_loads(tmp_path, pg_url):
+    from format_files import make_pptx
+
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus, 1)
+    store = PgStore(pg_url)
+    update_index(store, [corpus], FakeEmbedder(), CHUNKER)
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # the table as it was before chunks had a location
+        conn.execute("ALTER TABLE rag_chunks DROP COLUMN location")
+    old = store.load()
+    assert {c.location for c in old.chunks()} == {None}
+    assert Retriever(old, FakeEmbedder()).search("motion 105-0", 3)
+    make_pptx(corpus / "zephyr.pptx")
+    update_index(store, [corpus], FakeEmbedder(), CHUNKER)
+    index = store.load()
+    slides = [c for c in index.chunks() if c.doc_id == "zephyr.pptx"]
+    assert [c.location for c in slides][:4] == ["slide 1", "slide 2", "slide 3", "slide 4"]
+    hits = Retriever(index, FakeEmbedder()).search("Zephyr lander launches 12 March 2032 Kourou", 3)
+    assert (hits[0].chunk.doc_id, hits[0].chunk.location) == ("zephyr.pptx", "slide 4")
