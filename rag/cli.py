@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only the embedder table: speed, cosine to fp32 and recall@5 of each candidate")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", type=Path, help="report directory (default: eval/reports)")
+    p.add_argument("--scale", type=int, metavar="N",
+                   help="only the scale section: the index at N synthetic chunks (docs/scale-10m.md)")
+    p.add_argument("--scale-backend", choices=["faiss", "postgres", "both", "ivfpq"], default="both",
+                   help="ivfpq: the measured point of docs/scale-10m.md (not the product's index)")
+    p.add_argument("--scale-queries", type=int, default=200, help="timed queries, also the recall probes")
+    p.add_argument("--scale-pg-url", help="a PostgreSQL with pgvector to use (default: start the embedded one)")
 
     p = sub.add_parser("models", help="list the model tiers; install or verify them")
     p.add_argument("--json", action="store_true")
@@ -332,6 +338,10 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.scale:
+        from .bench.scale import run_scale
+
+        return run_scale(args)
     from .bench.run import run_bench
 
     return run_bench(args)

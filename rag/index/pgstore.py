@@ -4,7 +4,7 @@
 is the `retrieve.SearchIndex` over it. Tables:
 
     rag_chunks    key, the chunk's fields, its length in content terms, embedding vector(dim)
-    rag_postings  term, chunk_id, tf (btree on term): BM25's term frequencies
+    rag_postings  term, chunk_id, tf, the chunk's length (btree on term): all BM25 reads, without a join
     rag_index     one row: the manifest, the live chunk count and their summed lengths
 
 Each commit of a `rag index` run (a long run commits as it goes, see `indexer.update_index`) is one
@@ -40,7 +40,7 @@ from ..text import content_terms
 from .lexical import K1, B
 from .segments import HNSW_THRESHOLD
 
-FORMAT = "postgres-1"
+FORMAT = "postgres-2"  # 2: postings carry the chunk's length
 LOCK_KEY = 0x7261675F696478  # "rag_idx": the advisory lock that one writer holds
 EF_SEARCH = 64
 REBUILD_HINT = "rebuild it with `rag index --rebuild`"
@@ -57,7 +57,8 @@ CREATE INDEX rag_chunks_doc_id ON rag_chunks (doc_id);
 CREATE TABLE rag_postings (
     term text NOT NULL,
     chunk_id bigint NOT NULL REFERENCES rag_chunks (key) ON DELETE CASCADE,
-    tf real NOT NULL);
+    tf real NOT NULL,
+    length real NOT NULL);
 CREATE INDEX rag_postings_term ON rag_postings (term);
 CREATE INDEX rag_postings_chunk_id ON rag_postings (chunk_id);
 CREATE TABLE rag_index (
@@ -69,13 +70,13 @@ CREATE TABLE rag_index (
 # candidate with both scores and its fields. One statement: one snapshot, even while a writer commits.
 CANDIDATES = f"""
 WITH stats AS (SELECT chunks::float8 AS n, total_length / greatest(chunks, 1) AS avgdl FROM rag_index),
-matches AS MATERIALIZED (SELECT term, chunk_id, tf FROM rag_postings WHERE term = ANY(%(terms)s)),
+matches AS MATERIALIZED (SELECT term, chunk_id, tf, length FROM rag_postings WHERE term = ANY(%(terms)s)),
 df AS (SELECT term, count(*)::float8 AS df FROM matches GROUP BY term),
 lexical AS (
     SELECT m.chunk_id AS key,
            sum(ln(1 + (s.n - df.df + 0.5) / (df.df + 0.5)) * m.tf * {K1 + 1}
-               / (m.tf + {K1} * ({1 - B} + {B} * c.length / s.avgdl))) AS score
-    FROM matches m JOIN df USING (term) JOIN rag_chunks c ON c.key = m.chunk_id CROSS JOIN stats s
+               / (m.tf + {K1} * ({1 - B} + {B} * m.length / s.avgdl))) AS score
+    FROM matches m JOIN df USING (term) CROSS JOIN stats s
     GROUP BY m.chunk_id),
 dense AS (SELECT key FROM rag_chunks ORDER BY embedding <#> %(q)s::vector LIMIT %(pool)s),
 keys AS (SELECT key FROM dense
@@ -377,10 +378,10 @@ def _insert(conn, chunks: list[Chunk], vectors: np.ndarray) -> np.ndarray:
             lengths[row] = sum(terms.values())
             copy.write_row((key, chunk.id, chunk.doc_id, chunk.text, chunk.start, chunk.end, chunk.page,
                             lengths[row], vector_text(vectors[row]), chunk.location))
-    with conn.cursor().copy("COPY rag_postings (term, chunk_id, tf) FROM STDIN") as copy:
-        for key, terms in zip(keys, counts):
+    with conn.cursor().copy("COPY rag_postings (term, chunk_id, tf, length) FROM STDIN") as copy:
+        for key, terms, length in zip(keys, counts, lengths):
             for term, tf in terms.items():
-                copy.write_row((term, key, tf))
+                copy.write_row((term, key, tf, length))
     return lengths
 
 
