@@ -314,25 +314,3 @@ def read_before_lock(store: Store, roots: list[Path], exclude: set[str], rebuild
         kept_chars += len(doc.text)
         early[doc_id] = (stat, sha, doc if kept_chars <= EARLY_TEXT_BUDGET else None)
     return early
-
-
-def _previous_manifest(store: Store, embedder: Embedder, chunker: dict) -> dict | None:
-    try:
-        _, manifest = store.read_manifest()
-    except IndexMissing:
-        return None
-    check_compatible(manifest, embedder.name, chunker)
-    return manifest
-
-
-def _stat(path: Path, settled: int) -> list[int] | None:
-    """[size, mtime_ns] of a file modified before `settled`; None for a recent one, which is always read.
-
-    A file changed again within the clock tick of its last read keeps the same size and time,
-    so only files older than a safety margin are trusted by their stat.
-    """
-    try:
-        st = path.stat()
-    except OSError:
-        return None  # reading it says why, in one line
-    return [st.st_size, st.st_mtime_ns] if st.st_mtime_ns < settled else None
