@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import html
-import ipaddress
 import os
 import re
 import secrets
@@ -22,7 +21,7 @@ from rag.errors import RagError  # noqa: E402, I001
 from rag.history import History, collection_label, history_path, model_label, when  # noqa: E402
 from rag.pipeline import Pipeline, clean_question, upload_name  # noqa: E402
 from rag.records import Answer, Citation  # noqa: E402
-from rag.webguard import SameOriginGuard, allowed_hosts, bracketed  # noqa: E402
+from rag.webguard import SameOriginGuard, allowed_hosts, bracketed, is_loopback  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import uvicorn  # noqa: E402
@@ -569,16 +568,15 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple
     a thread until its `should_exit` is set.
     """
     from fastapi import FastAPI
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     root = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     gr.mount_gradio_app(root, app.queue(default_concurrency_limit=1), "/", server_name=host, server_port=port,
                         footer_links=["api"], run_history=False, auth=auth, show_error=True,
                         max_file_size=f"{max_upload_mb}mb", ssr_mode=False, enable_monitoring=False,
                         mcp_server=False)
-    # The last added runs first: the Host check, then the Origin and token checks.
-    root.add_middleware(SameOriginGuard, token=token, cookie=f"rag-token-{port}", origin_hosts=allow_hosts)
-    root.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host, allow_hosts), www_redirect=False)
+    # The Host check, then the Origin and token checks.
+    root.add_middleware(SameOriginGuard, token=token, cookie=f"rag-token-{port}", origin_hosts=allow_hosts,
+                        hosts=allowed_hosts(host, allow_hosts))
     server = uvicorn.Server(uvicorn.Config(root, host=host, port=port, log_level="warning", access_log=False))
     if block:
         server.run()
@@ -590,16 +588,6 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple
             raise OSError(f"cannot serve on {host}:{port}")
         time.sleep(0.02)
     return server
-
-
-def is_loopback(host: str) -> bool:
-    """True when only this machine can reach `host`."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

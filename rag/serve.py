@@ -313,7 +313,6 @@ def create_app(pipeline: Pipeline, api_key: str = "", host: str = "127.0.0.1", m
     from fastapi.exceptions import RequestValidationError
     from sse_starlette import EventSourceResponse
     from starlette.exceptions import HTTPException
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     collections = Collections(pipeline)
     s = pipeline.settings
@@ -384,10 +383,10 @@ def create_app(pipeline: Pipeline, api_key: str = "", host: str = "127.0.0.1", m
             return
         yield {"data": "[DONE]"}
 
-    # The last added runs first: the Host check, then the Origin check, then the key.
+    # The last added runs first: the Host and Origin checks, then the key.
     app.add_middleware(ApiKeyGuard, key=api_key)
-    app.add_middleware(SameOriginGuard)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host), www_redirect=False)
+    app.add_middleware(SameOriginGuard, hosts=allowed_hosts(host),
+                       refuse=lambda status, message, code: ApiError(status, message, code=code).response())
     return app
 
 

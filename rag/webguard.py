@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
-from starlette.responses import PlainTextResponse, RedirectResponse
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+# What a refused request gets: (status, message, code) to a response. The UI answers in plain text,
+# `rag serve` with an OpenAI error object.
+Refusal = Callable[[int, str, str], Response]
+
+
+def plain_refusal(status: int, message: str, code: str) -> Response:
+    """A refusal as plain text."""
+    return PlainTextResponse(message, status)
 
 
 def allowed_hosts(bind: str, extra: tuple[str, ...] = ()) -> list[str]:
@@ -46,31 +56,41 @@ def bracketed(host: str) -> str:
 
 
 class SameOriginGuard:
-    """ASGI middleware refusing requests from another site's page, and, with a token, requests without it.
+    """ASGI middleware refusing requests under a name that is not this server's, from another site's
+    page, and, with a token, without it.
 
+    `hosts` are the names `Host` may give (see `allowed_hosts`; None or "*" allows any).
     `origin_hosts` are the other names a page of this app may be served under (a reverse proxy's
-    public name, when the proxy rewrites `Host`).
+    public name, when the proxy rewrites `Host`). `refuse` builds the refusals.
     """
 
-    def __init__(self, app, token: str = "", cookie: str = "rag-token", origin_hosts: tuple[str, ...] = ()):
+    def __init__(self, app, token: str = "", cookie: str = "rag-token", origin_hosts: tuple[str, ...] = (),
+                 hosts: list[str] | None = None, refuse: Refusal = plain_refusal):
         self.app = app
         self.token = token
         self.cookie = cookie
         self.origin_hosts = {bracketed(h).lower() for h in origin_hosts}
+        self.hosts = None if hosts is None or "*" in hosts else {h.lower() for h in hosts}
+        self.refuse = refuse
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if not self.host_allowed(headers.get("host", "")):
+            await self.refuse(400, "Invalid Host header: this server does not go by that name.",
+                              "invalid_host")(scope, receive, send)
+            return
         if not self.same_origin(headers.get("origin"), headers.get("host", "")):
-            await PlainTextResponse("Requests from another site's page are refused.", 403)(scope, receive, send)
+            await self.refuse(403, "Requests from another site's page are refused.",
+                              "cross_origin")(scope, receive, send)
             return
         if self.token and not self.holds_token(HTTPConnection(scope)):
             query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
             if not self.matches(dict(query).get("token", "")):
-                await PlainTextResponse("Open the address the server printed at start-up: it holds the token "
-                                        "this server asks for.", 403)(scope, receive, send)
+                await self.refuse(403, "Open the address the server printed at start-up: it holds the token "
+                                  "this server asks for.", "missing_token")(scope, receive, send)
                 return
             if scope["type"] == "http" and scope["method"] == "GET":
                 # The printed address: keep the token in a cookie, and take it out of the address bar.
@@ -80,6 +100,16 @@ class SameOriginGuard:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def host_allowed(self, host: str) -> bool:
+        """True when the `Host` header ("name" or "name:port") names this server (DNS rebinding)."""
+        if self.hosts is None:
+            return True
+        try:
+            name = urlsplit(f"//{host}").hostname
+        except ValueError:  # "[::1", a bracket left open
+            return False
+        return bool(name) and bracketed(name) in self.hosts
 
     def same_origin(self, origin: str | None, host: str) -> bool:
         """True for a request from a page of this server, or without `Origin`: browsers send one with

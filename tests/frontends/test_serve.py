@@ -172,9 +172,14 @@ def test_with_a_key_every_request_must_carry_it(fake_pipeline):
     assert api.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
 
 
-def test_a_request_from_another_sites_page_or_under_another_host_name_is_refused(api):
-    assert api.get("/v1/models", headers={"Origin": "https://evil.example"}).status_code == 403
-    assert api.get("/v1/models", headers={"Host": "evil.example"}).status_code == 400
+def test_a_request_from_another_sites_page_or_under_another_host_name_gets_an_error_object(api):
+    assert_error(api.get("/v1/models", headers={"Origin": "https://evil.example"}), 403, code="cross_origin")
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.nip.io", "foo.localhost", "[::1", ""):
+        assert_error(api.get("/v1/models", headers={"Host": host}), 400, code="invalid_host")
+        assert_error(api.post("/v1/chat/completions", json=ask_body(), headers={"Host": host}), 400,
+                     code="invalid_host")
+    for host in ("127.0.0.1:8000", "LOCALHOST:8000", "[::1]:8000", "localhost"):
+        assert api.get("/v1/models", headers={"Host": host}).status_code == 200, host
 
 
 def test_a_full_queue_answers_429_at_once(fake_pipeline):
