@@ -248,6 +248,7 @@ class Backend:
         try:
             question = clean_question(question)
             pipeline = self.pipeline_for(model, temperature, collection)
+            about = collection_label(pipeline.settings)
             history = [m for t in turns if "answer" in t for m in (
                 {"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"]})]
             turns = [*turns, {"question": question}]
@@ -255,13 +256,27 @@ class Backend:
             yield chat_messages(turns, draft), turns, gr.skip(), ""
             for item in pipeline.stream(question, history, int(top_k)):
                 if isinstance(item, Answer):
-                    turns[-1] = {"question": question, "answer": item.text, "html": answer_html(item), "record": item}
+                    turns[-1] = {"question": question, "answer": item.text, "html": answer_html(item), "record": item,
+                                 "collection": about}
                     yield chat_messages(turns), turns, sources_html(item), ""
                 else:
                     draft += item
                     yield chat_messages(turns, draft), turns, gr.skip(), ""
         except RagError as exc:
             raise error_toast(exc) from None
+
+    def collection_changed(self, collection: str | None, turns: list[dict]) -> tuple:
+        """The chat after the collection picker changed: cleared if it was about another collection's
+        documents, kept if it is this collection's (a reopened conversation switches the picker)."""
+        from rag.index.collections import display_name
+
+        try:
+            name = display_name(collection or "")
+        except RagError:
+            name = None
+        if turns and turns[-1].get("collection") == name:
+            return gr.skip(), gr.skip(), gr.skip()
+        return [], [], NO_SOURCES
 
     def ask(self, question: str) -> dict:
         """Answer one question with the current settings; the JSON of the verified Answer."""
@@ -356,8 +371,9 @@ class SavedConversations:
     """The conversations sidebar: each answered turn saved (unless turned off), listed, reopened, renamed,
     deleted, exported as Markdown. A session's open conversation is its id (None until the first save)."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, models: tuple[str, ...] = (DEFAULT_MODEL,)):
         self.backend = backend
+        self.models = models
         self.store = History.for_settings(backend.pipeline.settings)
 
     def respond(self, conversation: int | None, save: bool, question: str, turns: list[dict],
@@ -393,18 +409,39 @@ class SavedConversations:
         return gr.Radio(choices=choices, value=selected if selected in {c.id for c in found} else None)
 
     def reopen(self, conversation: int | None) -> tuple:
-        """A saved conversation back in the chat, with its citations, ready to go on."""
+        """A saved conversation back in the chat, with its citations, ready to go on with the model and
+        the collection it last used (each left as it is when it is no longer there); yields the chat,
+        turns, sources, open conversation, title, model and collection."""
         if conversation is None:
-            return (gr.skip(),) * 5
+            return (gr.skip(),) * 7
         try:
             saved = self.store.turns(conversation)
-            title = self.store.conversation(conversation).title
+            opened = self.store.conversation(conversation)
         except RagError as exc:
             raise error_toast(exc) from None
         turns = [{"question": t.question, "answer": t.answer.text, "html": answer_html(t.answer),
-                  "record": t.answer} for t in saved]
+                  "record": t.answer, "collection": t.collection} for t in saved]
         sources = sources_html(saved[-1].answer) if saved else NO_SOURCES
-        return chat_messages(turns), turns, sources, conversation, title
+        return (chat_messages(turns), turns, sources, conversation, opened.title, self.model_choice(opened.model),
+                self.collection_choice(opened.collection))
+
+    def model_choice(self, label: str):
+        """The model picker's choice that answers as the saved `label` (see `model_label`), or no change."""
+        settings = self.backend.pipeline.settings
+        for choice in self.models:
+            if model_label(settings.replace(model="" if choice == DEFAULT_MODEL else choice)) == label:
+                return choice
+        return gr.skip()
+
+    def collection_choice(self, name: str):
+        """The collection picker set to `name`, or no change when that collection is gone."""
+        from rag.index.collections import collection_names
+
+        try:
+            return self.backend.collections_view(name) if name in collection_names(self.backend.pipeline.settings) \
+                else gr.skip()
+        except RagError:
+            return gr.skip()
 
     def rename(self, conversation: int | None, title: str) -> tuple:
         """Give the open conversation the title in the box."""
@@ -446,11 +483,13 @@ def shorten(title: str) -> str:
 
 
 def conversations_sidebar(app: gr.Blocks, saved: SavedConversations, chat: tuple, save: gr.Checkbox,
-                          ask_events: list, ask_inputs: list, clear_events: list, **answering) -> None:
+                          ask_events: list, ask_inputs: list, clear_events: list, pickers: tuple,
+                          **answering) -> None:
     """The sidebar of saved conversations, and the ask event that saves each answer.
 
     `chat` holds the chat's components (chatbot, turns, sources, question); `ask_inputs` are what
-    `Backend.respond` takes after the question and the turns; `clear_events` start a new conversation.
+    `Backend.respond` takes after the question and the turns; `clear_events` start a new conversation;
+    `pickers` are the model and collection pickers a reopened conversation sets.
     """
     chatbot, turns, sources, question = chat
     conversation = gr.State(None)
@@ -467,7 +506,8 @@ def conversations_sidebar(app: gr.Blocks, saved: SavedConversations, chat: tuple
     private = {"api_visibility": "private"}
     gr.on(ask_events, saved.respond, [conversation, save, question, turns, *ask_inputs],
           [chatbot, turns, sources, question, conversation, listing, title], **private, **answering)
-    listing.input(saved.reopen, listing, [chatbot, turns, sources, conversation, title], **private, queue=False)
+    listing.input(saved.reopen, listing, [chatbot, turns, sources, conversation, title, *pickers], **private,
+                  queue=False)
     new_button.click(saved.start_new, None, [chatbot, turns, sources, question, conversation, listing, title],
                      **private, queue=False)
     gr.on(clear_events, lambda: (None, gr.Radio(value=None), ""), None, [conversation, listing, title],
@@ -535,9 +575,9 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                                info=f"Each answer is kept in {history_path(s)} on this machine; "
                                     "off, nothing is stored.")
 
-        conversations_sidebar(app, SavedConversations(backend), (chatbot, turns, sources, question), save,
-                              [question.submit, ask_button.click], [top_k, model, temperature, collection],
-                              [clear_button.click, chatbot.clear], **answering)
+        conversations_sidebar(app, SavedConversations(backend, tuple(models)), (chatbot, turns, sources, question),
+                              save, [question.submit, ask_button.click], [top_k, model, temperature, collection],
+                              [clear_button.click, chatbot.clear], (model, collection), **answering)
         clear_button.click(lambda: ([], [], NO_SOURCES, ""), None, [chatbot, turns, sources, question],
                            api_visibility="private", queue=False)
         chatbot.clear(lambda: ([], NO_SOURCES), None, [turns, sources], api_visibility="private", queue=False)
@@ -549,9 +589,9 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
         app.load(backend.collections_view, None, collection, api_visibility="private", queue=False).then(
             backend.documents_view, collection, [documents, to_remove], api_visibility="private")
         app.load(None, None, None, js=CITATION_CLICKS_JS)
-        # Another collection: the chat so far was about other documents, so it starts afresh.
-        collection.change(lambda: ([], [], NO_SOURCES), None, [chatbot, turns, sources], api_visibility="private",
-                          queue=False).then(backend.documents_view, collection, [documents, to_remove],
+        # Another collection: a chat about other documents starts afresh.
+        collection.change(backend.collection_changed, [collection, turns], [chatbot, turns, sources],
+                          api_visibility="private", queue=False).then(backend.documents_view, collection, [documents, to_remove],
                                             api_visibility="private")
         gr.api(backend.ask, api_name="ask", **answering)
     return app

@@ -57,8 +57,9 @@ def test_a_conversation_reopened_after_a_restart_shows_its_citations_and_goes_on
     restarted = app.SavedConversations(app.Backend(Pipeline(fake_pipeline.settings, FakeEmbedder(), generator)))
     assert [value for _, value in restarted.listing().choices] == [conversation]
 
-    chat, turns, sources, opened, title = restarted.reopen(conversation)
+    chat, turns, sources, opened, title, model, collection = restarted.reopen(conversation)
     assert opened == conversation and title == BLETCHLEY
+    assert model == app.DEFAULT_MODEL and collection.value == "default"
     assert chat[0] == {"role": "user", "content": BLETCHLEY}
     assert '<a class="cite" href="#src-1">[1]</a>' in chat[1]["content"] and "rag-badge" in chat[1]["content"]
     assert 'id="src-1"' in sources and "28 nations" in sources
@@ -68,6 +69,45 @@ def test_a_conversation_reopened_after_a_restart_shows_its_citations_and_goes_on
     # The reopened turns went to the model as the history of the follow-up.
     assert any(BLETCHLEY in m["content"] for m in generator.prompts[-1])
     assert [t.question for t in restarted.store.turns(conversation)] == [BLETCHLEY, "When was it signed?"]
+
+
+def test_a_reopened_conversation_switches_back_to_its_collection_and_model_and_keeps_its_chat(
+        saved, fake_pipeline, tmp_path):
+    from test_collections import ASK_ZORBLAX, ZORBLAX, folder_with
+
+    from rag.answer.models import DEFAULT_TIER
+    from rag.index.collections import remove_collection
+
+    alpha = fake_pipeline.settings.replace(collection="alpha")
+    Pipeline(alpha, embedder=fake_pipeline.embedder, generator=fake_pipeline.generator).index(
+        [folder_with(tmp_path, "zorblax.txt", ZORBLAX)])
+    fake_pipeline.generator.replies[:] = ["Edna Pocklington"]
+    final = {}
+    for step in saved.respond(None, True, ASK_ZORBLAX, [], 4, app.DEFAULT_MODEL, 0.0, "alpha"):
+        final.update({i: v for i, v in enumerate(step) if not isinstance(v, type(gr.skip()))})
+    conversation = final[4]
+    assert saved.store.conversation(conversation).collection == "alpha"
+
+    # A restarted app, its pickers at the default collection and a model given by path.
+    models = (app.DEFAULT_MODEL, "0.5b", "/models/my-model.gguf")
+    restarted = app.SavedConversations(app.Backend(Pipeline(fake_pipeline.settings, FakeEmbedder(),
+                                                            FakeGenerator())), models)
+    chat, turns, _, _, _, model, collection = restarted.reopen(conversation)
+    assert collection.value == "alpha" and model == app.DEFAULT_MODEL and "Pocklington" in chat[1]["content"]
+    # The picker's change that follows keeps the reopened chat; a change to another collection clears it.
+    assert all(isinstance(v, type(gr.skip())) for v in restarted.backend.collection_changed("alpha", turns))
+    assert restarted.backend.collection_changed("default", turns) == ([], [], app.NO_SOURCES)
+    assert restarted.backend.collection_changed("alpha", []) == ([], [], app.NO_SOURCES)
+
+    # The model picker's choice that answers under the saved name; none when that model is gone.
+    assert restarted.model_choice(DEFAULT_TIER) == app.DEFAULT_MODEL
+    assert restarted.model_choice("0.5b") == "0.5b"
+    assert restarted.model_choice("my-model.gguf") == "/models/my-model.gguf"
+    assert isinstance(restarted.model_choice("gone.gguf"), type(gr.skip()))
+
+    # A collection removed since: the picker stays where it is.
+    remove_collection(fake_pipeline.settings, "alpha")
+    assert isinstance(restarted.reopen(conversation)[6], type(gr.skip()))
 
 
 def test_rename_delete_and_export_act_on_the_open_conversation(saved):

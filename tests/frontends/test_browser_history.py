@@ -12,6 +12,8 @@ import pytest
 from conftest import running_app
 from playwright.sync_api import expect
 from test_browser import BLETCHLEY, ask, browser, loopback_context  # noqa: F401 (browser is a fixture)
+from test_browser_collections import pick
+from test_collections import ZORBLAX, folder_with
 
 from rag.config import Settings
 from rag.history import FILE_NAME
@@ -62,13 +64,20 @@ def test_a_conversation_is_listed_survives_a_restart_reopens_with_its_citations_
         page.context.close()
     assert (tmp_path / "index" / FILE_NAME).stat().st_size > 0
 
-    # The app started again over the same index folder: a new pipeline, a new server.
+    # The app started again over the same index folder, now with a second collection: a new pipeline,
+    # a new server.
+    Pipeline(Settings.load(index_dir=tmp_path / "index", collection="alpha"), embedder=real_embedder,
+             generator=real_generator).index([folder_with(tmp_path, "zorblax.txt", ZORBLAX)])
     pipeline = Pipeline(Settings.load(index_dir=tmp_path / "index"), embedder=real_embedder,
                         generator=real_generator)
     with serving(pipeline) as url:
         page = open_page(browser, url)
         expect(page.locator("#chat .rag-badge")).to_have_count(0)
+        # Reopened from another collection, the conversation takes its own collection back, and the
+        # picker's change keeps the reopened chat.
+        pick(page, "alpha")
         page.locator("#history-list label", has_text=BLETCHLEY).click()
+        expect(page.locator("#collection input")).to_have_value("default")
         expect(page.locator("#chat")).to_contain_text(BLETCHLEY)
         expect(page.locator("#chat .rag-answer")).to_contain_text("28")
         expect(page.locator("#chat .rag-badge")).to_have_text("✓ likely answer")
