@@ -59,10 +59,13 @@ class Settings:
     max_pdf_chars: int = 20_000_000
     parse_timeout: float = 60.0
     parse_memory_mb: int = 1024
-    # Scanned PDF pages are read by OCR (tesseract), each within ocr_page_timeout seconds; their text is
-    # cached in index_dir/ocr-cache by the file's sha256. `rag index --no-ocr` turns it off for a run.
+    # Scanned PDF pages are read by OCR (tesseract), each within ocr_page_timeout seconds and one file's
+    # pages within ocr_file_timeout (a file past it is skipped; its pages read so far stay cached, so the
+    # next run goes on from there); their text is cached in index_dir/ocr-cache by the file's sha256.
+    # `rag index --no-ocr` turns it off for a run.
     ocr: bool = True
     ocr_page_timeout: float = 120.0
+    ocr_file_timeout: float = 1800.0
     # A long `rag index` commits after this many changed files or seconds, whichever comes first, so
     # a killed run resumes from its last commit (0 turns either off).
     commit_files: int = 200

@@ -33,9 +33,11 @@ class ReadLimits:
     seconds: float = 60.0
     memory_mb: int = 1024
     # Scanned PDF pages (`rag.documents.ocr`): read by OCR at all, the seconds one page may take,
-    # and the folder that caches their text by the file's sha256 (empty: no cache).
+    # the seconds one file's pages may take, and the folder that caches their text by the file's
+    # sha256 (empty: no cache).
     ocr: bool = True
     ocr_seconds: float = 120.0
+    ocr_file_seconds: float = 1800.0
     ocr_cache: str = ""
 
 

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,14 +80,25 @@ def fill_scanned_pages(reader, data: bytes, pages: list[str], path: Path, limits
     import pypdfium2 as pdfium
 
     document = pdfium.PdfDocument(data) if missing else None
+    unread = set(missing)
+    chars = sum(map(len, pages)) + sum(len(known[n + 1]) for n in todo if n not in unread)
+    started = time.monotonic()
     try:
         for done, n in enumerate(missing):
+            spent = time.monotonic() - started
+            if done and spent > limits.ocr_file_seconds:
+                kept = ("; the pages read are cached, so the next run goes on from there" if cache else "")
+                raise UnreadableDocument(f"{path}: OCR stopped after {spent:.0f} s with {done} of {len(missing)} "
+                                         f"pages read (ocr_file_timeout){kept}")
             if progress:
                 progress(done, len(missing))
             text = ocr_image(render_page(document, n), limits.ocr_seconds, path, n + 1)
             known[n + 1] = text
             if cache:
                 cache.append(sha256, n + 1, text)
+            chars += len(text)
+            if chars > limits.max_pdf_chars:  # what OCR reads counts as the text layer does
+                raise too_much_text(path, limits)
     finally:
         if document is not None:
             document.close()
@@ -94,7 +106,13 @@ def fill_scanned_pages(reader, data: bytes, pages: list[str], path: Path, limits
         progress(len(missing), len(missing))
     for n in todo:
         pages[n] = known[n + 1]
+    if sum(map(len, pages)) > limits.max_pdf_chars:  # with every page from the cache
+        raise too_much_text(path, limits)
     return pages
+
+
+def too_much_text(path: Path, limits) -> UnreadableDocument:
+    return UnreadableDocument(f"{path}: more than {limits.max_pdf_chars:,} characters of text (max_pdf_chars)")
 
 
 def render_page(document, number: int) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -170,6 +171,35 @@ def test_a_page_past_its_ocr_time_skips_the_file_with_the_reason(tmp_path):
     with IsolatedReader(ReadLimits(ocr_seconds=0.01)) as reader, pytest.raises(UnreadableDocument) as err:
         reader.read(Path("slow.pdf"), "slow.pdf", pdf)
     assert str(err.value) == "slow.pdf: OCR of page 1 took longer than 0.01 s (ocr_page_timeout)"
+
+
+@pytest.mark.integration
+def test_a_file_past_its_ocr_time_is_skipped_and_the_next_run_goes_on_from_the_pages_cached(
+        tmp_path, counted_tesseract):
+    pdf = scans.scanned_pdf(PAGES[:3])
+    # No time at all for the file: each run reads one page (the first is always read), then stops.
+    hurried = ReadLimits(ocr_file_seconds=0, ocr_cache=str(tmp_path / "cache"))
+    for done, total in ((1, 3), (1, 2)):
+        with pytest.raises(UnreadableDocument) as err:
+            pdf_pages(pdf, Path("long.pdf"), hurried)
+        assert re.fullmatch(rf"long\.pdf: OCR stopped after \d+ s with {done} of {total} pages read "
+                            r"\(ocr_file_timeout\); the pages read are cached, so the next run goes on from there",
+                            str(err.value)), str(err.value)
+    read = pdf_pages(pdf, Path("long.pdf"), ReadLimits(ocr_cache=str(tmp_path / "cache")))
+    assert "Osprey" in read[0] and all(page.strip() for page in read)
+    assert calls(counted_tesseract) == 3  # each page read once over the three runs
+
+
+@pytest.mark.integration
+def test_text_read_by_ocr_counts_against_max_pdf_chars(tmp_path):
+    pdf = scans.scanned_pdf(PAGES[:2])
+    for limits in (ReadLimits(max_pdf_chars=200), ReadLimits(max_pdf_chars=200, ocr_cache=str(tmp_path / "cache"))):
+        with pytest.raises(UnreadableDocument, match=r"^big.pdf: more than 200 characters of text \(max_pdf_chars\)$"):
+            pdf_pages(pdf, Path("big.pdf"), limits)
+    # Every page from the cache, read under a larger limit: the smaller one still refuses it.
+    pdf_pages(pdf, Path("big.pdf"), ReadLimits(ocr_cache=str(tmp_path / "cache")))
+    with pytest.raises(UnreadableDocument, match="max_pdf_chars"):
+        pdf_pages(pdf, Path("big.pdf"), ReadLimits(max_pdf_chars=200, ocr_cache=str(tmp_path / "cache")))
 
 
 CANCEL_WORKER = textwrap.dedent("""
