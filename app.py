@@ -591,8 +591,8 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
         app.load(None, None, None, js=CITATION_CLICKS_JS)
         # Another collection: a chat about other documents starts afresh.
         collection.change(backend.collection_changed, [collection, turns], [chatbot, turns, sources],
-                          api_visibility="private", queue=False).then(backend.documents_view, collection, [documents, to_remove],
-                                            api_visibility="private")
+                          api_visibility="private", queue=False).then(
+            backend.documents_view, collection, [documents, to_remove], api_visibility="private")
         gr.api(backend.ask, api_name="ask", **answering)
     return app
 

@@ -133,7 +133,8 @@ class Pipeline:
         s = self.settings
         return ReadLimits(max_pdf_pages=s.max_pdf_pages, max_pdf_chars=s.max_pdf_chars,
                           seconds=s.parse_timeout, memory_mb=s.parse_memory_mb, ocr=s.ocr,
-                          ocr_seconds=s.ocr_page_timeout, ocr_file_seconds=s.ocr_file_timeout, ocr_cache=str(Path(s.index_dir) / "ocr-cache"))
+                          ocr_seconds=s.ocr_page_timeout, ocr_file_seconds=s.ocr_file_timeout,
+                          ocr_cache=str(Path(s.index_dir) / "ocr-cache"))
 
     @property
     def uploads_dir(self) -> Path:

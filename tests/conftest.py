@@ -142,17 +142,24 @@ def real_pipeline(tmp_path_factory, real_embedder, real_generator):
 @contextmanager
 def running_app(root: Path, embedder, generator):
     """The web app served on a free loopback port over a copy of the corpus; yields its URL."""
-    import app
     from rag.pipeline import Pipeline
 
     shutil.copytree(CORPUS, root / "corpus")
     pipeline = Pipeline(Settings.load(index_dir=root / "index"), embedder=embedder, generator=generator)
     pipeline.index([root / "corpus"])
-    blocks = app.build_app(pipeline)
+    with serving_app(pipeline) as url:
+        yield url
+
+
+@contextmanager
+def serving_app(pipeline):
+    """The web app over `pipeline` (its index as it is), served on a free loopback port; yields its URL."""
+    import app
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = app.serve(blocks, "127.0.0.1", port, block=False)
+    server = app.serve(app.build_app(pipeline), "127.0.0.1", port, block=False)
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

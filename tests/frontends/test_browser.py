@@ -48,14 +48,20 @@ def browser():
     assert BLOCKED == [], f"the browser tried to reach outside loopback: {BLOCKED}"
 
 
+def open_page(browser, url: str, **options):
+    """A page of the app at `url` in a new loopback-only context, once the question box shows."""
+    context = loopback_context(browser, viewport={"width": 1400, "height": 900}, **options)
+    page = context.new_page()
+    page.goto(url)
+    expect(page.locator("#question textarea")).to_be_visible()
+    return page
+
+
 @pytest.fixture
 def page(browser, server):
-    context = loopback_context(browser, viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.goto(server)
-    expect(page.locator("#question textarea")).to_be_visible()
+    page = open_page(browser, server)
     yield page
-    context.close()
+    page.context.close()
 
 
 def ask(page, question: str) -> None:

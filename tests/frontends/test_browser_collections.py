@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import running_app
 from playwright.sync_api import expect
-from test_browser import ANSWER_TIMEOUT_MS, ask, browser, loopback_context  # noqa: F401 (browser: a fixture)
+from test_browser import ANSWER_TIMEOUT_MS, ask, browser, open_page  # noqa: F401 (browser: a fixture)
 from test_collections import ASK_ZORBLAX, ZORBLAX, folder_with
 
 from rag.config import Settings
@@ -26,12 +26,9 @@ def server(tmp_path_factory, real_embedder, real_generator):
 
 @pytest.fixture
 def page(browser, server):  # noqa: F811 (browser is test_browser's fixture)
-    context = loopback_context(browser, viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.goto(server)
-    expect(page.locator("#question textarea")).to_be_visible()
+    page = open_page(browser, server)
     yield page
-    context.close()
+    page.context.close()
 
 
 def pick(page, name: str) -> None:

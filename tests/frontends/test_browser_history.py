@@ -4,14 +4,12 @@ the sidebar, survives a restart of the app, reopens with its citations, and expo
 # ruff: noqa: F811 (the browser fixture imported from test_browser is a parameter here)
 from __future__ import annotations
 
-import socket
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import running_app
+from conftest import running_app, serving_app
 from playwright.sync_api import expect
-from test_browser import BLETCHLEY, ask, browser, loopback_context  # noqa: F401 (browser is a fixture)
+from test_browser import BLETCHLEY, ask, browser, open_page  # noqa: F401 (browser is a fixture)
 from test_browser_collections import pick
 from test_collections import ZORBLAX, folder_with
 
@@ -23,35 +21,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 HOSTILE_TITLE = '<img src=x onerror="window.__xss=1"> Bletchley'
 
 
-@contextmanager
-def serving(pipeline):
-    """The app over an existing index, served on a free loopback port; yields its URL."""
-    import app
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = app.serve(app.build_app(pipeline), "127.0.0.1", port, block=False)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-
-
-def open_page(browser, url: str):
-    context = loopback_context(browser, viewport={"width": 1400, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    page.goto(url)
-    expect(page.locator("#question textarea")).to_be_visible()
-    return page
-
-
 def test_a_conversation_is_listed_survives_a_restart_reopens_with_its_citations_and_exports(
         browser, tmp_path, real_embedder, real_generator):
     from rag.pipeline import Pipeline
 
     with running_app(tmp_path, real_embedder, real_generator) as url:
-        page = open_page(browser, url)
+        page = open_page(browser, url, accept_downloads=True)
         expect(page.locator("#history-list")).not_to_contain_text(BLETCHLEY)
         ask(page, BLETCHLEY)
         entry = page.locator("#history-list label", has_text=BLETCHLEY)
@@ -70,8 +45,8 @@ def test_a_conversation_is_listed_survives_a_restart_reopens_with_its_citations_
              generator=real_generator).index([folder_with(tmp_path, "zorblax.txt", ZORBLAX)])
     pipeline = Pipeline(Settings.load(index_dir=tmp_path / "index"), embedder=real_embedder,
                         generator=real_generator)
-    with serving(pipeline) as url:
-        page = open_page(browser, url)
+    with serving_app(pipeline) as url:
+        page = open_page(browser, url, accept_downloads=True)
         expect(page.locator("#chat .rag-badge")).to_have_count(0)
         # Reopened from another collection, the conversation takes its own collection back, and the
         # picker's change keeps the reopened chat.
