@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from rag.bench.scale import LEXICAL_BY_JOIN, LEXICAL_FROM_POSTINGS, bench_faiss, bench_postgres, markdown
+from rag.bench.scale import EF_SWEEP, LEXICAL_BY_JOIN, LEXICAL_FROM_POSTINGS, bench_faiss, bench_postgres, markdown
 from rag.bench.synthetic import synthesize
 from rag.cli import main
 from rag.text import content_terms
@@ -55,8 +55,12 @@ def test_hnsw_recall_is_measured_against_exact_search(tmp_path):
     assert out["index_type"] == "hnsw" and out["recall_index"] == "hnsw"
     assert 0.8 <= out["recall_at_10"] <= 1.0 and out["recall_queries"] == 40
     assert "tombstoned" in out["update_did"]
-    assert "| recall@10 vs exact |" in markdown({"rows": 6000, "synthetic": "x", "load_average_start": [],
-                                                 "load_average_end": [], "faiss": out})
+    # The efSearch sweep: the product's 64 gives the recall above; a wider search finds at least as much.
+    sweep = out["ef_sweep"]
+    assert [s["ef_search"] for s in sweep] == list(EF_SWEEP) and sweep[0]["recall_at_10"] == out["recall_at_10"]
+    assert sweep[-1]["recall_at_10"] >= sweep[0]["recall_at_10"] and all(s["dense_p95_ms"] > 0 for s in sweep)
+    text = markdown({"rows": 6000, "synthetic": "x", "load_average_start": [], "load_average_end": [], "faiss": out})
+    assert "| recall@10 vs exact |" in text and "faiss dense search alone, by efSearch" in text
 
 
 # The session's PostgreSQL server and a fresh database per test, from the pgstore tests.
@@ -68,6 +72,9 @@ def test_postgres_scale_figures_and_both_bm25_queries_agree(pg_url):  # noqa: F8
     out = bench_postgres(data, pg_url, 30, hnsw_threshold=1000)
     assert out["index_type"] == "hnsw" and out["postings"] > 3000 * 20
     assert 0.8 <= out["recall_at_10"] <= 1.0
+    sweep = out["ef_sweep"]
+    assert [s["ef_search"] for s in sweep] == list(EF_SWEEP) and sweep[0]["recall_at_10"] == out["recall_at_10"]
+    assert sweep[-1]["recall_at_10"] >= sweep[0]["recall_at_10"]
     for key in ("build_s", "load_s", "update_s", "search_p95_ms", "lexical_join_p95_ms", "lexical_postings_p95_ms"):
         assert out[key] > 0, key
     import psycopg
