@@ -57,7 +57,8 @@ def _pct(values, q) -> float:
     return round(float(np.percentile(values, q)), 2)
 
 
-# efSearch values whose recall and dense latency the bench also reports (the product searches at 64).
+# efSearch values whose recall and dense latency the bench also reports (FAISS searches at
+# segments.EF_SEARCH, PostgreSQL at pgstore.EF_SEARCH).
 EF_SWEEP = (64, 128, 256, 512)
 
 
@@ -99,6 +100,7 @@ def bench_faiss(data: Synthetic, work: Path, recall_queries: int, hnsw_threshold
     out.update(recall_at_10=recall(found, truth, 10), recall_queries=len(probes),
                recall_index=index_kind(segment.index))
     if out["recall_index"] == "hnsw":
+        out["ef_search"] = int(segment.index.hnsw.efSearch)
         out["ef_sweep"] = _faiss_ef_sweep(segment.index, probes, truth)
     _progress(f"FAISS {rows:,}: hybrid p50 {out['search_p50_ms']} ms, p95 {out['search_p95_ms']} ms; "
               f"recall@10 {out['recall_at_10']}" + _sweep_text(out.get("ef_sweep", [])))
@@ -201,7 +203,7 @@ def bench_postgres(data: Synthetic, url: str, recall_queries: int, hnsw_threshol
         out.update(dense_p95_ms=product["dense_p95_ms"], recall_at_10=product["recall_at_10"],
                    recall_queries=len(probes))
         if out["index_type"] == "hnsw":
-            out["ef_sweep"] = sweep
+            out.update(ef_search=EF_SEARCH, ef_sweep=sweep)
     finally:
         index.close()
     _progress(f"PostgreSQL {rows:,}: hybrid p50 {out['search_p50_ms']} ms, p95 {out['search_p95_ms']} ms; "
@@ -370,7 +372,8 @@ def markdown(section: dict) -> str:
             lines.append(f"| {label} | " + " | ".join(str(section[b].get(key, "")) for b in backends) + " |")
     for backend in backends:
         if section[backend].get("ef_sweep"):
-            lines += ["", f"{backend} dense search alone, by efSearch (the product uses 64): "
+            lines += ["", f"{backend} dense search alone, by efSearch (the product uses "
+                          f"{section[backend].get('ef_search', '?')}): "
                           + "; ".join(f"{s['ef_search']}: recall@10 {s['recall_at_10']}, p95 {s['dense_p95_ms']} ms"
                                       for s in section[backend]["ef_sweep"]) + "."]
     if "postgres" in section:

@@ -14,6 +14,11 @@ from ..records import Chunk
 from .lexical import BM25, Postings
 
 HNSW_THRESHOLD = 50_000
+# How widely an HNSW search looks (faiss's efSearch). At 1M synthetic chunks on 2 cores, 64 found 0.51
+# of the exact top 10 with a dense p95 of 1.4 ms, 256 found 0.86 with 3.6 ms (docs/performance.md):
+# a few milliseconds against an answer's seconds, so recall wins. Set on every index read, so an
+# index built with another value searches with this one.
+EF_SEARCH = 256
 
 class ChunkFile(Sequence):
     """A segment's chunk records, each parsed from chunks.jsonl when asked for."""
@@ -162,7 +167,7 @@ def make_faiss_index(vectors: np.ndarray, threshold: int = HNSW_THRESHOLD):
     if len(vectors) >= threshold:
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = 64
+        index.hnsw.efSearch = EF_SEARCH
     else:
         index = faiss.IndexFlatIP(dim)
     if len(vectors):
@@ -177,7 +182,10 @@ def index_kind(index) -> str:
 def read_faiss(path: Path):
     import faiss
 
-    return faiss.read_index(str(path))
+    index = faiss.read_index(str(path))
+    if index_kind(index) == "hnsw":
+        index.hnsw.efSearch = EF_SEARCH
+    return index
 
 
 def _mmap(path: Path):

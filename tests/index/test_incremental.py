@@ -150,6 +150,20 @@ def test_deleted_rows_never_come_back_from_dense_or_lexical_search(tmp_path, big
     assert len(hits) == state.count and all(h.chunk.doc_id != "note-11.txt" for h in hits)
 
 
+def test_an_hnsw_segment_built_with_another_efsearch_searches_with_the_products(tmp_path):
+    import faiss
+
+    from rag.index.segments import EF_SEARCH, make_faiss_index, read_faiss
+
+    vectors = FakeEmbedder().embed([f"note {i}" for i in range(200)])
+    index = make_faiss_index(vectors, threshold=100)
+    assert index.hnsw.efSearch == EF_SEARCH  # what a new index is built with
+    index.hnsw.efSearch = 16  # as in an index written before EF_SEARCH changed
+    faiss.write_index(index, str(tmp_path / "old.faiss"))
+    assert faiss.read_index(str(tmp_path / "old.faiss")).hnsw.efSearch == 16
+    assert read_faiss(tmp_path / "old.faiss").hnsw.efSearch == EF_SEARCH
+
+
 def test_past_the_deleted_limit_everything_is_rewritten_into_one_segment(tmp_path, big_corpus):
     store = Store(tmp_path / "idx")
     build(store, big_corpus)
