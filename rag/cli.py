@@ -256,6 +256,20 @@ def erase_lines(text: str) -> str:
     return "\r" + (f"\033[{rows - 1}A" if rows > 1 else "") + "\033[J"
 
 
+def _resume_collection(args, settings, saved: str) -> str:
+    """The collection a resumed chat goes on in: the saved conversation's, when no collection was
+    chosen (flag, $RAG_COLLECTION or the config) and it still exists; "" to stay as it is."""
+    from .index.collections import check_name, collection_names, display_name
+
+    if args.collection is not None or settings.collection:
+        return ""
+    try:
+        name = check_name(saved)
+    except RagError:
+        return ""
+    return name if name and display_name(name) in collection_names(settings) else ""
+
+
 def cmd_chat(args) -> int:
     from .history import History, collection_label, model_label, turns_count
 
@@ -264,6 +278,7 @@ def cmd_chat(args) -> int:
     saved = History.for_settings(settings)
     history: list[dict] = []
     conversation = latest = None
+    switched = ""
     if args.resume:
         latest = saved.latest()
         if latest is None:
@@ -272,9 +287,14 @@ def cmd_chat(args) -> int:
         conversation = latest.id
         history = [m for t in turns for m in ({"role": "user", "content": t.question},
                                               {"role": "assistant", "content": t.answer.text})]
+        switched = _resume_collection(args, settings, latest.collection)
+        if switched:
+            pipeline = _pipeline(argparse.Namespace(**{**vars(args), "collection": switched}))
+            settings = pipeline.settings
     print("Ask about your documents. An empty line or Ctrl-D quits; /clear forgets the history.")
     if latest:
-        print(f"resuming: {latest.title} ({turns_count(len(turns))})")
+        print(f"resuming: {latest.title} ({turns_count(len(turns))})"
+              + (f", in collection {switched!r}" if switched else ""))
     while True:
         try:
             question = input("> ").strip()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 
 import pytest
 from test_cli import chat_spy, fake_cli  # noqa: F401 (fixtures)
@@ -56,6 +57,43 @@ def test_rag_chat_resume_continues_the_last_conversation_with_its_turns_as_histo
                        {"role": "assistant", "content": first_answers[1]}]
     [conversation] = saved.conversations()
     assert conversation.turns == 3
+
+
+def test_rag_chat_resume_goes_on_in_the_conversations_collection_unless_one_is_chosen(fake_pipeline, monkeypatch,
+                                                                                      capsys, tmp_path):
+    from test_collections import ASK_ZORBLAX, ZORBLAX, folder_with
+
+    from rag.index.collections import remove_collection
+    from rag.pipeline import Pipeline
+
+    built = []
+
+    def pipeline_for(args):
+        built.append(args.collection)
+        return Pipeline(fake_pipeline.settings.replace(collection=args.collection or ""),
+                        embedder=fake_pipeline.embedder, generator=fake_pipeline.generator)
+
+    monkeypatch.setattr(cli, "_pipeline", pipeline_for)
+    pipeline_for(SimpleNamespace(collection="alpha")).index([folder_with(tmp_path, "zorblax.txt", ZORBLAX)])
+    fake_pipeline.generator.replies += ["Edna Pocklington"] * 3
+    chat(monkeypatch, capsys, ASK_ZORBLAX, flags=("--collection", "alpha"))
+    saved = History.for_settings(fake_pipeline.settings)
+    assert saved.latest().collection == "alpha"
+
+    built.clear()
+    status, out, err = chat(monkeypatch, capsys, "Who founded it?", flags=("--resume",))
+    assert status == 0 and err == "" and built == [None, "alpha"]
+    assert out.splitlines()[1] == f"resuming: {ASK_ZORBLAX} (1 turn), in collection 'alpha'"
+    assert [t.collection for t in saved.turns(saved.latest().id)] == ["alpha", "alpha"]
+
+    # A collection chosen on the command line wins; a removed one is not switched to.
+    built.clear()
+    chat(monkeypatch, capsys, "And when?", flags=("--resume", "--collection", "default"))
+    assert built == ["default"]
+    remove_collection(fake_pipeline.settings, "alpha")
+    built.clear()
+    status, out, _ = chat(monkeypatch, capsys, "", flags=("--resume",))
+    assert status == 0 and built == [None] and "in collection" not in out
 
 
 def test_rag_chat_resume_with_nothing_saved_is_a_one_line_error_with_exit_2(fake_cli, monkeypatch, capsys):
