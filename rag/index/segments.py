@@ -15,10 +15,11 @@ from .lexical import BM25, Postings
 
 HNSW_THRESHOLD = 50_000
 # How widely an HNSW search looks (faiss's efSearch). At 1M synthetic chunks on 2 cores, 64 found 0.51
-# of the exact top 10 with a dense p95 of 1.4 ms, 256 found 0.86 with 3.6 ms (docs/performance.md):
+# of the exact top 10 with a dense p95 of 1.3 ms, 256 found 0.86 with 3.3 ms (docs/performance.md):
 # a few milliseconds against an answer's seconds, so recall wins. Set on every index read, so an
 # index built with another value searches with this one.
 EF_SEARCH = 256
+
 
 class ChunkFile(Sequence):
     """A segment's chunk records, each parsed from chunks.jsonl when asked for."""
