@@ -11,17 +11,11 @@ the exact fp32 vectors read from a memory-mapped file.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-
-from ..config import PROJECT_ROOT
-from ..errors import RagError
 
 NLIST = 4096  # coarse cells at most: about 4 x sqrt(N), a power of two, for N in the low millions
 PQ_M = 48  # sub-quantizers of 8 bits: 48 bytes a vector (384 dims, 8 per sub-quantizer)
@@ -153,10 +147,6 @@ def search_child(work: str) -> dict:
 
 
 def _search_child(work: Path) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, str(work)], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=7200, cwd=PROJECT_ROOT,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                              [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])})
-    if done.returncode:
-        raise RagError(f"the IVF-PQ search process failed: {done.stderr[-800:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from .synthetic import run_child
+
+    return run_child(CHILD, str(work), what="IVF-PQ search")

@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from .synthetic import (
     exact_top,
     progress,
     recall,
+    run_child,
     synthesize,
 )
 
@@ -314,13 +314,7 @@ def _peak_mb() -> float:
 
 
 def _child(what: str, where) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, what, str(where)], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=7200, cwd=PROJECT_ROOT,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                              [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])})
-    if done.returncode:
-        raise RagError(f"the scale bench's {what} process failed: {done.stderr[-800:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(CHILD, what, str(where), what=f"scale bench's {what}")
 
 
 _progress = progress

@@ -5,8 +5,12 @@ See `scale` for what is synthetic and why; `ivfpq` uses the vectors alone.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -124,6 +128,22 @@ def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 def recall(found, truth, k: int) -> float:
     return round(float(np.mean([len(set(a[:k]) & set(b[:k])) / k for a, b in zip(found, truth, strict=True)])), 4)
+
+
+def run_child(script: str, *args: str, what: str) -> dict:
+    """Run `script` in a new Python process (this package importable) and return the JSON it prints
+    last; RagError naming `what` when the process fails."""
+    from ..config import PROJECT_ROOT
+    from ..errors import RagError
+
+    package_parent = str(Path(__file__).resolve().parents[2])
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=7200, cwd=PROJECT_ROOT,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              [package_parent, os.environ.get("PYTHONPATH", "")])})
+    if done.returncode:
+        raise RagError(f"the {what} process failed: {done.stderr[-800:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def progress(message: str) -> None:
