@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON report")
     p.add_argument("--out", type=Path, help="report directory (default: eval/reports)")
     p.add_argument("--no-gate", action="store_true", help="don't fail on thresholds")
+    p.add_argument("--gate", action="store_true",
+                   help="run only the items of eval/gate.json and fail when too many flip (what CI runs)")
+    p.add_argument("--index-root", type=Path, help="keep each set's index here, to share between runs")
 
     p = sub.add_parser("calibrate", help="fit the abstention score on the tune half of an eval report")
     p.add_argument("report", nargs="*", default=["eval/reports/eval.json"],

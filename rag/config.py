@@ -48,6 +48,9 @@ class Settings:
     support_threshold: float = 0.55
     dense_weight: float = 0.5
     rewrite_with_model: bool = False
+    # Short answers decoded as spans of the passages and yes/no questions as Yes/No (rag/answer/spans.py);
+    # False decodes freely and grounds the reply afterwards (the reader before the span decoder).
+    span_answers: bool = True
     context: str = "sentences"
     max_upload_mb: int = 20
     # Read every confidence signal, even those the tier's calibration does not use (the eval does, so

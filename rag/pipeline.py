@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from .answer import prompt
-from .answer.cite import INSTRUCTION
+from .answer.cite import INSTRUCTION, blank_instructions
 from .answer.context import Receipt, fit_to_budget, sentence_windows, whole_chunks
-from .answer.reader import ABSTAIN_WORD, Reader, Reading, load_calibration, verdict, wants_explanation
+from .answer.reader import ABSTAIN_WORD, Reader, Reading, answer_mode, load_calibration, verdict
 from .config import PROJECT_ROOT, Settings
 from .errors import BadInput
 from .records import Answer, Citation, Hit, Sentence
@@ -72,7 +72,8 @@ class Pipeline:
     def generator(self):
         with self._loading:
             if self._generator is None:
-                from .answer.generate import LlamaGenerator, RemoteGenerator
+                from .answer.generate import LlamaGenerator
+                from .answer.remote import RemoteGenerator
 
                 s = self.settings
                 self._generator = (RemoteGenerator.from_settings(s) if s.llm_url else
@@ -224,14 +225,18 @@ class Pipeline:
         if not hits or max(h.dense or 0.0 for h in hits) < self.settings.min_relevance:
             yield self._abstain(question, standalone, timings, began, "low relevance")
             return
-        explain = wants_explanation(standalone)
-        passages, receipt = self.build_context(hits, standalone, explain)
-        messages = self.messages(passages, standalone, explain)
+        mode = answer_mode(standalone)
+        if mode == "yesno" and not self.settings.span_answers:
+            mode = "short"
+        explain = mode == "sentence"
+        passages, receipt = self.build_context(hits, standalone, mode)
+        messages = self.messages(passages, standalone, mode)
         t0 = time.perf_counter()
         pieces = []
         gen = self.generator
         for piece in gen.stream(messages, self.settings.max_tokens, stop_at_newline=not explain,
-                                abstain_word=ABSTAIN.split()[0] if explain else ABSTAIN_WORD):
+                                abstain_word=ABSTAIN.split()[0] if explain else ABSTAIN_WORD,
+                                **self.decoding(mode, passages, len(messages) - 1)):
             pieces.append(piece)
             timings.setdefault("first_token", _ms(began))
             yield piece
@@ -242,7 +247,7 @@ class Pipeline:
         t0 = time.perf_counter()
         reading = self.reader.read(standalone, raw, passages, max(h.dense or 0.0 for h in hits),
                                    getattr(gen, "last_scores", None), self.support_check(messages, raw),
-                                   asked=question)
+                                   asked=question, choice=mode == "yesno")
         timings["check"] = _ms(t0)
         receipt = replace(receipt, check_evaluated=getattr(gen, "last_check_evaluated", None))
         if not reading.answer:
@@ -296,33 +301,64 @@ class Pipeline:
                 return rewritten
         return f"{question} ({earlier[-1]})"
 
-    def messages(self, passages: list[Citation], question: str, explain: bool = False) -> list[dict]:
-        """The chat the model reads: the fixed system prompt (and, for why/how questions, examples) first,
-        so their KV cache is reused from one question to the next, then the passages and the question.
+    def messages(self, passages: list[Citation], question: str, mode: str = "short") -> list[dict]:
+        """The chat the model reads: the mode's fixed prompt first (its KV state is kept, see `decoding`),
+        then the passages and the question.
 
-        A question that asks for a thing gets the short-phrase prompt (the shortest phrase copied from the
-        passages, or NONE); a why/how question gets the sentence prompt.
+        A question that asks for a thing gets the short-answer prompt (a phrase copied from the passages,
+        or NONE), a yes/no question the yes/no prompt, a why/how question the sentence prompt and examples.
         """
-        fixed = ([{"role": "system", "content": prompt.read("system.txt")}, *prompt.turns("examples.txt")]
-                 if explain else [{"role": "system", "content": prompt.read("short.txt")}])
-        return [*fixed,
+        return [*self.fixed_messages(mode),
                 {"role": "user", "content": prompt.render(
                     "answer.txt", passages=[{"id": p.id, "text": prompt.as_data(p.text)} for p in passages],
                     question=prompt.as_data(question))}]
 
+    @staticmethod
+    def fixed_messages(mode: str) -> list[dict]:
+        """The messages every question of a mode starts with."""
+        if mode == "sentence":
+            return [{"role": "system", "content": prompt.read("system.txt")}, *prompt.turns("examples.txt")]
+        return [{"role": "system", "content": prompt.read("yesno.txt" if mode == "yesno" else "short.txt")}]
+
+    def decoding(self, mode: str, passages: list[Citation], fixed: int) -> dict:
+        """How the generator decodes a mode's reply: a short answer only as a span of the passages, a
+        yes/no answer only as Yes, No or NONE; the first `fixed` messages kept as a cached prefix.
+        A generator without a vocabulary (a server) decodes freely and the reader grounds its reply."""
+        gen = self.generator
+        options = {"keep": fixed} if hasattr(gen, "remember") else {}
+        if mode == "sentence" or not self.settings.span_answers or not hasattr(gen, "vocabulary"):
+            return options
+        from .answer.spans import ChoiceConstraint, SpanConstraint
+
+        if mode == "yesno":
+            return {**options, "constraint": ChoiceConstraint(("Yes", "No", ABSTAIN_WORD), gen.vocabulary)}
+        texts = [blank_instructions(p.text) for p in passages]
+        return {**options, "constraint": SpanConstraint(texts, gen.vocabulary, ABSTAIN_WORD)}
+
+    def warm(self) -> None:
+        """Load the models and keep the default mode's fixed prefix evaluated, so the first question pays
+        neither (front ends call it in the background at start-up)."""
+        gen = self.generator
+        if hasattr(gen, "remember"):
+            for mode in ("short", "yesno", "sentence"):
+                gen.remember(self.fixed_messages(mode))
+            if hasattr(gen, "vocabulary"):
+                gen.vocabulary  # noqa: B018 - built once, off the first question's path
+        self.retriever  # noqa: B018
+
     def build_context(self, hits: list[Hit], question: str,
-                      explain: bool = False) -> tuple[list[Citation], Receipt]:
+                      mode: str = "short") -> tuple[list[Citation], Receipt]:
         """The passages the model reads (sentence windows or whole chunks), fitted to its context."""
         if self.settings.context == "chunks":
             windows, sent, left = whole_chunks(hits)
         else:
             windows, sent, left = sentence_windows(hits, lambda texts: self.relevance(question, texts))
         gen = self.generator
-        empty = self.messages([], question, explain)
+        empty = self.messages([], question, mode)
         budget = (gen.n_ctx - self.settings.max_tokens - gen.chat_overhead(empty)
                   - sum(gen.count_tokens(m["content"]) for m in empty))
         passages, left_out = fit_to_budget(windows, budget, gen.count_tokens)
-        messages = self.messages(passages, question, explain)
+        messages = self.messages(passages, question, mode)
         tokens = sum(gen.count_tokens(m["content"]) for m in messages) + gen.chat_overhead(messages)
         return passages, Receipt(tokens, len(passages), sent, left, tuple(left_out))
 

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import ctypes
 import functools
-import json
-import math
 import os
-import re
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..errors import BadInput, GenerationFailed, ModelMissing
+from ..errors import GenerationFailed, ModelMissing
 from . import prompt
 from .models import resolve_model
 
@@ -57,6 +54,8 @@ class LlamaGenerator:
         self.last_cached: int | None = None
         self.last_scores: dict | None = None
         self.last_check_evaluated: int | None = None
+        # KV states of the modes' fixed prefixes, by their tokens, least recently used first.
+        self.prefixes: collections.OrderedDict[tuple[int, ...], object] = collections.OrderedDict()
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(self.as_data(text).encode("utf-8"), add_bos=False, special=True))
@@ -71,18 +70,22 @@ class LlamaGenerator:
         return 8 * len(messages) + 8
 
     def stream(self, messages: list[dict], max_tokens: int = 128, stop_at_newline: bool = False,
-               abstain_word: str = "") -> Iterator[str]:
+               abstain_word: str = "", constraint=None, keep: int = 0) -> Iterator[str]:
         """Yield the reply to a chat piece by piece, decoding one token at a time from the logits.
 
-        After the stream ends, `last_scores` holds the reply's log-probabilities: the mean and lowest
-        log-probability of its tokens and, when `abstain_word` is given, the probability that the
-        reply's first token begins that word (the model's own "I can't answer").
+        With a `constraint` (spans.SpanConstraint or ChoiceConstraint) only the tokens it allows are
+        taken: the most likely of them, the rest of the vocabulary masked. The first `keep` messages are
+        the mode's fixed prefix: their KV state is kept and restored, never evaluated twice.
+
+        After the stream ends, `last_scores` holds the reply's log-probabilities under the whole
+        vocabulary: the mean and lowest log-probability of its tokens and, when `abstain_word` is given,
+        the probability that the reply's first token begins that word (the model's own "I can't answer").
         """
         with self.lock:
             self.last_evaluated = self.last_cached = self.last_check_evaluated = None
             self.last_scores = None
             tokens = self.encode(messages)
-            cached = self.feed(tokens)
+            cached = self.feed(tokens, len(self.encode_prefix(messages[:keep])) if keep else 0)
             self.last_cached, self.last_evaluated = cached, len(tokens) - cached
             logprobs: list[float] = []
             first = None
@@ -90,14 +93,22 @@ class LlamaGenerator:
             shown = ""
             rng = np.random.default_rng(self.seed)
             for _ in range(max_tokens):
-                logp = log_softmax(self.last_logits())
+                logits = self.last_logits()
+                logp = log_softmax(logits)
                 if first is None:
                     first = logp
-                token = self.pick(logp, rng)
+                allowed = constraint.allowed() if constraint is not None else None
+                if allowed is not None and not len(allowed):
+                    break
+                token = self.pick(logp, rng, allowed)
                 if self.ends(token):
                     break
                 made.append(token)
                 logprobs.append(float(logp[token]))
+                if constraint is not None:
+                    constraint.advance(token)
+                    if constraint.abstained:
+                        made = self.llm.tokenize(abstain_word.encode("utf-8"), add_bos=False, special=False)
                 text = self.llm.detokenize(made).decode("utf-8", errors="ignore")
                 if stop_at_newline and "\n" in text.lstrip():
                     text = text.lstrip().split("\n")[0]
@@ -107,6 +118,8 @@ class LlamaGenerator:
                 if len(text) > len(shown) and not text.endswith("\ufffd"):
                     yield text[len(shown):]
                     shown = text
+                if constraint is not None and constraint.abstained:
+                    break
                 self.llm.eval([token])
             else:
                 text = self.llm.detokenize(made).decode("utf-8", errors="ignore")
@@ -132,6 +145,23 @@ class LlamaGenerator:
         yes, no = self.word_probability(logp, "yes"), self.word_probability(logp, "no")
         return yes / (yes + no) if yes + no > 0 else 0.5
 
+    def remember(self, messages: list[dict]) -> int:
+        """Evaluate a mode's fixed messages (system prompt, examples) once and keep their KV state, so no
+        later question evaluates them again; returns how many tokens were evaluated (0 when kept already)."""
+        with self.lock:
+            tokens = self.encode_prefix(messages)
+            if tuple(tokens) in self.prefixes:
+                return 0
+            return len(tokens) - self.feed(tokens, len(tokens))
+
+    @functools.cached_property
+    def vocabulary(self):
+        """The model's pieces as bytes, for decoding short answers as spans of the passages."""
+        from .spans import Vocabulary
+
+        pieces = [self.llm.detokenize([t]) for t in range(self.n_vocab)]
+        return Vocabulary(pieces, self.end_tokens | {self.llm.token_eos()})
+
     # --- the pieces of the decoding loop ----------------------------------------------------------
     def encode(self, messages: list[dict]) -> list[int]:
         """The chat rendered with the model's own chat template and tokenized, ready to continue; the
@@ -140,29 +170,84 @@ class LlamaGenerator:
         return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
                                  special=True)
 
+    def encode_prefix(self, messages: list[dict]) -> list[int]:
+        """The tokens a chat that starts with these whole messages starts with (no assistant turn opened)."""
+        rendered = self.formatter(messages=[{**m, "content": self.as_data(m["content"])} for m in messages],
+                                  opened=False)
+        return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
+                                 special=True)
+
+    def formatter(self, messages: list[dict], opened: bool = True):
+        """The chat rendered with the template from the GGUF's metadata (ChatML when it has none); with
+        `opened`, the assistant's turn is opened at the end, ready to continue."""
+        return self.formatters[opened](messages=messages)
+
     @functools.cached_property
-    def formatter(self):
-        """The chat template from the GGUF's metadata (ChatML when it has none)."""
+    def formatters(self) -> dict:
         from llama_cpp import llama_chat_format
 
         template = self.llm.metadata.get("tokenizer.chat_template") or CHATML
         piece = functools.partial(self.llm.detokenize, special=True)
         eos = piece([self.llm.token_eos()]).decode("utf-8", errors="ignore") if self.llm.token_eos() >= 0 else ""
         bos = piece([self.llm.token_bos()]).decode("utf-8", errors="ignore") if self.llm.token_bos() >= 0 else ""
-        return llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        return {opened: llama_chat_format.Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos,
+                                                              add_generation_prompt=opened)
+                for opened in (True, False)}
 
-    def feed(self, tokens: list[int]) -> int:
-        """Evaluate `tokens`, reusing the KV cache of the prefix they share with what the context holds;
-        returns how many tokens came from the cache. At least the last token is evaluated, for its logits."""
-        held = self.llm.n_tokens
+    def feed(self, tokens: list[int], keep: int = 0) -> int:
+        """Evaluate `tokens`, reusing what the KV cache holds of them; returns how many came from the cache.
+
+        The context's own cache serves the prefix it shares with `tokens`; a kept prefix state (see
+        `remember`) that covers more is restored instead. With `keep`, the state after the first `keep`
+        tokens is kept for later calls. At least the last token is evaluated, for its logits.
+        """
+        limit = len(tokens) - 1
         same = 0
-        limit = min(held, len(tokens) - 1)
         old = self.llm.input_ids
-        while same < limit and old[same] == tokens[same]:
+        while same < min(self.llm.n_tokens, limit) and old[same] == tokens[same]:
             same += 1
+        for prefix, state in self.prefixes.items():
+            if same < len(prefix) <= limit and tuple(tokens[:len(prefix)]) == prefix:
+                self.restore_state(prefix, state)
+                same = len(prefix)
+                self.prefixes.move_to_end(prefix)
+                break
         self.llm.n_tokens = same
+        reused = same
+        if same < keep <= len(tokens) and tuple(tokens[:keep]) not in self.prefixes:
+            self.llm.eval(tokens[same:keep])
+            self.keep_state(tuple(tokens[:keep]))
+            same = keep
+            if keep == len(tokens):
+                return reused
         self.llm.eval(tokens[same:])
-        return same
+        return reused
+
+    def keep_state(self, prefix: tuple[int, ...]) -> None:
+        """Keep the KV state of `prefix` (just evaluated); the least recently used goes past KEPT_PREFIXES.
+
+        llama.cpp's own state bytes are kept, not `Llama.save_state()`, which copies a logits buffer of
+        n_batch x n_vocab floats (311 MB with a 152k vocabulary) that this generator never reads.
+        """
+        import llama_cpp
+
+        ctx = self.llm._ctx.ctx
+        size = llama_cpp.llama_state_get_size(ctx)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_get_data(ctx, buffer, size)
+        self.prefixes[prefix] = bytes(memoryview(buffer)[:written])
+        while len(self.prefixes) > KEPT_PREFIXES:
+            self.prefixes.popitem(last=False)
+
+    def restore_state(self, prefix: tuple[int, ...], state: bytes) -> None:
+        """Put a kept prefix's KV state back: the context then holds exactly `prefix`."""
+        import llama_cpp
+
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if llama_cpp.llama_state_set_data(self.llm._ctx.ctx, buffer, len(state)) != len(state):
+            raise GenerationFailed("llama.cpp could not restore a kept prompt prefix")
+        self.llm.input_ids[:len(prefix)] = prefix
+        self.llm.n_tokens = len(prefix)
 
     def last_logits(self) -> np.ndarray:
         """The logits of the last evaluated position.
@@ -178,8 +263,11 @@ class LlamaGenerator:
     def n_vocab(self) -> int:
         return self.llm.n_vocab()
 
-    def pick(self, logp: np.ndarray, rng) -> int:
-        """The next token: the most likely at temperature 0, else sampled from the tempered distribution."""
+    def pick(self, logp: np.ndarray, rng, allowed: np.ndarray | None = None) -> int:
+        """The next token: the most likely at temperature 0, else sampled from the tempered distribution;
+        only among `allowed` when given."""
+        if allowed is not None:
+            return int(allowed[self.pick(logp[allowed], rng)])
         if self.temperature <= 0:
             return int(np.argmax(logp))
         scaled = logp / self.temperature
@@ -216,6 +304,8 @@ class LlamaGenerator:
         return frozenset(found)
 
 
+# Fixed prefixes whose KV state is kept: short answer, yes/no, explanation, rewrite, and room to spare.
+KEPT_PREFIXES = 6
 # Turn ends of the common chat templates; a model's own end-of-sequence token is always one too.
 END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "</s>")
 CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
@@ -225,232 +315,6 @@ CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ me
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max()
     return shifted - np.log(np.exp(shifted).sum())
-
-
-class RemoteGenerator:
-    """Streams from a server speaking OpenAI's /v1/chat/completions (llama.cpp, vLLM, Ollama, a hosted API).
-
-    Calls may overlap: the server decides whether to batch them or queue them.
-    """
-
-    def __init__(self, url: str, model: str = "", api_key: str = "", n_ctx: int = 2048,
-                 temperature: float = 0.0, seed: int = 7, connect_timeout: float = 5.0,
-                 read_timeout: float = 120.0, tokenizer: str = "", llama_sampling: bool = True):
-        import httpx
-
-        try:
-            parts = urlsplit(url.strip())
-            port = f":{parts.port}" if parts.port else ""
-        except ValueError:
-            parts, port = None, ""
-        if not parts or parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise BadInput("llm_url must be an http(s) address with a host, like http://gen-host:8000")
-        # Error messages show the address without any user:password part.
-        self.where = f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
-        self.base = url.strip().rstrip("/").removesuffix("/v1")
-        self.model = model
-        self.name = f"{model or 'default model'} at {self.where}"
-        self.n_ctx = n_ctx
-        self.temperature = temperature
-        self.seed = seed
-        self.tokenizer = tokenizer
-        self.llama_sampling = llama_sampling
-        self._key = api_key
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-                                   trust_env=False)
-        self._counter = None
-        self._counter_lock = threading.Lock()
-        self.last_scores = None
-        # fit_passages counts the same prompt files and passages again and again.
-        self.count_tokens = functools.lru_cache(maxsize=8192)(self._count_tokens)
-
-    @classmethod
-    def from_settings(cls, s) -> RemoteGenerator:
-        """The generator `Settings` describe; the API key comes from the variable named `llm_api_key_env`."""
-        key = os.environ.get(s.llm_api_key_env, "") if s.llm_api_key_env else ""
-        return cls(s.llm_url, s.llm_model, key, s.llm_n_ctx, s.temperature, s.seed, s.llm_connect_timeout,
-                   s.llm_read_timeout, s.llm_tokenizer, s.llm_llama_sampling)
-
-    def chat_overhead(self, messages: list[dict]) -> int:
-        """Tokens the chat template adds around the messages' contents (as for LlamaGenerator)."""
-        return 8 * len(messages) + 8
-
-    def request_body(self, messages: list[dict], max_tokens: int) -> dict:
-        """The JSON sent to /v1/chat/completions."""
-        messages = [{**m, "content": self.as_data(m["content"])} for m in messages]
-        body = {"messages": messages, "max_tokens": max_tokens, "temperature": self.temperature,
-                "top_p": 0.95, "seed": self.seed, "stream": True}
-        if self.model:
-            body["model"] = self.model
-        if self.llama_sampling:
-            # llama-cpp-python's in-process defaults; its server defaults to repeat_penalty 1.1,
-            # which changes answers even at temperature 0. Strict OpenAI hosts refuse these fields.
-            body.update(top_k=40, min_p=0.05, repeat_penalty=1.0)
-        return body
-
-    def stream(self, messages: list[dict], max_tokens: int = 128, stop_at_newline: bool = False,
-               abstain_word: str = "") -> Iterator[str]:
-        """Yield the server's reply piece by piece; its log-probabilities are not read (`last_scores` None)."""
-        text = ""
-        for piece in self._stream(messages, max_tokens):
-            if stop_at_newline and "\n" in (text + piece).lstrip():
-                rest = (text + piece).lstrip().split("\n")[0][len(text.lstrip()):]
-                if rest:
-                    yield rest
-                return
-            text += piece
-            yield piece
-
-    def _stream(self, messages: list[dict], max_tokens: int) -> Iterator[str]:
-        import httpx
-
-        finished = chunks = 0
-        try:
-            with self.client.stream("POST", f"{self.base}/v1/chat/completions", headers=self.headers,
-                                    json=self.request_body(messages, max_tokens)) as response:
-                if response.status_code != 200:
-                    response.read()
-                    raise self.failure(f"answered HTTP {response.status_code}: {self.snippet(response.text)}")
-                for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue  # blank separators, ": ping" comments, "event:" lines
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    choice = self.parse_chunk(data)
-                    if choice is None:
-                        continue
-                    chunks += 1
-                    piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        yield piece
-                    finished = finished or bool(choice.get("finish_reason"))
-        except httpx.TimeoutException as exc:
-            kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "answer"
-            raise self.failure(f"did not {kind} in time ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
-            raise self.failure(f"cannot be reached: {type(exc).__name__}: {exc}") from None
-        if not chunks:
-            raise self.failure("sent no completion chunks (expected `data:` lines of JSON)")
-        if not finished:
-            raise self.failure("stopped the answer before it was finished (llama_cpp.server does this "
-                               "to a stream when another request arrives, unless started with "
-                               "--interrupt_requests False)")
-
-    def parse_chunk(self, data: str) -> dict | None:
-        """The first choice of one streamed chunk; None for a choice-less usage report."""
-        try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
-            raise self.failure(f"sent a line that is not JSON: {self.snippet(data)}") from None
-        if not isinstance(chunk, dict):
-            raise self.failure(f"sent a chunk that is not an object: {self.snippet(data)}")
-        if chunk.get("error"):
-            raise self.failure(f"reported an error: {self.snippet(json.dumps(chunk['error']))}")
-        choices = chunk.get("choices")
-        if not choices:
-            if "usage" in chunk:
-                return None
-            raise self.failure(f"sent a chunk with no choices: {self.snippet(data)}")
-        if not isinstance(choices[0], dict):
-            raise self.failure(f"sent a malformed choice: {self.snippet(data)}")
-        return choices[0]
-
-    def failure(self, problem: str) -> GenerationFailed:
-        """A one-line error naming the server, with the API key blanked out wherever it appears."""
-        message = " ".join(f"the generation server at {self.where} {problem}".split())
-        return GenerationFailed(self.redact(message))
-
-    def redact(self, text: str) -> str:
-        """`text` with the API key blanked out."""
-        return text.replace(self._key, "***") if self._key else text
-
-    def snippet(self, text: str) -> str:
-        """The start of what the server sent, for an error message. The key is blanked before the
-        cut, since a key cut in half would no longer match."""
-        return _snippet(self.redact(text))
-
-    def _count_tokens(self, text: str) -> int:
-        with self._counter_lock:
-            if self._counter is None:
-                self._counter = self.pick_counter()
-        return self._counter(text)
-
-    def pick_counter(self):
-        """How to count tokens: a local GGUF of the served model, else the server's tokenize
-        endpoint, else an over-estimate.
-
-        The local tokenizer comes first when given: llama_cpp.server answers /extras/tokenize only
-        between generations, so under load every count would wait for a whole answer.
-        """
-        if self.tokenizer:
-            return self.local_counter()
-        for path, field, options in TOKENIZE_ENDPOINTS:
-            # llama-cpp-python's server adds BOS when the model does; the empty string counts it.
-            empty = self.tokens_from(path, {field: "", **options})
-            if empty is not None:
-                return functools.partial(self.count_remotely, path, field, options, len(empty))
-        return estimate_tokens
-
-    def count_remotely(self, path: str, field: str, options: dict, offset: int, text: str) -> int:
-        """The server's token count for `text`, less the tokens it adds to any text."""
-        tokens = self.tokens_from(path, {field: text, **options})
-        if tokens is None:
-            raise self.failure(f"stopped answering {path}")
-        return len(tokens) - offset
-
-    def local_counter(self):
-        """Token counts from the vocabulary of the local GGUF file `llm_tokenizer`."""
-        vocab = self.vocabulary
-        return lambda text: len(vocab.tokenize(self.as_data(text).encode("utf-8"), add_bos=False, special=True))
-
-    @functools.cached_property
-    def vocabulary(self):
-        """The served model's vocabulary, from the local GGUF file `llm_tokenizer` (the weights are not loaded)."""
-        path = Path(self.tokenizer)
-        if not path.is_file():
-            raise ModelMissing(f"llm_tokenizer: no GGUF file at {path}")
-        from llama_cpp import Llama
-
-        try:
-            with stderr_silenced():
-                return Llama(model_path=str(path), vocab_only=True, verbose=False)
-        except (ValueError, RuntimeError) as exc:
-            raise ModelMissing(f"llm_tokenizer: cannot read the vocabulary of {path}: {exc}") from None
-
-    @functools.cached_property
-    def control(self) -> re.Pattern:
-        """The control tokens to break up: the served model's own when `llm_tokenizer` names its GGUF,
-        else the common chat templates'."""
-        return prompt.control_token_pattern(control_tokens(self.vocabulary) if self.tokenizer else ())
-
-    def as_data(self, text: str) -> str:
-        """Message text with the served model's control tokens broken up (see LlamaGenerator.as_data)."""
-        return prompt.break_control_tokens(text, self.control)
-
-    def tokens_from(self, path: str, body: dict) -> list | None:
-        """The token list a tokenize endpoint returns; None when the server has no such endpoint."""
-        import httpx
-
-        if self.model:
-            body = {**body, "model": self.model}
-        try:
-            response = self.client.post(f"{self.base}{path}", json=body, headers=self.headers)
-        except httpx.TimeoutException as exc:
-            raise self.failure(f"did not tokenize in time ({type(exc).__name__})") from None
-        except httpx.HTTPError as exc:
-            raise self.failure(f"cannot be reached: {type(exc).__name__}: {exc}") from None
-        if response.status_code in {401, 403}:
-            raise self.failure(f"refused the request (HTTP {response.status_code}): check the API key "
-                               "variable named by llm_api_key_env")
-        if response.status_code != 200:
-            return None
-        try:
-            tokens = response.json().get("tokens")
-        except (ValueError, AttributeError):
-            return None
-        return tokens if isinstance(tokens, list) else None
 
 
 def control_tokens(llm) -> tuple[str, ...]:
@@ -486,19 +350,3 @@ def stderr_silenced():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-# Tokenize endpoints: llama-cpp-python's server, llama.cpp's own server, vLLM.
-TOKENIZE_ENDPOINTS = (("/extras/tokenize", "input", {}),
-                      ("/tokenize", "content", {"add_special": False}),
-                      ("/tokenize", "prompt", {"add_special_tokens": False}))
-
-
-def estimate_tokens(text: str) -> int:
-    """An over-estimate of a text's tokens for servers that cannot count: one per 3 UTF-8 bytes."""
-    return math.ceil(len(text.encode("utf-8")) / 3)
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "…"

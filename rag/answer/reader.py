@@ -30,6 +30,8 @@ from .phrase import Located, locate_phrase
 
 CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
 SHORT_ANSWER_WORDS = 12
+# The answers to a yes/no question.
+YES_NO = ("Yes", "No")
 # The reply the short-answer prompt asks for when the passages do not say.
 ABSTAIN_WORD = "NONE"
 # A question's name counts as its focus when it is at least this rare (share of the highest IDF).
@@ -73,6 +75,19 @@ def wants_explanation(question: str) -> bool:
     return bool(_EXPLAIN.search(question))
 
 
+def answer_mode(question: str) -> str:
+    """How a question is answered: "sentence" (why/how), "yesno", or "short" (a span of the passages).
+
+    >>> answer_mode("Why did China propose it?"), answer_mode("Does it cover patents?"), answer_mode("Who spoke?")
+    ('sentence', 'yesno', 'short')
+    """
+    from .spans import asks_yes_or_no
+
+    if wants_explanation(question):
+        return "sentence"
+    return "yesno" if asks_yes_or_no(question) else "short"
+
+
 def parse_reply(raw: str) -> tuple[str, tuple[int, ...], bool]:
     """The answer text without markers, the passage ids it cites, and whether the model refused.
 
@@ -107,16 +122,19 @@ class Reader:
         self.min_coverage = min_coverage
 
     def read(self, question: str, raw: str, passages: list[Citation], retrieval: float,
-             scores: dict | None = None, check: Check | None = None, asked: str = "") -> Reading:
+             scores: dict | None = None, check: Check | None = None, asked: str = "",
+             choice: bool = False) -> Reading:
         """Ground the model's reply and decide whether to show it; `check(statement, passage)` is the
         model's P(yes) that the passage says the statement. `asked` is what the user typed this turn, when
-        `question` is its standalone rewrite: an answer may repeat the earlier turns, not this one."""
+        `question` is its standalone rewrite: an answer may repeat the earlier turns, not this one.
+        With `choice`, the reply answers a yes/no question and its evidence is the deciding sentence."""
         scores = scores or {}
         answer, cited, refused = parse_reply(raw)
         base = {"p_abstain": _round(scores.get("p_abstain")), "retrieval": round(retrieval, 4)}
         if refused:
             return Reading((), mode="model said so", signals=base)
-        grounded = self.ground(asked or question, answer, cited, passages)
+        grounded = (self.ground_choice(question, answer, passages) if choice
+                    else self.ground(asked or question, answer, cited, passages))
         if not grounded:
             return Reading((), mode="not in the passages", signals=base)
         sentences, evidence, snapped = grounded
@@ -127,7 +145,7 @@ class Reader:
         signals = self.signals(question, sentences, evidence, passages, retrieval, scores, p_support, snapped)
         confidence = self.confidence(signals)
         shown = confidence >= self.threshold()
-        mode = "sentence" if signals["explained"] else "short"
+        mode = "yes/no" if choice else "sentence" if signals["explained"] else "short"
         return Reading(sentences=tuple(sentences), evidence=evidence,
                        mode=mode if shown else f"low confidence ({mode})", signals=signals,
                        confidence=round(confidence, 4), answer=shown)
@@ -155,6 +173,25 @@ class Reader:
         found = replace(found, passage=next(p for p in passages if p.id == found.passage.id))
         return [Sentence(found.text, (found.passage.id,), True)], {found.passage.id: evidence_span(found)}, \
             found.snapped
+
+    def ground_choice(self, question: str, answer: str,
+                      passages: list[Citation]) -> tuple[list[Sentence], dict, bool] | None:
+        """A yes/no answer with the passage sentence that decides it: the one that holds the most of the
+        question's words, weighted by their rarity (the earlier passage on a tie); None for another reply."""
+        word = answer.strip(" .!").capitalize()
+        if word not in YES_NO:
+            return None
+        best, best_cover = None, 0.0
+        for p in passages:
+            readable = blank_instructions(p.text)
+            for a, b in split_sentences(readable, p.start):
+                cover = self.coverage(question, readable[a - p.start:b - p.start])
+                if cover > best_cover + 1e-9:
+                    best, best_cover = (p, (a, b)), cover
+        if best is None:
+            return None
+        passage, span = best
+        return [Sentence(word, (passage.id,), True)], {passage.id: span}, False
 
     @staticmethod
     def adds_to(question: str, answer: str) -> bool:

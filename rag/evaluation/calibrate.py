@@ -18,7 +18,8 @@ import numpy as np
 
 from ..answer.reader import CALIBRATION_FILE, FEATURES, Reader, verdict
 from ..errors import BadInput
-from .evaluate import REFUSE_TYPES, auroc, candidate_right, decide, markdown_report, signal_table, summarize
+from .evaluate import REFUSE_TYPES, auroc, candidate_right, decide, signal_table, summarize
+from .report import markdown_report
 
 MAX_FALSE_REFUSALS = 0.10
 FOLDS = 5

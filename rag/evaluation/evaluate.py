@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..answer.cite import parse_claims, verify_sentence
-from ..answer.reader import SHORT_ANSWER_WORDS
+from ..answer.reader import SHORT_ANSWER_WORDS, YES_NO
 from ..config import PROJECT_ROOT
 from ..errors import BadInput
 from ..text import words
+from .gate import check as check_gate
+from .gate import load_gate
 from .judge import Judge, agreement
+from .report import markdown_report
 
 EVAL_DIR = PROJECT_ROOT / "eval"
 REFUSE_TYPES = {"unanswerable", "injection"}
@@ -161,6 +164,11 @@ def is_short(answer: str) -> bool:
     return len(words(answer)) <= SHORT_ANSWER_WORDS and not answer.rstrip().endswith(".")
 
 
+def copied(answer: str) -> bool:
+    """Whether a shown answer must stand word for word in a passage: a short one that is not Yes or No."""
+    return is_short(answer) and answer not in YES_NO
+
+
 def in_passages(answer: str, passages: dict) -> bool:
     """Whether a short answer stands, word for word, in one of the passages (whitespace aside)."""
     wanted = " ".join(answer.split())
@@ -279,7 +287,7 @@ def summarize(rows: list[dict]) -> dict:
                                   lambda r: r["raw_scores"]["sentences"]),
         "refusal_recall": ratio(refuse, lambda r: r["abstained"], lambda r: 1),
         # Must stay 0: a short answer is shown only as words that stand in a passage.
-        "short_answers_not_in_passages": ratio([r for r in answered if is_short(r["candidate"])],
+        "short_answers_not_in_passages": ratio([r for r in answered if copied(r["candidate"])],
                                                lambda r: not in_passages(r["candidate"], r["passages"]),
                                                lambda r: 1),
         "false_refusal_rate": ratio(answerable, lambda r: r["abstained"], lambda r: 1),
@@ -369,65 +377,6 @@ def check_thresholds(metrics: dict, thresholds: dict) -> list[str]:
     return failures
 
 
-def markdown_report(report: dict) -> str:
-    lines = [f"# Eval report\n\nModel: `{report['model']}` · embedder: `{report['embedder']}` · "
-             f"commit `{report['commit']}` · {report['date']} · {report['items']} items "
-             f"({', '.join(report['sets'])}); metrics below are on the {report['headline']} half\n",
-             "| metric | value | 95% CI | numerator / denominator |", "|---|---|---|---|"]
-    for name, m in report["metrics"].items():
-        ci = m.get("ci95")
-        lines.append(f"| {name} | {m['value']} | {f'{ci[0]}–{ci[1]}' if ci else ''} | "
-                     f"{m.get('numerator', '')} / {m['denominator']} |")
-    corpora = list(report["by_corpus"])
-    lines += ["", f"## By corpus ({report['headline']} half)", "", "| metric | " + " | ".join(corpora) + " |",
-              "|---|" + "---|" * len(corpora)]
-    for name in report["metrics"]:
-        cells = []
-        for c in corpora:
-            m = report["by_corpus"][c].get(name, {})
-            ci = m.get("ci95")
-            cells.append(f"{m.get('value')}" + (f" ({ci[0]}–{ci[1]})" if ci else ""))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    if report.get("signals"):
-        lines += ["", f"## Signals ({report['headline']} half): AUROC", "",
-                  "AUROC 0.5 is chance; below 0.5 the signal falls as the label rises (as P(NONE) should).", "",
-                  "| signal | rows | answerable vs not | right answer vs not |", "|---|---|---|---|"]
-        lines += [f"| {k} | {v['rows']} | {v['answerable']} | {v['right']} |" for k, v in report["signals"].items()]
-    if report.get("leave_one_out"):
-        lines += ["", "## Leave one corpus out (report half, fitted on the other corpora's tune half)", "",
-                  "| corpus | correctness | F1 | refusal recall | false refusals | confidence AUROC | threshold |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {c} | {m['answer_correctness']} | {m['short_answer_f1']} | {m['refusal_recall']} | "
-                  f"{m['false_refusal_rate']} | {m['confidence_auroc']} | {m['threshold']} |"
-                  for c, m in report["leave_one_out"].items()]
-    v = report["checker"]
-    lines += ["", "## The judge against the hand labels", "",
-              f"Judge: accuracy {v['judge']['accuracy']}, Cohen's kappa {v['judge']['kappa']} on "
-              f"{v['judge']['n']} labels; on the {v['judge_held_out']['n']} held-out labels (odd lines, not "
-              f"used to tune it): accuracy {v['judge_held_out']['accuracy']}, kappa "
-              f"{v['judge_held_out']['kappa']}. The pipeline's own verifier: accuracy "
-              f"{v['verifier']['accuracy']}, kappa {v['verifier']['kappa']}.", "",
-              "| kind | judge accuracy |", "|---|---|"]
-    lines += [f"| {k} | {a} |" for k, a in v["judge_accuracy_by_kind"].items()]
-    lines += ["", "## Gates and targets", "", "| metric | value | gate (CI fails below it) | target | target met |",
-              "|---|---|---|---|---|"]
-    for name, rule in report["thresholds"].items():
-        value = report["metrics"].get(name, {}).get("value")
-        bound = "max" if "max" in rule else "min"
-        target = rule.get("target", rule[bound])
-        met = value is not None and (value <= target if bound == "max" else value >= target)
-        lines.append(f"| {name} | {value} | {bound} {rule[bound]} | {target} | {'yes' if met else 'no'} |")
-    lines += [""] + ([f"- FAILED: {f}" for f in report["threshold_failures"]] or ["All gates passed."])
-    lines += ["", "## Failed items", ""]
-    for r in report["rows"]:
-        if r["split"] != report["headline"] and report["headline"] != "all":
-            continue
-        if (r["answerable"] and not r["correct"]) or (not r["answerable"] and not r["abstained"]):
-            lines += [f"- **{r['id']}** ({r['corpus']}, {r['type']}) {r['question']}",
-                      f"  - answer: {r['answer']}", f"  - gold: {r['gold']} (keywords: {r['keywords']})"]
-    return "\n".join(lines) + "\n"
-
-
 def select_items(items: list[dict], split: str, per_set: int | None) -> list[dict]:
     """The items of one split ("tune", "report" or "all"); with `per_set`, that many spread evenly over
     it, so a subset keeps the mix of question types (the datasets are ordered by type)."""
@@ -448,16 +397,26 @@ def run_eval(pipeline, args) -> int:
         sets = {name: EVAL_SETS[name] for name in (args.set or EVAL_SETS)}
     out = Path(args.out or EVAL_DIR / "reports")
     out.mkdir(parents=True, exist_ok=True)
+    gate = None
+    if getattr(args, "gate", False):
+        gate = load_gate()
+        chosen = {(i["set"], i["id"]) for i in gate["items"]}
+        sets = {name: paths for name, paths in sets.items() if any(s == name for s, _ in chosen)}
 
     rows, base = [], pipeline.settings
     for name, (corpus, dataset) in sets.items():
-        items = select_items(load_jsonl(dataset), args.split, args.per_set)
+        if gate:
+            items = [i for i in load_jsonl(dataset) if (name, i["id"]) in chosen]
+        else:
+            items = select_items(load_jsonl(dataset), args.split, args.per_set)
         if args.limit:
             items = items[: args.limit]
         # Each set is measured over its own corpus alone, in an index of its own (FAISS files beside the
-        # report): the user's index, in files or in PostgreSQL, may hold other documents and is left alone.
-        pipeline.settings = base.replace(index_dir=out / f"index-{name}", vector_store="faiss",
-                                         measure_all_signals=True)
+        # report, or under --index-root, shared by runs): the user's index is left alone. The gate measures
+        # what users get; a full run reads every signal, for `rag calibrate`.
+        root = Path(getattr(args, "index_root", None) or out)
+        pipeline.settings = base.replace(index_dir=root / f"index-{name}", vector_store="faiss",
+                                         measure_all_signals=gate is None)
         pipeline.index([corpus], progress=sys.stderr.isatty())
 
         rows += evaluate(pipeline, items, corpus, name, progress=_progress)
@@ -474,7 +433,9 @@ def run_eval(pipeline, args) -> int:
         "tune_metrics": summarize([r for r in rows if r["split"] == "tune"]) if headline == "report" else {},
         "signals": signal_table(shown),
         "checker": validate_judge(Judge(pipeline.embedder), labels, pipeline.settings.support_threshold),
-        "thresholds": thresholds, "threshold_failures": check_thresholds(metrics, thresholds),
+        "thresholds": thresholds,
+        "threshold_failures": check_thresholds(metrics, thresholds) if not gate else check_gate(rows, gate) + (
+            check_thresholds(metrics, {"short_answers_not_in_passages": thresholds["short_answers_not_in_passages"]})),
         "rows": rows,
     }
     (out / "eval.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, ROOT, running_app
 
-from rag.answer.generate import RemoteGenerator, estimate_tokens
+from rag.answer.remote import RemoteGenerator, estimate_tokens
 from rag.config import Settings
 from rag.errors import BadInput, GenerationFailed
 

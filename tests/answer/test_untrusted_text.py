@@ -8,7 +8,7 @@ import re
 import pytest
 
 from rag.answer import prompt
-from rag.answer.generate import RemoteGenerator
+from rag.answer.remote import RemoteGenerator
 from rag.answer.phrase import locate_phrase
 from rag.errors import GenerationFailed
 from rag.pipeline import Pipeline
