@@ -106,3 +106,9 @@ def test_rag_eval_without_split_sealed_never_runs_a_sealed_item_or_the_minutes_s
     sealed = {i["id"] for _, (_, d) in EVAL_SETS.items() for i in load_set(d) if i["split"] == "sealed"}
     assert "minutes" not in seen and {"news", "pydocs", "licenses"} <= set(seen)
     assert not sealed & {i for ids in seen.values() for i in ids}
+
+
+def test_the_sets_a_choice_is_measured_on_leave_the_sealed_minutes_out():
+    from rag.evaluation.evaluate import open_sets
+
+    assert list(open_sets()) == [name for name in EVAL_SETS if name != "minutes"]
