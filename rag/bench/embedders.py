@@ -141,13 +141,13 @@ def bench_embedders(texts: list[str], rounds: int, eval_sets: dict | None, full:
 
 def recall_at_5(embedder, corpus: Path, dataset: Path) -> float:
     """Mean retrieval recall@5 over the dataset's answerable items, with `embedder` indexing `corpus`."""
-    from ..evaluation.evaluate import load_jsonl, retrieval_rows
+    from ..evaluation.evaluate import load_jsonl, retrieval_rows, select_items
     from ..pipeline import Pipeline
 
     with tempfile.TemporaryDirectory(prefix="rag-embedder-recall-") as tmp:
         pipeline = Pipeline(Settings.load(index_dir=Path(tmp) / "index"), embedder=embedder)
         pipeline.index([corpus], rebuild=True)
-        rows = retrieval_rows(pipeline, load_jsonl(dataset), corpus)
+        rows = retrieval_rows(pipeline, select_items(load_jsonl(dataset), "all", None), corpus)
     return round(sum(r["recall"] for r in rows) / len(rows), 4) if rows else float("nan")
 
 
@@ -186,10 +186,10 @@ def embedder_figure(table: dict) -> dict:
 
 def run_embedder_bench(args, texts: list[str]) -> dict:
     """`rag bench --embedders`: the table alone, on `texts` (chunks of the pydoc corpus), with recall."""
-    from ..evaluation.evaluate import EVAL_SETS
+    from ..evaluation.evaluate import open_sets
 
     tiny = bool(getattr(args, "tiny", False))
-    return bench_embedders(texts, 1 if tiny else 3, None if tiny else EVAL_SETS, full=not tiny)
+    return bench_embedders(texts, 1 if tiny else 3, None if tiny else open_sets(), full=not tiny)
 
 
 def embedders_markdown(report: dict) -> str:

@@ -27,12 +27,17 @@ EVAL_DIR = PROJECT_ROOT / "eval"
 REFUSE_TYPES = {"unanswerable", "injection"}
 # The answer-length target applies to questions whose answer is a thing, not an explanation.
 SHORT_TYPES = {"factoid", "number", "date", "name", "paraphrase"}
-# name -> (corpus folder, dataset); `rag eval` runs every set unless --set names some.
+# name -> (corpus folder, dataset); `rag eval` runs every set unless --set names some. A set's sealed
+# items may also sit apart, in a sealed.jsonl beside its dataset (see load_set); minutes is sealed whole.
 EVAL_SETS = {"news": (PROJECT_ROOT / "corpus", EVAL_DIR / "dataset.jsonl"),
              "pydocs": (EVAL_DIR / "pydocs" / "corpus", EVAL_DIR / "pydocs" / "dataset.jsonl"),
              "licenses": (EVAL_DIR / "licenses" / "corpus", EVAL_DIR / "licenses" / "dataset.jsonl"),
              "scans": (EVAL_DIR / "scans" / "corpus", EVAL_DIR / "scans" / "dataset.jsonl"),
-             "formats": (EVAL_DIR / "formats" / "corpus", EVAL_DIR / "formats" / "dataset.jsonl")}
+             "formats": (EVAL_DIR / "formats" / "corpus", EVAL_DIR / "formats" / "dataset.jsonl"),
+             "minutes": (EVAL_DIR / "minutes" / "corpus", EVAL_DIR / "minutes" / "dataset.jsonl")}
+# Which items' "split" each --split runs. The sealed split is no part of "all": no choice is made on it,
+# and it runs only when asked for by name.
+SPLITS = {"tune": ("tune",), "report": ("report",), "all": ("tune", "report"), "sealed": ("sealed",)}
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,17 @@ def load_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, json.JSONDecodeError) as exc:
         raise BadInput(f"cannot read {path}: {exc}") from None
+
+
+def load_set(dataset: Path) -> list[dict]:
+    """A set's items of every split: its dataset, then the sealed items kept in sealed.jsonl beside it."""
+    sealed = Path(dataset).with_name("sealed.jsonl")
+    return load_jsonl(dataset) + (load_jsonl(sealed) if sealed.exists() else [])
+
+
+def open_sets() -> dict:
+    """The eval sets that have tune or report items: the ones a choice may be measured on."""
+    return {name: paths for name, paths in EVAL_SETS.items() if select_items(load_jsonl(paths[1]), "all", None)}
 
 
 def quotes_retrieved(hits: list, spans: list[tuple[str, int, int]]) -> tuple[int, int]:
@@ -378,9 +394,9 @@ def check_thresholds(metrics: dict, thresholds: dict) -> list[str]:
 
 
 def select_items(items: list[dict], split: str, per_set: int | None) -> list[dict]:
-    """The items of one split ("tune", "report" or "all"); with `per_set`, that many spread evenly over
-    it, so a subset keeps the mix of question types (the datasets are ordered by type)."""
-    chosen = [i for i in items if split == "all" or i.get("split", "report") == split]
+    """The items of one split ("tune", "report", "all" = tune and report, or "sealed"); with `per_set`, that
+    many spread evenly over it, so a subset keeps the mix of question types (the datasets are ordered by type)."""
+    chosen = [i for i in items if i.get("split", "report") in SPLITS[split]]
     if not per_set or per_set >= len(chosen):
         return chosen
     return [chosen[n * len(chosen) // per_set] for n in range(per_set)]
@@ -395,7 +411,8 @@ def run_eval(pipeline, args) -> int:
         if unknown:
             raise BadInput(f"unknown eval set {sorted(unknown)[0]!r}; choose from {', '.join(EVAL_SETS)}")
         sets = {name: EVAL_SETS[name] for name in (args.set or EVAL_SETS)}
-    out = Path(args.out or EVAL_DIR / "reports")
+    # The sealed split's report goes beside the others' instead of over them.
+    out = Path(args.out or (EVAL_DIR / "reports" / "sealed" if args.split == "sealed" else EVAL_DIR / "reports"))
     out.mkdir(parents=True, exist_ok=True)
     gate = None
     if getattr(args, "gate", False):
@@ -403,14 +420,17 @@ def run_eval(pipeline, args) -> int:
         chosen = {(i["set"], i["id"]) for i in gate["items"]}
         sets = {name: paths for name, paths in sets.items() if any(s == name for s, _ in chosen)}
 
-    rows, base = [], pipeline.settings
+    rows, base, ran = [], pipeline.settings, []
     for name, (corpus, dataset) in sets.items():
         if gate:
-            items = [i for i in load_jsonl(dataset) if (name, i["id"]) in chosen]
+            items = [i for i in load_set(dataset) if (name, i["id"]) in chosen]
         else:
-            items = select_items(load_jsonl(dataset), args.split, args.per_set)
+            items = select_items(load_set(dataset), args.split, args.per_set)
         if args.limit:
             items = items[: args.limit]
+        if not items:  # a set sealed whole (minutes) has none outside --split sealed: don't index it
+            continue
+        ran.append(name)
         # Each set is measured over its own corpus alone, in an index of its own (FAISS files beside the
         # report, or under --index-root, shared by runs): the user's index is left alone. The gate measures
         # what users get; a full run reads every signal, for `rag calibrate`.
@@ -420,16 +440,21 @@ def run_eval(pipeline, args) -> int:
         pipeline.index([corpus], progress=sys.stderr.isatty())
 
         rows += evaluate(pipeline, items, corpus, name, progress=_progress)
-    headline = "report" if any(r["split"] == "report" for r in rows) else ("tune" if args.split == "tune" else "all")
+    if not rows:
+        raise BadInput(f"the chosen eval sets have no {args.split!r} items (minutes is sealed: --split sealed)")
+    if args.split in ("tune", "sealed"):
+        headline = args.split
+    else:
+        headline = "report" if any(r["split"] == "report" for r in rows) else "all"
     shown = [r for r in rows if headline == "all" or r["split"] == headline]
     labels = load_jsonl(EVAL_DIR / "support_labels.jsonl")
     thresholds = load_thresholds()
     metrics = summarize(shown)
     report = {
-        "date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "items": len(rows), "sets": list(sets),
+        "date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "items": len(rows), "sets": ran,
         "headline": headline, "model": pipeline.generator.name, "tier": pipeline.tier,
         "embedder": pipeline.embedder.name, "context": pipeline.settings.context, "metrics": metrics,
-        "by_corpus": {c: summarize([r for r in shown if r["corpus"] == c]) for c in sets},
+        "by_corpus": {c: summarize([r for r in shown if r["corpus"] == c]) for c in ran},
         "tune_metrics": summarize([r for r in rows if r["split"] == "tune"]) if headline == "report" else {},
         "signals": signal_table(shown),
         "checker": validate_judge(Judge(pipeline.embedder), labels, pipeline.settings.support_threshold),
