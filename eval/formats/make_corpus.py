@@ -201,6 +201,34 @@ UNANSWERABLE = [
     ("What is the budget of the Southside pipeline project?", "annual-report.docx",
      "Northside pipeline | 31.0 | 2029"),
 ]
+# (question, "Yes" or "No", answer, doc, the quote that decides it); each answer alternates tune/report, so both
+# halves get both answers.
+YESNO = [
+    ("Is the Kessel reservoir inspected every five years?", "Yes", "Yes, it is inspected every five years.",
+     "annual-report.docx", "It was completed in 1974 and is inspected every five years."),
+    ("Did leakage rise after the district metering programme?", "No", "No, it fell from 23 percent to 14 percent.",
+     "annual-report.docx", "Leakage fell from 23 percent to 14 percent after the district metering programme "
+                           "replaced 1,900 old valves."),
+    ("Has the regulator approved the 2027 tariff?", "Yes", "Yes, on 14 November 2026.", "board-briefing.pptx",
+     "The regulator approved the tariff on 14 November 2026."),
+    ("Did any nitrate samples fail the water quality tests?", "No", "No, none of the 960 nitrate samples failed.",
+     "board-briefing.pptx", "Nitrate | 960 | 0"),
+    ("Must staff carry a gas monitor when entering a chamber deeper than 1.5 metres?", "Yes",
+     "Yes, they must carry a gas monitor.", "field-guide.odt",
+     "Staff entering a chamber deeper than 1.5 metres must carry a gas monitor."),
+    ("Was the Kessel dam designed by Ines Calloway?", "No", "No, engineer Matilda Brisk designed it.",
+     "water-history.epub", "Engineer Matilda Brisk designed the Kessel dam."),
+    ("Does the water board employ apprentices?", "Yes", "Yes, 85 of its 640 employees are apprentices.",
+     "board-briefing.pptx", "The board employs 640 people, 85 of them apprentices."),
+    ("Did Aldmere dig its first public well in the 1900s?", "No", "No, it dug its first public well in 1852.",
+     "water-history.epub", "In 1852 the town of Aldmere dug its first public well on Market Square."),
+]
+# Yes/no questions the files don't answer, as UNANSWERABLE: (question, doc, distractor quote).
+UNANSWERABLE_YESNO = [
+    ("Did the Kessel dam repair come in under budget?", "annual-report.docx", "Kessel dam repair | 12.4 | 2027"),
+    ("Will hosepipe bans be in force in the summer of 2027?", "board-briefing.pptx",
+     "Hosepipe bans start when reservoir storage drops below 45 percent."),
+]
 
 
 def located(doc: str, quote: str) -> str | None:
@@ -235,11 +263,24 @@ def main() -> None:
                      "answer": "I can't find that in the documents.", "short_answers": [], "keywords": [],
                      "support": [], "type": "unanswerable", "history": [], "distractor": {"doc": doc, "quote": quote},
                      "split": "tune" if n % 2 else "report"})
+    seen = {"Yes": 0, "No": 1}
+    for question, yes_no, answer, doc, quote in YESNO:
+        seen[yes_no] += 1
+        rows.append({"id": "", "question": question, "answerable": True, "answer": answer, "short_answers": [yes_no],
+                     "keywords": [yes_no.lower()],
+                     "support": [{"doc": doc, "quote": quote, "location": located(doc, quote)}],
+                     "type": "yesno", "history": [], "split": "tune" if seen[yes_no] % 2 else "report"})
+    for n, (question, doc, quote) in enumerate(UNANSWERABLE_YESNO):
+        located(doc, quote)
+        rows.append({"id": "", "question": question, "answerable": False,
+                     "answer": "I can't find that in the documents.", "short_answers": [], "keywords": [],
+                     "support": [], "type": "yesno", "history": [], "distractor": {"doc": doc, "quote": quote},
+                     "split": "tune" if n % 2 == 0 else "report"})
     with open(HERE / "dataset.jsonl", "w", encoding="utf-8") as out:
         for n, row in enumerate(rows, start=1):
             row["id"] = f"f{n:03d}"
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"{len(rows)} items, {len(ITEMS)} answerable, in {HERE / 'dataset.jsonl'}")
+    print(f"{len(rows)} items, {sum(row['answerable'] for row in rows)} answerable, in {HERE / 'dataset.jsonl'}")
 
 
 if __name__ == "__main__":
