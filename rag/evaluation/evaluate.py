@@ -361,17 +361,25 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     return round(sorted_values[i], 3)
 
 
-def validate_judge(judge: Judge, labels: list[dict], threshold: float) -> dict:
-    """Agreement of the judge, and of the pipeline's own verifier, with the hand labels."""
+def validate_judge(judge: Judge, labels: list[dict], threshold: float, short: list[dict] = ()) -> dict:
+    """Agreement of the judge, and of the pipeline's own verifier, with the hand labels: sentences
+    (eval/support_labels.jsonl) and short answers (eval/short_support_labels.jsonl)."""
     gold = [bool(x["supported"]) for x in labels]
     judged = [judge.supports(x["sentence"], [x["passage"]]) for x in labels]
     verified = [verify_sentence(x["sentence"], [x["passage"]], threshold) for x in labels]
     by_kind: dict[str, list[bool]] = {}
     for x, j in zip(labels, judged):
         by_kind.setdefault(x["kind"], []).append(j == bool(x["supported"]))
+    short_gold = [bool(x["supported"]) for x in short]
+    short_judged = [judge.supports_answer(x["question"], x["answer"], [x["passage"]]) for x in short]
+    short_kind: dict[str, list[bool]] = {}
+    for x, j in zip(short, short_judged):
+        short_kind.setdefault(x["kind"], []).append(j == bool(x["supported"]))
     return {"judge": agreement(judged, gold), "verifier": agreement(verified, gold),
             "judge_held_out": agreement(judged[1::2], gold[1::2]),
-            "judge_accuracy_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())}}
+            "judge_accuracy_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())},
+            "judge_short": agreement(short_judged, short_gold),
+            "judge_short_accuracy_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(short_kind.items())}}
 
 
 def load_thresholds() -> dict:
@@ -457,7 +465,8 @@ def run_eval(pipeline, args) -> int:
         "by_corpus": {c: summarize([r for r in shown if r["corpus"] == c]) for c in ran},
         "tune_metrics": summarize([r for r in rows if r["split"] == "tune"]) if headline == "report" else {},
         "signals": signal_table(shown),
-        "checker": validate_judge(Judge(pipeline.embedder), labels, pipeline.settings.support_threshold),
+        "checker": validate_judge(Judge(pipeline.embedder), labels, pipeline.settings.support_threshold,
+                                  load_jsonl(EVAL_DIR / "short_support_labels.jsonl")),
         "thresholds": thresholds,
         "threshold_failures": check_thresholds(metrics, thresholds) if not gate else check_gate(rows, gate) + (
             check_thresholds(metrics, {"short_answers_not_in_passages": thresholds["short_answers_not_in_passages"]})),

@@ -43,6 +43,11 @@ def markdown_report(report: dict) -> str:
               f"{v['verifier']['accuracy']}, kappa {v['verifier']['kappa']}.", "",
               "| kind | judge accuracy |", "|---|---|"]
     lines += [f"| {k} | {a} |" for k, a in v["judge_accuracy_by_kind"].items()]
+    if v.get("judge_short"):
+        lines += ["", f"Short answers: the judge against {v['judge_short']['n']} hand labels "
+                  f"(eval/short_support_labels.jsonl): accuracy {v['judge_short']['accuracy']}, kappa "
+                  f"{v['judge_short']['kappa']}.", "", "| kind | judge accuracy |", "|---|---|"]
+        lines += [f"| {k} | {a} |" for k, a in v["judge_short_accuracy_by_kind"].items()]
     lines += ["", "## Gates and targets", "", "| metric | value | gate (CI fails below it) | target | target met |",
               "|---|---|---|---|---|"]
     for name, rule in report["thresholds"].items():

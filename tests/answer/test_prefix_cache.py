@@ -1,0 +1,72 @@
+"""Each answer mode's fixed prefix (system prompt, examples) is evaluated once and then restored from its
+kept KV state, never evaluated again; counted in tokens on the real llama.cpp (the fast SmolLM2 tier)."""
+
+import pytest
+
+from rag.answer.generate import LlamaGenerator
+from rag.config import Settings
+from rag.pipeline import Pipeline
+
+from conftest import CORPUS
+
+pytestmark = pytest.mark.integration
+
+WHY = "Why did China propose the Global AI Governance Initiative?"
+SHORT = "How many nations signed the Bletchley Declaration?"
+WHY_AGAIN = "Why does Xi stress cooperation over confrontation?"
+
+
+def smol():
+    return LlamaGenerator("smollm2-135m", n_ctx=2048, n_threads=2)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, real_embedder):
+    pipeline = Pipeline(Settings.load(index_dir=tmp_path_factory.mktemp("prefix") / "index", min_relevance=0.0),
+                        embedder=real_embedder, generator=smol())
+    pipeline.index([CORPUS])
+    return pipeline
+
+
+def evaluated(pipeline, question):
+    answer = pipeline.ask(question)
+    return answer, answer.receipt["prompt_evaluated"], answer.receipt["prompt_cached"]
+
+
+def test_a_why_question_after_a_short_one_evaluates_none_of_the_explanation_prefix(pipeline):
+    gen = pipeline.generator
+    explanation = len(gen.encode_prefix(pipeline.fixed_messages("sentence")))
+    short = len(gen.encode_prefix(pipeline.fixed_messages("short")))
+    assert explanation > 150 and short > 30  # the system prompt and two example turns; the short prompt
+    evaluated(pipeline, WHY)
+    _, _, cached = evaluated(pipeline, SHORT)
+    assert cached < short  # the first short question evaluates its mode's prompt, and keeps it
+    answer, new, cached = evaluated(pipeline, WHY_AGAIN)
+    # The context held the short prompt; the explanation prefix came back from its kept state.
+    assert cached >= explanation
+    messages = pipeline.messages(list(answer.passages), WHY_AGAIN, "sentence")
+    assert new + cached == len(gen.encode(messages))
+
+
+def test_a_restored_prefix_gives_the_same_answer_as_evaluating_it_afresh(pipeline):
+    evaluated(pipeline, WHY)
+    evaluated(pipeline, SHORT)
+    restored, _, cached = evaluated(pipeline, WHY_AGAIN)
+    assert cached > 0
+    fresh_pipeline = Pipeline(pipeline.settings, embedder=pipeline.embedder, generator=smol())
+    fresh, fresh_new, fresh_cached = evaluated(fresh_pipeline, WHY_AGAIN)
+    assert fresh_cached == 0
+    assert restored.raw == fresh.raw and restored.text == fresh.text
+
+
+def test_warming_up_keeps_every_modes_prefix_so_the_first_question_evaluates_only_its_own_part(
+        tmp_path, real_embedder):
+    pipeline = Pipeline(Settings.load(index_dir=tmp_path / "index", min_relevance=0.0),
+                        embedder=real_embedder, generator=smol())
+    pipeline.index([CORPUS])
+    pipeline.warm()
+    gen = pipeline.generator
+    assert len(gen.prefixes) == 3
+    _, new, cached = evaluated(pipeline, SHORT)
+    assert cached >= len(gen.encode_prefix(pipeline.fixed_messages("short")))
+    assert gen.remember(pipeline.fixed_messages("short")) == 0  # kept already: nothing evaluated
