@@ -326,14 +326,14 @@ class Pipeline:
         A generator without a vocabulary (a server) decodes freely and the reader grounds its reply."""
         gen = self.generator
         options = {"keep": fixed} if hasattr(gen, "remember") else {}
-        if mode == "sentence" or not self.settings.span_answers or not hasattr(gen, "vocabulary"):
+        if mode == "sentence" or not self.settings.span_answers or not hasattr(gen, "span_vocabulary"):
             return options
         from .answer.spans import ChoiceConstraint, SpanConstraint
 
         if mode == "yesno":
-            return {**options, "constraint": ChoiceConstraint(("Yes", "No", ABSTAIN_WORD), gen.vocabulary)}
+            return {**options, "constraint": ChoiceConstraint(("Yes", "No", ABSTAIN_WORD), gen.span_vocabulary)}
         texts = [blank_instructions(p.text) for p in passages]
-        return {**options, "constraint": SpanConstraint(texts, gen.vocabulary, ABSTAIN_WORD)}
+        return {**options, "constraint": SpanConstraint(texts, gen.span_vocabulary, ABSTAIN_WORD)}
 
     def warm(self) -> None:
         """Load the models and keep the default mode's fixed prefix evaluated, so the first question pays
@@ -342,8 +342,8 @@ class Pipeline:
         if hasattr(gen, "remember"):
             for mode in ("short", "yesno", "sentence"):
                 gen.remember(self.fixed_messages(mode))
-            if hasattr(gen, "vocabulary"):
-                gen.vocabulary  # noqa: B018 - built once, off the first question's path
+            if hasattr(gen, "span_vocabulary"):
+                gen.span_vocabulary  # noqa: B018 - built once, off the first question's path
         self.retriever  # noqa: B018
 
     def build_context(self, hits: list[Hit], question: str,

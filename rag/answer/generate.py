@@ -155,7 +155,7 @@ class LlamaGenerator:
             return len(tokens) - self.feed(tokens, len(tokens))
 
     @functools.cached_property
-    def vocabulary(self):
+    def span_vocabulary(self):
         """The model's pieces as bytes, for decoding short answers as spans of the passages."""
         from .spans import Vocabulary
 
