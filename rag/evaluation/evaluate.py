@@ -159,7 +159,10 @@ def normalize_answer(text: str) -> list[str]:
 
 
 def exact_match(prediction: str, golds: list[str]) -> float:
-    return float(any(normalize_answer(prediction) == normalize_answer(g) for g in golds))
+    """1.0 when the prediction's tokens equal a gold's. A prediction without tokens (no answer) matches
+    nothing, not even a gold that has none of its own (pydocs p062's "[...]")."""
+    pred = normalize_answer(prediction)
+    return float(bool(pred) and any(pred == normalize_answer(g) for g in golds))
 
 
 def token_f1(prediction: str, golds: list[str]) -> float:

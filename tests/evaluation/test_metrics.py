@@ -64,6 +64,16 @@ def test_exact_match(prediction, golds, expected):
     assert exact_match(prediction, golds) == expected
 
 
+@pytest.mark.parametrize("prediction", ["", "[1]", "A."])
+def test_an_answer_without_tokens_matches_no_gold_even_one_without_tokens(prediction):
+    # pydocs p062's golds are "[...]" and " [...]": no word in them, so they normalise to [], as do
+    # these predictions (nothing; a marker alone; an article alone). An empty candidate is no answer:
+    # EM 0 (as its F1 is 0), or a row with nothing to show counts as a right candidate in the
+    # confidence AUROC and the signal table (candidate_right reads candidate_em).
+    assert exact_match(prediction, ["[...]", " [...]"]) == 0.0
+    assert token_f1(prediction, ["[...]", " [...]"]) == 0.0
+
+
 @pytest.mark.parametrize("prediction, golds, expected", [
     # identical after normalisation ("a" dropped, "," and "!" dropped): P = R = 1
     ("A cat, sat!", ["cat sat"], 1.0),
