@@ -215,7 +215,8 @@ def score_sentences(judge: Judge, question: str, sentences: list[tuple[str, tupl
                     rest = texts[:i] + texts[i + 1:]
                     if not supports(text, [t]) and supports(text, rest):
                         irrelevant += 1
-            precise += len(cited) - irrelevant
+            # A marker naming no retrieved passage counts in `cites` but supports nothing: never precise.
+            precise += len(texts) - irrelevant
     return {"sentences": len(sentences), "supported": supported, "recalled": recalled,
             "cites": cites, "precise": precise}
 

@@ -159,6 +159,14 @@ def test_citation_recall_and_precision_follow_alce():
     # Citation recall 4/7 and precision 6/9 are these ratios (summarize pools them over answers, below).
 
 
+def test_a_citation_of_a_passage_that_was_not_retrieved_is_never_precise():
+    judge = SetJudge({"Alpha rose.": [{P1}]})
+    # cites [1] and [9]; there is no passage 9. P1 alone supports it: recalled. Of its 2 citations
+    # only [1] can be precise: 1 of 2 (ALCE would not even credit the recall).
+    scores = score_sentences(judge, "What happened?", [("Alpha rose.", (1, 9))], PASSAGES)
+    assert scores == {"sentences": 1, "supported": 1, "recalled": 1, "cites": 2, "precise": 1}
+
+
 def test_a_short_answer_is_judged_as_an_answer_to_the_question():
     judge = SetJudge({"28 nations": [{P1}]})
     # "28 nations" has 2 words and no full stop: a short answer, so supports_answer decides
