@@ -102,7 +102,10 @@ def fit(rows: list[dict], features: tuple[str, ...] | None = None) -> dict:
     features = select_features(usable) if features is None else features
     weights = fit_weights(usable, features)
     reader = Reader(lambda t: 0.0, 1.0, weights)
-    confidences = sorted({round(reader.confidence(r["signals"]), 4) for r in usable})
+    # Each row's exact confidence, as the reader compares it: a threshold rounded up past one row's
+    # confidence would refuse it, and rounded down past the next one's would answer that, so the cut
+    # between them could not be chosen.
+    confidences = sorted({reader.confidence(r["signals"]) for r in usable})
     # Refuse as many unanswerable questions as possible while false refusals stay within
     # MAX_FALSE_REFUSALS on the tune rows (when no threshold does, the fewest false refusals);
     # among equals, keep the most correct answers.

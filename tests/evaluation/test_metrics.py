@@ -391,6 +391,18 @@ def test_fit_refuses_the_most_with_at_most_ten_percent_false_refusals():
     assert rates(decided)[0] <= MAX_FALSE_REFUSALS
 
 
+def test_fit_reaches_the_cut_between_any_two_confidences():
+    # The same rows with u3 at 0.64 instead of 0.65: the order, and so the best cut (answer a10 at 0.60,
+    # refuse u3 at 0.64 and everything above), are unchanged, and so is the outcome worked out above.
+    # Here a10's confidence (about 0.305484) rounds up to 4 places and u3's (about 0.256703) rounds
+    # down, so a threshold taken from either, rounded, refuses a10 or answers u3: when fit rounded its
+    # candidate thresholds it could not make this cut and settled for refusing u4 and u5 alone.
+    rows = [crow("u3", 0.64, "U") if r["id"] == "u3" else r for r in THRESHOLD_ROWS]
+    decided = apply_policy(rows, fit(rows, ("p_abstain",)))
+    assert {r["id"] for r in decided if r["abstained"]} == {"u3", "a11", "u4", "u5"}
+    assert rates(decided) == pytest.approx((0.1, 0.6, 0.8))  # as above: 1/10, 3/5, 8/10
+
+
 def test_fit_takes_the_fewest_false_refusals_when_none_stays_within_ten_percent():
     # b1 and b2 are answerable but have no candidate: always refused, so false refusals are at least
     # 2/10 = 0.2 whatever the threshold. Then the fewest false refusals win: threshold 0.0 answers every
