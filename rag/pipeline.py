@@ -226,7 +226,7 @@ class Pipeline:
             yield self._abstain(question, standalone, timings, began, "low relevance")
             return
         mode = answer_mode(standalone)
-        if mode == "yesno" and not self.settings.span_answers:
+        if mode == "yesno" and not self.spans:
             mode = "short"
         explain = mode == "sentence"
         passages, receipt = self.build_context(hits, standalone, mode)
@@ -320,13 +320,19 @@ class Pipeline:
             return [{"role": "system", "content": prompt.read("system.txt")}, *prompt.turns("examples.txt")]
         return [{"role": "system", "content": prompt.read("yesno.txt" if mode == "yesno" else "short.txt")}]
 
+    @property
+    def spans(self) -> bool:
+        """Whether short answers are decoded as spans: the setting is on and the generator can constrain
+        its tokens (a local model; a server decodes freely, exactly as with the setting off)."""
+        return self.settings.span_answers and hasattr(self.generator, "span_vocabulary")
+
     def decoding(self, mode: str, passages: list[Citation], fixed: int) -> dict:
         """How the generator decodes a mode's reply: a short answer only as a span of the passages, a
         yes/no answer only as Yes, No or NONE; the first `fixed` messages kept as a cached prefix.
         A generator without a vocabulary (a server) decodes freely and the reader grounds its reply."""
         gen = self.generator
         options = {"keep": fixed} if hasattr(gen, "remember") else {}
-        if mode == "sentence" or not self.settings.span_answers or not hasattr(gen, "span_vocabulary"):
+        if mode == "sentence" or not self.spans:
             return options
         from .answer.spans import ChoiceConstraint, SpanConstraint
 

@@ -303,7 +303,9 @@ def in_process_answers(eval_index, real_embedder) -> list[dict]:
     from rag.pipeline import Pipeline
 
     generator = LlamaGenerator(str(bundled_model_path()), n_ctx=2048, n_threads=2, temperature=0.0, seed=7)
-    pipeline = Pipeline(Settings.load(index_dir=eval_index), embedder=real_embedder, generator=generator)
+    # A server decodes freely (it has no span constraint), so the in-process model does too here.
+    pipeline = Pipeline(Settings.load(index_dir=eval_index, span_answers=False), embedder=real_embedder,
+                        generator=generator)
     return [pipeline.ask(q).to_dict() for q in first_eval_questions()]
 
 
