@@ -4,7 +4,8 @@ The eval records, for every item, the grounded answer the policy would show (its
 signals it is scored on (rag/answer.py). Generation is deterministic (temperature 0), so deciding again
 with new weights gives exactly what a new run would. Everything is chosen on the tune rows only: which
 signals the logistic keeps (forward selection by cross-validated log-loss), its weights, and the
-threshold (the most refusals of unanswerable questions with at most 10% false refusals). The report rows
+threshold (the most refusals of unanswerable questions with at most 10% false refusals, or, when the
+model's own refusals already pass 10%, with at most 2% of the right answers withheld). The report rows
 are then scored with all three. To show the policy carries over to text it was not fitted on, each
 corpus is also scored by a fit made without it (leave one corpus out).
 """
@@ -22,6 +23,9 @@ from .evaluate import REFUSE_TYPES, auroc, candidate_right, decide, signal_table
 from .report import markdown_report
 
 MAX_FALSE_REFUSALS = 0.10
+# When no threshold keeps false refusals within MAX_FALSE_REFUSALS: the share of answerable questions
+# whose right answer the threshold may withhold.
+MAX_LOST_RIGHT = 0.02
 FOLDS = 5
 
 
@@ -95,7 +99,8 @@ def select_features(rows: list[dict]) -> tuple[str, ...]:
 
 
 def fit(rows: list[dict], features: tuple[str, ...] | None = None) -> dict:
-    """Signals, weights and a threshold from tune rows: the most refusals with at most 10% false refusals."""
+    """Signals, weights and a threshold from tune rows: the most refusals with at most 10% false refusals
+    (or, where none has so few, with at most 2% of the right answers withheld)."""
     usable = [r for r in rows if r["signals"] and r["candidate"]]
     if len({candidate_right(r) for r in usable}) < 2:
         raise BadInput("the tune rows need both correct and wrong candidates to calibrate on")
@@ -107,13 +112,21 @@ def fit(rows: list[dict], features: tuple[str, ...] | None = None) -> dict:
     # between them could not be chosen.
     confidences = sorted({reader.confidence(r["signals"]) for r in usable})
     # Refuse as many unanswerable questions as possible while false refusals stay within
-    # MAX_FALSE_REFUSALS on the tune rows (when no threshold does, the fewest false refusals);
-    # among equals, keep the most correct answers.
+    # MAX_FALSE_REFUSALS on the tune rows; among equals, keep the most correct answers. When no
+    # threshold stays within it (the model's own NONE and the retrieval refusals already pass it),
+    # refuse the most while withholding at most MAX_LOST_RIGHT of the answerable questions' right
+    # answers: refusing a wrong answer to an answerable question is a false refusal by count, but it
+    # costs the user nothing and spares them a wrong answer.
+    answered = apply_policy(rows, {**weights, "threshold": 0.0})
+    answerable = max(1, sum(r["answerable"] for r in rows))
     best = None
     for threshold in [0.0, *confidences]:
-        false_refusals, refusal_recall, correctness = rates(apply_policy(rows, {**weights, "threshold": threshold}))
+        decided = apply_policy(rows, {**weights, "threshold": threshold})
+        false_refusals, refusal_recall, correctness = rates(decided)
+        lost = sum(a["answerable"] and a["correct"] and d["abstained"] for a, d in zip(answered, decided)) / answerable
         within = false_refusals <= MAX_FALSE_REFUSALS
-        score = (within, refusal_recall if within else -false_refusals, correctness)
+        kept = lost <= MAX_LOST_RIGHT
+        score = (within, refusal_recall if within else (kept, refusal_recall if kept else -lost), correctness)
         if best is None or score > best[0]:
             best = (score, threshold)
     weights["threshold"] = best[1]
@@ -210,8 +223,8 @@ def run_calibrate(args) -> int:
     m = report["metrics"]
     print(f"{tier}: fitted on {weights['fitted_on']} tune rows with {', '.join(features) or 'no signal'}; "
           f"threshold {weights['threshold']}; saved to {CALIBRATION_FILE}")
-    print("report half: " + ", ".join(f"{k} {m[k]['value']}" for k in (
+    print("report half: " + (", ".join(f"{k} {m[k]['value']}" for k in (
         "answer_correctness", "short_answer_f1", "refusal_recall", "false_refusal_rate", "faithfulness",
-        "confidence_auroc")))
+        "confidence_auroc") if k in m) or "no report rows"))
     print(f"re-scored report: {out}")
     return 0

@@ -403,21 +403,22 @@ def test_fit_reaches_the_cut_between_any_two_confidences():
     assert rates(decided) == pytest.approx((0.1, 0.6, 0.8))  # as above: 1/10, 3/5, 8/10
 
 
-def test_fit_takes_the_fewest_false_refusals_when_none_stays_within_ten_percent():
+def test_fit_refuses_the_most_without_withholding_right_answers_when_none_stays_within_ten_percent():
     # b1 and b2 are answerable but have no candidate: always refused, so false refusals are at least
-    # 2/10 = 0.2 whatever the threshold. Then the fewest false refusals win: threshold 0.0 answers every
-    # candidate (false refusals 2/10); every higher threshold refuses as many or more. Among equal
-    # scores the first tried (0.0) stays.
+    # 2/10 = 0.2 whatever the threshold. Then a threshold may withhold at most 2% of the 10 answerable
+    # questions' right answers, that is none. Confidence falls as p_abstain rises, so raising the
+    # threshold refuses u2 (0.95), u1 (0.9), then a8 (0.8, right: withheld). The best refuses u1 and
+    # u2 and no right answer: refusal recall 2/2.
     rows = [crow("b1", 0.1, "R", candidate=""), crow("b2", 0.2, "R", candidate=""),
             crow("a1", 0.1, "R"), crow("a2", 0.2, "R"), crow("a3", 0.3, "R"), crow("a4", 0.4, "R"),
             crow("a5", 0.5, "W"), crow("a6", 0.6, "R"), crow("a7", 0.7, "W"), crow("a8", 0.8, "R"),
             crow("u1", 0.9, "U"), crow("u2", 0.95, "U")]
     weights = fit(rows, ("p_abstain",))
-    assert weights["threshold"] == 0.0
+    assert weights["threshold"] > 0.0
     decided = apply_policy(rows, weights)
-    assert {r["id"] for r in decided if r["abstained"]} == {"b1", "b2"}
-    # false refusals 2/10; refusal recall 0/2; correct a1-a4, a6, a8: 6/10
-    assert rates(decided) == pytest.approx((0.2, 0.0, 0.6))
+    assert {r["id"] for r in decided if r["abstained"]} == {"b1", "b2", "u1", "u2"}
+    # false refusals 2/10; refusal recall 2/2; correct a1-a4, a6, a8: 6/10
+    assert rates(decided) == pytest.approx((0.2, 1.0, 0.6))
 
 
 def test_fit_needs_both_right_and_wrong_candidates():
