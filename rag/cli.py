@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None,
                    help="skip the pages of scanned PDFs instead of reading them with OCR")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true", help="keep indexing: follow the folders' changes, deletions "
+                   "and renames until interrupted (docs/watch.md)")
+    p.add_argument("--rescan", type=float, default=300.0, metavar="SECONDS",
+                   help="with --watch: sync this often even without file system events (default: 300)")
 
     def doc(p):
         p.add_argument("--doc", action="append", metavar="NAME", help="only this document (a name or a glob "
@@ -171,9 +175,25 @@ def cmd_index(args) -> int:
     for path in args.paths:
         if not path.exists():
             raise RagError(f"{path}: no such file or directory")
+    if args.watch:
+        return _watch(args)
     report = _pipeline(args).index(args.paths or None, rebuild=args.rebuild,
                                    progress=not args.json)
     return print_report(report, args.json)
+
+
+def _watch(args) -> int:
+    from .config import PROJECT_ROOT
+    from .watch import watch_folders
+
+    if args.rebuild:
+        raise RagError("--watch keeps an index up to date; run --rebuild on its own first")
+    if args.rescan <= 0:
+        raise RagError("--rescan must be a positive number of seconds")
+    folders = args.paths or [PROJECT_ROOT / "corpus"]
+    print(f"watching {', '.join(str(f) for f in folders)}; Ctrl-C stops", file=sys.stderr, flush=True)
+    watch_folders(_pipeline(args), folders, report=lambda r: print_report(r, args.json), rescan=args.rescan)
+    return 0
 
 
 def print_report(report, as_json: bool = False) -> int:
@@ -444,6 +464,10 @@ def cmd_collections(args) -> int:
     print(f"{'collection':<24}{'documents':>10}{'chunks':>9}{'size':>11}  last indexed")
     for r in rows:
         print(f"{r.name:<24}{r.documents:>10}{r.chunks:>9}{_size(r.size_bytes):>11}  {r.last_indexed or '-'}")
+    for r in rows:
+        if r.watched:
+            print(f"{r.name} watches {', '.join(r.watched)}: last sync {r.last_sync or '-'} "
+                  f"({'watching now' if r.watching else 'not running'})")
     return 0
 
 

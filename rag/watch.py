@@ -1,0 +1,130 @@
+"""`rag index PATH --watch`: keep a collection in step with its folders as they change.
+
+A sync is an ordinary `Pipeline.index` of the watched folders plus the documents added in the UI (which a
+sync therefore never removes): new and changed files are indexed, files gone from the folders are removed,
+and a renamed file keeps its vectors (the indexer matches its content hash). File system events come from
+watchfiles; a burst of them is gathered (debounce), and the changed files must then keep their size and
+modification time for `settle` seconds, so an editor's half-written file is read once, when it is done.
+Every `rescan` seconds a sync runs anyway, for file systems that send no events. A watched folder that is
+deleted empties its part of the index; when it comes back it is watched and indexed again. A watcher killed
+mid-sync leaves the index at its last commit, and its next start catches up (docs/watch.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import RagError
+from .index.collections import WATCH_FILE, collection_dir, read_watch_state
+from .pipeline import Pipeline
+
+SETTLE_SECONDS = 1.0
+RESCAN_SECONDS = 300.0
+DEBOUNCE_MS = 500
+MAX_SETTLE_SECONDS = 60.0
+# Names editors and browsers give files that are not done yet, or lock files beside an open document.
+_TEMPORARY = ("~", ".tmp", ".part", ".crdownload", ".swp", ".swx")
+
+
+def is_temporary(path: str) -> bool:
+    """True for a name an editor or a download gives a file that is not finished (or a lock file)."""
+    name = Path(path).name
+    return name.startswith((".", "~$", "#")) or name.lower().endswith(_TEMPORARY)
+
+
+def watch_roots(pipeline: Pipeline, folders: list[Path]) -> list[Path]:
+    """What a sync indexes: the watched folders and, when it exists, the folder of documents added in the UI."""
+    uploads = [pipeline.uploads_dir.resolve()] if pipeline.uploads_dir.is_dir() else []
+    return list(dict.fromkeys([*(Path(f).resolve() for f in folders), *uploads]))
+
+
+def sync(pipeline: Pipeline, folders: list[Path], report: Callable = None):
+    """Index the folders once (see `watch_roots`), record the sync in the collection's watch state, and
+    hand the IndexReport to `report`; a RagError (the index busy, a full disk) is reported and returns None."""
+    try:
+        result = pipeline.index(watch_roots(pipeline, folders))
+    except RagError as exc:
+        print(f"rag: error: {exc}; trying again at the next change", file=sys.stderr, flush=True)
+        return None
+    write_state(pipeline, folders, running=True)
+    if report:
+        report(result)
+    return result
+
+
+def settled(paths: set[Path], settle: float, stop: threading.Event) -> None:
+    """Wait until none of the files changes size or modification time for `settle` seconds (at most a minute)."""
+    def snapshot():
+        out = {}
+        for p in paths:
+            try:
+                st = p.stat()
+                out[p] = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                out[p] = None
+        return out
+
+    began, before = time.monotonic(), snapshot()
+    while not stop.wait(settle):
+        now = snapshot()
+        if now == before or time.monotonic() - began > MAX_SETTLE_SECONDS:
+            return
+        before = now
+
+
+def watch_folders(pipeline: Pipeline, folders: list[Path], stop: threading.Event | None = None,
+                  report: Callable = None, settle: float = SETTLE_SECONDS, rescan: float = RESCAN_SECONDS,
+                  debounce_ms: int = DEBOUNCE_MS) -> None:
+    """Sync now, then after every settled burst of changes and every `rescan` seconds, until `stop` is set."""
+    import watchfiles
+
+    stop = stop or threading.Event()
+    folders = [Path(f).resolve() for f in folders]
+    tick = min(1.0, rescan)
+    last_sync = 0.0
+    try:
+        while not stop.is_set():
+            present = [f for f in folders if f.exists()]
+            if not present:
+                # Nothing to watch: the index has emptied at the deletion; wait for a folder's return.
+                stop.wait(tick)
+                continue
+            # The watcher is up at its first yield (a change or the first tick): sync then, so that no change
+            # made before it started, while it starts or during the last sync is missed.
+            catch_up = True
+            for changes in watchfiles.watch(*present, watch_filter=lambda _, p: not is_temporary(p),
+                                            debounce=debounce_ms, rust_timeout=int(tick * 1000),
+                                            yield_on_timeout=True, stop_event=stop, raise_interrupt=True):
+                if changes:
+                    settled({Path(p) for _, p in changes}, settle, stop)
+                if stop.is_set():
+                    break
+                if changes or catch_up or time.monotonic() - last_sync >= rescan:
+                    sync(pipeline, folders, report)
+                    last_sync, catch_up = time.monotonic(), False
+                if [f for f in folders if f.exists()] != present:
+                    break  # a watched folder went or came back: watch the new set
+    finally:
+        write_state(pipeline, folders, running=False)
+
+
+# --- what `rag collections` shows ---------------------------------------------------------------------
+def write_state(pipeline: Pipeline, folders: list[Path], running: bool) -> None:
+    """Record the watched folders, the last sync and the watcher's process in the collection's folder."""
+    path = collection_dir(pipeline.settings) / WATCH_FILE
+    old = read_watch_state(path.parent)
+    state = {"folders": [str(f) for f in folders], "pid": os.getpid() if running else None,
+             "last_sync": time.strftime("%Y-%m-%dT%H:%M:%S%z") if running else old.get("last_sync", "")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{WATCH_FILE}.{os.getpid()}")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        print(f"rag: cannot record the watch state in {path}: {exc.strerror or exc}", file=sys.stderr)
