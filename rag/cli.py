@@ -190,9 +190,15 @@ def _watch(args) -> int:
         raise RagError("--watch keeps an index up to date; run --rebuild on its own first")
     if args.rescan <= 0:
         raise RagError("--rescan must be a positive number of seconds")
+    import signal
+    import threading
+
     folders = args.paths or [PROJECT_ROOT / "corpus"]
+    pipeline = _pipeline(args)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service manager's stop: finish the sync, then exit
     print(f"watching {', '.join(str(f) for f in folders)}; Ctrl-C stops", file=sys.stderr, flush=True)
-    watch_folders(_pipeline(args), folders, report=lambda r: print_report(r, args.json), rescan=args.rescan)
+    watch_folders(pipeline, folders, stop, report=lambda r: print_report(r, args.json), rescan=args.rescan)
     return 0
 
 

@@ -107,6 +107,14 @@ class RagTools:
         # One model and one embedder: the tools take turns (the SDK runs each call in a worker thread).
         self.turn = threading.Lock()
 
+    def warm(self) -> None:
+        """Load the models and the default collection's index, taking the tools' turn."""
+        with self.turn:
+            try:
+                self.base.embedder, self.base.generator, self.base.retriever  # noqa: B018 (loaded, not used)
+            except RagError:
+                pass  # no index yet, say: the first tool call reports it
+
     def pipeline(self, collection: str | None) -> tuple[str, Pipeline]:
         """The collection's name and pipeline; BadInput for one that does not exist or has no index."""
         from .serve import MODEL_PREFIX, ApiError
@@ -159,7 +167,8 @@ class RagTools:
             names = [d["id"] for d in self.collections.pipeline_for(f"rag:{c.name}")[1].documents()]
             rows.append({"name": c.name, "documents": c.documents, "chunks": c.chunks,
                          "last_indexed": c.last_indexed, "document_names": names[:200],
-                         "more_documents": max(0, len(names) - 200)})
+                         "more_documents": max(0, len(names) - 200), "watched_folders": list(c.watched),
+                         "last_sync": c.last_sync})
         return {"default": self.default, "collections": rows}
 
 
@@ -255,13 +264,16 @@ class OneLineToolErrors:
         return result
 
 
-def build_server(pipeline: Pipeline):
-    """The MCPServer with the four tools over `pipeline`'s collections (not yet running)."""
+def build_server(pipeline: Pipeline, warm: bool = False):
+    """The MCPServer with the four tools over `pipeline`'s collections (not yet running); `warm` loads the
+    models in the background meanwhile, so the first `ask` does not pay for it."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.types import ToolAnnotations
 
     tools = RagTools(pipeline)
+    if warm:
+        threading.Thread(target=tools.warm, daemon=True, name="rag-warm").start()
     server = MCPServer("rag", instructions=INSTRUCTIONS, log_level="WARNING", middleware=[OneLineToolErrors()])
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
@@ -307,7 +319,8 @@ def build_server(pipeline: Pipeline):
     @server.tool(annotations=read_only, structured_output=True)
     def list_collections() -> dict[str, Any]:
         """List the indexed collections of documents (separate indexes), with their document names,
-        counts and when each was last indexed. The names are what `collection` and `documents` take."""
+        counts, when each was last indexed, and the folders kept in sync with it (when watched). The names
+        are what `collection` and `documents` take."""
         return run(tools.list_collections)
 
     return server
@@ -327,7 +340,7 @@ def http_app(server, host: str, key: str, path: str = "/mcp"):
 def run_mcp(pipeline: Pipeline, transport: str = "stdio", host: str = "127.0.0.1", port: int = DEFAULT_PORT,
             no_auth: bool = False) -> int:
     """Serve the tools over stdio until the client closes it, or over HTTP until interrupted."""
-    server = build_server(pipeline)
+    server = build_server(pipeline, warm=True)
     if transport == "stdio":
         server.run("stdio")
         return 0
@@ -347,3 +360,4 @@ def run_mcp(pipeline: Pipeline, transport: str = "stdio", host: str = "127.0.0.1
               flush=True)
     uvicorn.run(http_app(server, host, key), host=host, port=port, log_level="warning", access_log=False)
     return 0
+

@@ -208,8 +208,10 @@ def test_a_watcher_killed_mid_sync_catches_up_at_its_next_start_with_nothing_los
         assert cli.main(["collections", "--index-dir", str(tmp_path / "index")]) == 0
         assert f"default watches {folder.resolve()}: last sync " in capsys.readouterr().out.splitlines()[-1]
     finally:
-        proc.terminate()
+        proc.terminate()  # SIGTERM, as a service manager stops it: the watcher finishes and records that
         proc.wait(timeout=WAIT)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert read_watch_state(tmp_path / "index")["running"] is False
     assert report["resumed"] is True and report["added"] < 200 and report["documents"] == 200
     state = Store(tmp_path / "index").load()
     assert len(state.documents) == 200 and state.count == sum(d["chunks"] for d in state.documents.values())
