@@ -78,6 +78,18 @@ def settled(paths: set[Path], settle: float, stop: threading.Event) -> None:
         before = now
 
 
+def identities(folders: list[Path]) -> dict[Path, tuple[int, int]]:
+    """The folders that exist, each with its device and inode: a folder deleted and created again is a new one."""
+    out = {}
+    for f in folders:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        out[f] = (st.st_dev, st.st_ino)
+    return out
+
+
 def watch_folders(pipeline: Pipeline, folders: list[Path], stop: threading.Event | None = None,
                   report: Callable = None, settle: float = SETTLE_SECONDS, rescan: float = RESCAN_SECONDS,
                   debounce_ms: int = DEBOUNCE_MS) -> None:
@@ -88,28 +100,37 @@ def watch_folders(pipeline: Pipeline, folders: list[Path], stop: threading.Event
     folders = [Path(f).resolve() for f in folders]
     tick = min(1.0, rescan)
     last_sync = 0.0
+    gone_synced = False  # whether a sync has run since every folder went
     try:
         while not stop.is_set():
-            present = [f for f in folders if f.exists()]
-            if not present:
-                # Nothing to watch: the index has emptied at the deletion; wait for a folder's return.
+            watched = identities(folders)
+            if not watched:
+                # Nothing to watch: empty the index of the folders once, then wait for a folder's return.
+                if not gone_synced:
+                    sync(pipeline, folders, report)
+                    last_sync, gone_synced = time.monotonic(), True
                 stop.wait(tick)
                 continue
+            gone_synced = False
             # The watcher is up at its first yield (a change or the first tick): sync then, so that no change
             # made before it started, while it starts or during the last sync is missed.
             catch_up = True
-            for changes in watchfiles.watch(*present, watch_filter=lambda _, p: not is_temporary(p),
-                                            debounce=debounce_ms, rust_timeout=int(tick * 1000),
-                                            yield_on_timeout=True, stop_event=stop, raise_interrupt=True):
-                if changes:
-                    settled({Path(p) for _, p in changes}, settle, stop)
-                if stop.is_set():
-                    break
-                if changes or catch_up or time.monotonic() - last_sync >= rescan:
-                    sync(pipeline, folders, report)
-                    last_sync, catch_up = time.monotonic(), False
-                if [f for f in folders if f.exists()] != present:
-                    break  # a watched folder went or came back: watch the new set
+            try:
+                for changes in watchfiles.watch(*watched, watch_filter=lambda _, p: not is_temporary(p),
+                                                debounce=debounce_ms, rust_timeout=int(tick * 1000),
+                                                yield_on_timeout=True, stop_event=stop, raise_interrupt=True):
+                    if changes:
+                        settled({Path(p) for _, p in changes}, settle, stop)
+                    if stop.is_set():
+                        break
+                    if changes or catch_up or time.monotonic() - last_sync >= rescan:
+                        sync(pipeline, folders, report)
+                        last_sync, catch_up = time.monotonic(), False
+                    if identities(folders) != watched:
+                        break  # a folder went, came back, or was replaced by a new one: watch what is there now
+            except (OSError, RuntimeError) as exc:  # the watcher lost its folder mid-call, say
+                print(f"rag: watching restarts: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+                stop.wait(tick)
     finally:
         write_state(pipeline, folders, running=False)
 
