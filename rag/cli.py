@@ -184,22 +184,12 @@ def cmd_index(args) -> int:
 
 def _watch(args) -> int:
     from .config import PROJECT_ROOT
-    from .watch import watch_folders
+    from .watch import run_watch
 
-    if args.rebuild:
-        raise RagError("--watch keeps an index up to date; run --rebuild on its own first")
-    if args.rescan <= 0:
-        raise RagError("--rescan must be a positive number of seconds")
-    import signal
-    import threading
-
-    folders = args.paths or [PROJECT_ROOT / "corpus"]
-    pipeline = _pipeline(args)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service manager's stop: finish the sync, then exit
-    print(f"watching {', '.join(str(f) for f in folders)}; Ctrl-C stops", file=sys.stderr, flush=True)
-    watch_folders(pipeline, folders, stop, report=lambda r: print_report(r, args.json), rescan=args.rescan)
-    return 0
+    if args.rebuild or args.rescan <= 0:
+        raise RagError("--watch takes no --rebuild (run it on its own first), and --rescan must be positive")
+    return run_watch(_pipeline(args), args.paths or [PROJECT_ROOT / "corpus"],
+                     lambda r: print_report(r, args.json), args.rescan)
 
 
 def print_report(report, as_json: bool = False) -> int:

@@ -164,7 +164,7 @@ class RagTools:
         for c in list_collections(self.base.settings):
             if not c.last_indexed:
                 continue
-            names = [d["id"] for d in self.collections.pipeline_for(f"rag:{c.name}")[1].documents()]
+            names = [d["id"] for d in Pipeline(self.base.settings.replace(collection=c.name)).documents()]
             rows.append({"name": c.name, "documents": c.documents, "chunks": c.chunks,
                          "last_indexed": c.last_indexed, "document_names": names[:200],
                          "more_documents": max(0, len(names) - 200), "watched_folders": list(c.watched),
@@ -340,17 +340,18 @@ def http_app(server, host: str, key: str, path: str = "/mcp"):
 def run_mcp(pipeline: Pipeline, transport: str = "stdio", host: str = "127.0.0.1", port: int = DEFAULT_PORT,
             no_auth: bool = False) -> int:
     """Serve the tools over stdio until the client closes it, or over HTTP until interrupted."""
-    server = build_server(pipeline, warm=True)
     if transport == "stdio":
-        server.run("stdio")
+        build_server(pipeline, warm=True).run("stdio")
         return 0
     import uvicorn
 
     from .serve import _check_port_free
 
+    # Bad options and a busy port fail now, in one line, before any model loads.
     index_dir = Path(pipeline.settings.index_dir)
     key, source = http_key(index_dir, no_auth, host)
     _check_port_free(host, port)
+    server = build_server(pipeline, warm=True)
     url = f"http://{bracketed(host)}:{port}/mcp"
     if source == "file":
         print(f"Serving MCP at {url}; send `Authorization: Bearer {key}` (this run's key, also in "
@@ -360,4 +361,3 @@ def run_mcp(pipeline: Pipeline, transport: str = "stdio", host: str = "127.0.0.1
               flush=True)
     uvicorn.run(http_app(server, host, key), host=host, port=port, log_level="warning", access_log=False)
     return 0
-

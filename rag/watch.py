@@ -135,6 +135,17 @@ def watch_folders(pipeline: Pipeline, folders: list[Path], stop: threading.Event
         write_state(pipeline, folders, running=False)
 
 
+def run_watch(pipeline: Pipeline, folders: list[Path], report: Callable, rescan: float = RESCAN_SECONDS) -> int:
+    """`rag index --watch`: watch until Ctrl-C, or SIGTERM (a service manager's stop), which lets a sync finish."""
+    import signal
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"watching {', '.join(str(f) for f in folders)}; Ctrl-C stops", file=sys.stderr, flush=True)
+    watch_folders(pipeline, folders, stop, report=report, rescan=rescan)
+    return 0
+
+
 # --- what `rag collections` shows ---------------------------------------------------------------------
 def write_state(pipeline: Pipeline, folders: list[Path], running: bool) -> None:
     """Record the watched folders, the last sync and the watcher's process in the collection's folder."""

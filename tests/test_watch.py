@@ -216,3 +216,10 @@ def test_a_watcher_killed_mid_sync_catches_up_at_its_next_start_with_nothing_los
     state = Store(tmp_path / "index").load()
     assert len(state.documents) == 200 and state.count == sum(d["chunks"] for d in state.documents.values())
     assert len({c.id for c in state.chunks}) == state.count  # no chunk twice
+
+
+@pytest.mark.parametrize("argv", [["--rebuild"], ["--rescan", "0"]])
+def test_watch_options_that_cannot_work_are_one_line_and_exit_2(tmp_path, capsys, argv):
+    assert cli.main(["index", str(tmp_path), "--watch", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rag: error: --watch takes no --rebuild") and err.count("\n") == 1

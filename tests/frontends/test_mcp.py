@@ -259,3 +259,19 @@ def test_the_sdk_client_reaches_rag_mcp_over_http_with_the_key(mcp_index):
     assert tools == {"search", "fetch", "ask", "list_collections"}
     assert [r["title"] for r in found["results"]] == [XI, XI] and "28 nations" in found["results"][0]["snippet"]
     assert not (mcp_index / KEY_FILE).exists()  # the key came from the environment: no file
+
+
+@pytest.mark.parametrize(("argv", "env", "words"), [
+    (["--no-auth", "--host", "0.0.0.0"], {}, "--no-auth is for loopback only"),
+    ([], {"RAG_API_KEY": "short"}, "RAG_API_KEY is 5 characters long"),
+])
+def test_bad_http_options_are_one_line_and_exit_2_before_any_model_loads(monkeypatch, capsys, tmp_path, argv, env,
+                                                                          words):
+    from rag import cli
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("rag.mcp_server.build_server", lambda *a, **k: pytest.fail("the server was built"))
+    assert cli.main(["mcp", "--http", "--index-dir", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rag: error: ") and words in err and err.count("\n") == 1
