@@ -38,6 +38,11 @@ def is_temporary(path: str) -> bool:
     return name.startswith((".", "~$", "#")) or name.lower().endswith(_TEMPORARY)
 
 
+def relevant(path: str, index_dir: Path) -> bool:
+    """True for a change that may need a sync: not a temporary file, not inside the index folder."""
+    return not is_temporary(path) and not Path(path).is_relative_to(index_dir)
+
+
 def watch_roots(pipeline: Pipeline, folders: list[Path]) -> list[Path]:
     """What a sync indexes: the watched folders and, when it exists, the folder of documents added in the UI."""
     uploads = [pipeline.uploads_dir.resolve()] if pipeline.uploads_dir.is_dir() else []
@@ -99,6 +104,7 @@ def watch_folders(pipeline: Pipeline, folders: list[Path], stop: threading.Event
     stop = stop or threading.Event()
     folders = [Path(f).resolve() for f in folders]
     tick = min(1.0, rescan)
+    own = Path(pipeline.settings.index_dir).resolve()  # a sync writes there: no event of its own may start one
     last_sync = 0.0
     gone_synced = False  # whether a sync has run since every folder went
     try:
@@ -116,7 +122,7 @@ def watch_folders(pipeline: Pipeline, folders: list[Path], stop: threading.Event
             # made before it started, while it starts or during the last sync is missed.
             catch_up = True
             try:
-                for changes in watchfiles.watch(*watched, watch_filter=lambda _, p: not is_temporary(p),
+                for changes in watchfiles.watch(*watched, watch_filter=lambda _, p: relevant(p, own),
                                                 debounce=debounce_ms, rust_timeout=int(tick * 1000),
                                                 yield_on_timeout=True, stop_event=stop, raise_interrupt=True):
                     if changes:

@@ -48,8 +48,8 @@ def watching(pipeline, folder, **options):
                               daemon=True)
     thread.start()
 
-    def next_report(where=lambda r: True):
-        deadline = time.monotonic() + WAIT
+    def next_report(where=lambda r: True, wait=WAIT):
+        deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             try:
                 report = reports.get(timeout=max(0.01, deadline - time.monotonic()))
@@ -143,6 +143,16 @@ def test_without_events_the_folder_is_rescanned_on_a_timer(pipeline, tmp_path):
         assert time.monotonic() - began < 5
     state = read_watch_state(tmp_path / "index")
     assert state["folders"] == [str(folder.resolve())] and state["last_sync"] and state["running"] is False
+
+
+def test_a_folder_holding_the_index_is_not_synced_by_the_syncs_own_writes(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Notes on the tram timetable. " * 10)
+    pipeline = Pipeline(Settings.load(index_dir=folder / "index"), embedder=FakeEmbedder(), generator=FakeGenerator())
+    with watching(pipeline, folder) as next_report:
+        with pytest.raises(AssertionError, match="no such sync"):
+            next_report(lambda r: True, wait=3.0)
 
 
 def test_editor_and_download_leftovers_are_not_events():

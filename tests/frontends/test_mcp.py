@@ -181,11 +181,11 @@ def test_http_wants_the_key_the_servers_name_and_no_other_sites_page(server):
 
 # --- a real `rag mcp`, through the SDK's client ----------------------------------------------------------
 @pytest.fixture(scope="module")
-def mcp_index(tmp_path_factory, real_embedder):
-    """The bundled corpus indexed with the real embedder."""
+def mcp_index(tmp_path_factory):
+    """The bundled corpus indexed with the default (int8) embedder, which `rag mcp` loads without torch."""
     root = tmp_path_factory.mktemp("mcp")
     shutil.copytree(CORPUS, root / "corpus")
-    Pipeline(Settings.load(index_dir=root / "index"), embedder=real_embedder).index([root / "corpus"])
+    Pipeline(Settings.load(index_dir=root / "index")).index([root / "corpus"])
     return root / "index"
 
 
