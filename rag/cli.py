@@ -40,18 +40,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ocr", dest="ocr", action="store_false", default=None,
                    help="skip the pages of scanned PDFs instead of reading them with OCR")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", action="store_true", help="keep indexing: follow the folders' changes, deletions "
+                   "and renames until interrupted (docs/watch.md)")
+    p.add_argument("--rescan", type=float, default=300.0, metavar="SECONDS",
+                   help="with --watch: sync this often even without file system events (default: 300)")
+
+    def doc(p):
+        p.add_argument("--doc", action="append", metavar="NAME", help="only this document (a name or a glob "
+                       "pattern such as '*.pdf'; repeat for several)")
 
     p = common(sub.add_parser("search", help="show the passages retrieved for a query"))
     p.add_argument("query")
     p.add_argument("-k", type=int, default=5)
     p.add_argument("--json", action="store_true")
+    doc(p)
 
     p = common(sub.add_parser("ask", help="answer a question (`-` reads one per line from stdin)"), model=True)
     p.add_argument("question")
     p.add_argument("--json", action="store_true")
+    doc(p)
 
     p = common(sub.add_parser("chat", help="an interactive chat that keeps history"), model=True)
     p.add_argument("--resume", action="store_true", help="continue the last saved conversation")
+    doc(p)
 
     p = common(sub.add_parser("history", help="list the saved conversations; export one as Markdown"))
     actions = p.add_subparsers(dest="action", parser_class=_Parser)
@@ -96,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1); "
                    "off loopback $RAG_API_KEY must be set")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+
+    p = common(sub.add_parser("mcp", help="the tools search, fetch, ask and list_collections for AI assistants "
+                              "(Model Context Protocol) over stdio, or Streamable HTTP with --http"), model=True)
+    p.add_argument("--http", action="store_true", help="serve Streamable HTTP at /mcp instead of stdio")
+    p.add_argument("--host", default="127.0.0.1", help="with --http: address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="with --http: port (default: 8765)")
+    p.add_argument("--no-auth", action="store_true", help="with --http on loopback: ask no key")
 
     p = sub.add_parser("bench", help="measure speed against the raw libraries")
     p.add_argument("--quick", action="store_true")
@@ -157,28 +175,45 @@ def cmd_index(args) -> int:
     for path in args.paths:
         if not path.exists():
             raise RagError(f"{path}: no such file or directory")
+    if args.watch:
+        return _watch(args)
     report = _pipeline(args).index(args.paths or None, rebuild=args.rebuild,
                                    progress=not args.json)
+    return print_report(report, args.json)
+
+
+def _watch(args) -> int:
+    from .config import PROJECT_ROOT
+    from .watch import run_watch
+
+    if args.rebuild or args.rescan <= 0:
+        raise RagError("--watch takes no --rebuild (run it on its own first), and --rescan must be positive")
+    return run_watch(_pipeline(args), args.paths or [PROJECT_ROOT / "corpus"],
+                     lambda r: print_report(r, args.json), args.rescan)
+
+
+def print_report(report, as_json: bool = False) -> int:
+    """Print what an index run did (skipped files on stderr); 2 when files were skipped, else 0."""
     # Skipped files are bad input: the rest is indexed and committed, and the exit code says so.
     status = 2 if report.skipped else 0
     for s in report.skipped:
         print(f"rag: skipped {s.path!r}: {s.reason}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(report.to_dict()))
+    if as_json:
+        print(json.dumps(report.to_dict()), flush=True)
         return status
     d = report.to_dict()
     print(f"{d['documents']} documents, {d['chunks']} chunks: {d['added']} added, {d['updated']} updated, "
           f"{d['removed']} removed, {d['unchanged']} unchanged, {len(report.skipped)} skipped "
           f"({report.embedded} chunks embedded in {report.seconds:.1f}s, {report.commits} commit"
           f"{'' if report.commits == 1 else 's'}"
-          f"{'; resumed an interrupted run' if report.resumed else ''})")
+          f"{'; resumed an interrupted run' if report.resumed else ''})", flush=True)
     return status
 
 
 def cmd_search(args) -> int:
     if args.k < 1:
         raise RagError("-k must be at least 1")
-    hits = _pipeline(args).search(args.query, args.k)
+    hits = _pipeline(args).search(args.query, args.k, documents=args.doc)
     if args.json:
         print(json.dumps({"query": args.query, "hits": [
             {"rank": h.rank, "score": round(h.score, 6), "dense": _round(h.dense),
@@ -207,7 +242,7 @@ def cmd_ask(args) -> int:
             if not line.strip():
                 continue
             try:
-                answer = pipeline.ask(line.strip())
+                answer = pipeline.ask(line.strip(), documents=args.doc)
             except RagError as exc:
                 print(f"rag: error: {exc}", file=sys.stderr)
                 status = 2
@@ -215,19 +250,19 @@ def cmd_ask(args) -> int:
             print(json.dumps(answer.to_dict(), ensure_ascii=False) if args.json else answer.text, flush=True)
         return status
     if args.json:
-        print(json.dumps(pipeline.ask(args.question).to_dict(), ensure_ascii=False))
+        print(json.dumps(pipeline.ask(args.question, documents=args.doc).to_dict(), ensure_ascii=False))
         return 0
-    print_streamed(pipeline, args.question, [])
+    print_streamed(pipeline, args.question, [], args.doc)
     return 0
 
 
-def print_streamed(pipeline, question: str, history: list[dict]):
+def print_streamed(pipeline, question: str, history: list[dict], documents: list[str] | None = None):
     """Stream the model's draft (dimmed, on a terminal), then replace it with the verified answer."""
     from .records import Answer
 
     tty = sys.stdout.isatty()
     answer, draft = None, ""
-    for item in pipeline.stream(question, history):
+    for item in pipeline.stream(question, history, documents=documents):
         if isinstance(item, Answer):
             answer = item
         elif tty:
@@ -312,7 +347,7 @@ def cmd_chat(args) -> int:
             conversation = None
             continue
         try:
-            answer = print_streamed(pipeline, question, history)
+            answer = print_streamed(pipeline, question, history, args.doc)
         except RagError as exc:
             print(f"rag: error: {exc}", file=sys.stderr)
             continue
@@ -425,11 +460,21 @@ def cmd_collections(args) -> int:
     print(f"{'collection':<24}{'documents':>10}{'chunks':>9}{'size':>11}  last indexed")
     for r in rows:
         print(f"{r.name:<24}{r.documents:>10}{r.chunks:>9}{_size(r.size_bytes):>11}  {r.last_indexed or '-'}")
+    for r in rows:
+        if r.watched:
+            print(f"{r.name} watches {', '.join(r.watched)}: last sync {r.last_sync or '-'} "
+                  f"({'watching now' if r.watching else 'not running'})")
     return 0
 
 
 def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+def cmd_mcp(args) -> int:
+    from .mcp_server import run_mcp
+
+    return run_mcp(_pipeline(args), "http" if args.http else "stdio", args.host, args.port, args.no_auth)
 
 
 def cmd_serve(args) -> int:
@@ -440,7 +485,7 @@ def cmd_serve(args) -> int:
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat, "history": cmd_history,
             "eval": cmd_eval, "calibrate": cmd_calibrate, "bench": cmd_bench, "models": cmd_models,
-            "collections": cmd_collections, "serve": cmd_serve}
+            "collections": cmd_collections, "serve": cmd_serve, "mcp": cmd_mcp}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,6 +9,7 @@ import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from .answer import prompt
@@ -17,7 +18,7 @@ from .answer.context import Receipt, fit_to_budget, sentence_windows, whole_chun
 from .answer.reader import ABSTAIN_WORD, Reader, Reading, answer_mode, load_calibration, verdict
 from .config import PROJECT_ROOT, Settings
 from .errors import BadInput
-from .records import Answer, Citation, Hit, Sentence
+from .records import Answer, Chunk, Citation, Hit, Sentence
 from .text import content_terms
 
 ABSTAIN = "I can't find that in the documents."
@@ -196,31 +197,61 @@ class Pipeline:
             return self.index(self.indexed_roots())
         return self.index(self.indexed_roots(), exclude={doc_id})
 
-    def search(self, query: str, k: int | None = None) -> list[Hit]:
-        """The top-k chunks for a query, fused from dense and lexical rankings."""
+    def search(self, query: str, k: int | None = None, documents: list[str] | None = None) -> list[Hit]:
+        """The top-k chunks for a query, fused from dense and lexical rankings (of `documents` only, when given)."""
         query = clean_question(query)
-        return self.retriever.search(query, k or self.settings.top_k)
+        chosen = self.select_documents(documents)
+        return self.retriever.search(query, k or self.settings.top_k, documents=chosen)
+
+    def select_documents(self, patterns: list[str] | None) -> frozenset[str] | None:
+        """The ids of the indexed documents that names or glob patterns pick ("report.pdf", "notes/*.md");
+        None when no pattern is given (every document). BadInput for a pattern that picks none."""
+        if not patterns:
+            return None
+        ids = [d["id"] for d in self.documents()]
+        chosen: set[str] = set()
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not pattern.strip():
+                raise BadInput("a document name must be non-empty text")
+            pattern = pattern.strip()
+            picked = {i for i in ids if fnmatchcase(i, pattern) or fnmatchcase(i.rsplit("/", 1)[-1], pattern)}
+            if not picked:
+                raise BadInput(f"no indexed document matches {pattern!r} ({len(ids)} documents are indexed)")
+            chosen |= picked
+        return frozenset(chosen)
+
+    def document_chunks(self, doc_id: str) -> list[Chunk]:
+        """An indexed document's chunks in text order; BadInput for an id that is not indexed."""
+        chunks = self.retriever.index.document_chunks(doc_id)
+        if not chunks:
+            raise BadInput(f"no indexed document {doc_id!r}")
+        return chunks
 
     # --- answering ----------------------------------------------------------------------------
-    def ask(self, question: str, history: list[dict] | None = None, top_k: int | None = None) -> Answer:
+    def ask(self, question: str, history: list[dict] | None = None, top_k: int | None = None,
+            documents: list[str] | None = None) -> Answer:
         """Answer a question; see `stream` for the steps."""
-        for item in self.stream(question, history, top_k):
+        for item in self.stream(question, history, top_k, documents):
             if isinstance(item, Answer):
                 return item
         raise AssertionError("stream() ended without an Answer")
 
-    def stream(self, question: str, history: list[dict] | None = None,
-               top_k: int | None = None) -> Iterator[str | Answer]:
-        """Yield the model's tokens as they come, then the grounded Answer (or an abstention) last."""
+    def stream(self, question: str, history: list[dict] | None = None, top_k: int | None = None,
+               documents: list[str] | None = None) -> Iterator[str | Answer]:
+        """Yield the model's tokens as they come, then the grounded Answer (or an abstention) last.
+
+        `documents` (names or glob patterns, see `select_documents`) restricts retrieval to those documents.
+        """
         began = time.perf_counter()
         timings: dict[str, float] = {}
         question = clean_question(question)
+        chosen = self.select_documents(documents)
         standalone = self.rewrite_follow_up(question, history or [])
         if INSTRUCTION.search(question):
             yield self._abstain(question, standalone, timings, began, "refused")
             return
         t0 = time.perf_counter()
-        hits = self.retriever.search(standalone, top_k or self.settings.top_k)
+        hits = self.retriever.search(standalone, top_k or self.settings.top_k, documents=chosen)
         timings["retrieve"] = _ms(t0)
         if not hits or max(h.dense or 0.0 for h in hits) < self.settings.min_relevance:
             yield self._abstain(question, standalone, timings, began, "low relevance")

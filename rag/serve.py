@@ -75,6 +75,14 @@ class Message(BaseModel):
     content: str | list[dict] | None = None
 
 
+class RagOptions(BaseModel):
+    """The request's own `"rag"` object: `documents` restricts the answer to those documents (names or globs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    documents: list[str] | None = None
+
+
 class ChatRequest(BaseModel):
     """The fields of a chat completion request that matter here; the others (temperature, ...) are ignored."""
 
@@ -83,6 +91,7 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[Message] = Field(min_length=1)
     stream: bool = False
+    rag: RagOptions | None = None
 
 
 def message_text(message: Message, index: int) -> str:
@@ -249,7 +258,8 @@ class Turns:
         with self._count:
             self.in_flight -= 1
 
-    def start(self, pipeline: Pipeline, question: str, history: list[dict]) -> asyncio.Queue:
+    def start(self, pipeline: Pipeline, question: str, history: list[dict],
+              documents: list[str] | None = None) -> asyncio.Queue:
         """Run `pipeline.stream` in a thread when its turn comes; its items arrive on the returned queue.
 
         Call after `enter()`; the thread leaves when done, even when nobody reads the queue any more.
@@ -266,7 +276,7 @@ class Turns:
         def work() -> None:
             try:
                 with self.slots:
-                    for item in pipeline.stream(question, history):
+                    for item in pipeline.stream(question, history, documents=documents):
                         put(item)
             except Exception as exc:  # handed to the request, which turns it into an error object
                 put(exc)
@@ -346,8 +356,15 @@ def create_app(pipeline: Pipeline, api_key: str = "", host: str = "127.0.0.1", m
         chat = parse_request(await read_json(request, max_body))
         question, history = question_and_history(chat)
         collection, answering = collections.pipeline_for(chat.model)
+        documents = chat.rag.documents if chat.rag else None
+        try:
+            answering.select_documents(documents)  # a name that picks nothing is the request's fault: 400 now
+        except BadInput as exc:
+            raise ApiError(400, str(exc), param="rag.documents") from None
+        except RagError as exc:
+            raise rag_error(exc) from None
         turns.enter()
-        queue = turns.start(answering, question, history)
+        queue = turns.start(answering, question, history, documents)
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         if not chat.stream:
             return JSONResponse(await complete(queue, cid, chat.model, collection, answering))

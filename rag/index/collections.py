@@ -8,6 +8,7 @@ into a store; the pipeline and the front ends only pass names.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from ..errors import BadInput
 DEFAULT = "default"
 FOLDER = "collections"
 SCHEMA_PREFIX = "rag_"
+WATCH_FILE = "watch.json"  # written by `rag index --watch` (rag/watch.py)
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
@@ -33,6 +35,10 @@ class CollectionInfo:
     chunks: int
     size_bytes: int
     last_indexed: str  # the manifest's "created", "" when nothing is indexed yet
+    # `rag index --watch` (rag/watch.py): the folders it keeps in step, its last sync, whether it runs now.
+    watched: tuple[str, ...] = ()
+    last_sync: str = ""
+    watching: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,9 +108,11 @@ def list_collections(settings: Settings) -> list[CollectionInfo]:
     for name in collection_names(settings):
         store = open_store(settings.replace(collection=name))
         manifest = store.read_manifest()[1] if store.exists() else {}
+        watch = read_watch_state(collection_dir(settings.replace(collection=name)))
         out.append(CollectionInfo(name=name, documents=len(manifest.get("documents", {})),
                                   chunks=int(manifest.get("count", 0)), size_bytes=_size(settings, name, store),
-                                  last_indexed=manifest.get("created", "")))
+                                  last_indexed=manifest.get("created", ""), watched=tuple(watch.get("folders", ())),
+                                  last_sync=watch.get("last_sync", ""), watching=watch.get("running", False)))
     return out
 
 
@@ -142,3 +150,28 @@ def _size(settings: Settings, name: str, store) -> int:
             filenames = [f for f in filenames if f.startswith(("CURRENT", ".lock"))]
         total += sum(os.path.getsize(Path(dirpath, f)) for f in filenames if Path(dirpath, f).is_file())
     return total
+
+
+def read_watch_state(folder: Path) -> dict:
+    """A collection folder's watch state: folders, last_sync, pid, and `running` (its watcher is alive);
+    {} when it was never watched."""
+    try:
+        state = json.loads((Path(folder) / WATCH_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(state, dict):
+        return {}
+    state["running"] = _alive(state.get("pid"))
+    return state
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

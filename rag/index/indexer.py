@@ -120,6 +120,9 @@ def _update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: 
         # The bytes of each file that must be read (0 for a file whose size and time are unchanged).
         sizes = [0 if stat and old_docs.get(doc_id, {}).get("stat") == stat else stat[0] if stat else _size(path)
                  for path, doc_id, stat in files]
+        # Documents no longer under the roots, by content: a file found under a new name takes their vectors.
+        listed = {doc_id for _, doc_id, _ in files}
+        gone = {info["sha256"]: d for d, info in old_docs.items() if d not in listed and info.get("chunks")}
         with closing(IndexProgress(len(files), sum(sizes), progress)) as shown:
             committed = dict(old_docs)  # the documents of the last commit, as the store wrote them
             kept: dict[str, dict] = {}  # unchanged documents: what their entry changes (path, stat)
@@ -212,9 +215,17 @@ def _update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: 
                     continue
                 with watch("chunk"):
                     chunks = chunk_document(doc, chunker["size"], chunker["overlap"])
-                pending.append(_Fresh(doc_id, {"path": str(path), "sha256": doc.sha256, "chunks": len(chunks),
-                                               "pages": len(doc.pages), "stat": stat}, chunks, size))
-                waiting += len(chunks)
+                fresh = _Fresh(doc_id, {"path": str(path), "sha256": doc.sha256, "chunks": len(chunks),
+                                        "pages": len(doc.pages), "stat": stat}, chunks, size)
+                moved = gone.pop(doc.sha256, None)
+                committed_state = getattr(store, "_previous_state", None)  # FAISS: the rows are at hand
+                fresh.vectors = _vectors_of(committed_state(), moved, chunks) if moved and committed_state else None
+                pending.append(fresh)
+                if fresh.vectors is not None:  # renamed or moved: the same chunks, so the same vectors
+                    fresh.embedded = len(chunks)
+                    shown.advance(files=1, read=size)
+                else:
+                    waiting += len(chunks)
                 (updated if doc_id in old_docs else added).append(doc_id)
                 embed_pending(everything=False)
 
@@ -238,6 +249,18 @@ def _runs(batch: list[tuple[_Fresh, Chunk]], vectors: np.ndarray):
         if end == len(batch) or batch[end][0] is not batch[start][0]:
             yield batch[start][0], vectors[start:end]
             start = end
+
+
+def _vectors_of(state: IndexState, doc_id: str, chunks: list[Chunk]) -> np.ndarray | None:
+    """The vectors `doc_id` has in `state`, when its chunks there are `chunks` (same texts and spans); else None."""
+    rows = state.document_rows([doc_id])
+    if len(rows) != len(chunks):
+        return None
+    for row, chunk in zip(rows, chunks):
+        old = state.chunk(int(row))
+        if (old.text, old.start, old.end) != (chunk.text, chunk.start, chunk.end):
+            return None
+    return np.stack([state.vector(int(row)) for row in rows]).astype(np.float32)
 
 
 def _previous_manifest(store: Store, embedder: Embedder, chunker: dict) -> dict | None:

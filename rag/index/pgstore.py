@@ -89,6 +89,20 @@ ORDER BY c.key
 """
 
 
+def scoped(candidates: str) -> str:
+    """The candidates query restricted in SQL to the chunks of the documents `%(docs)s`: both the dense and
+    the BM25 top-`pool` are taken among them (the BM25 statistics stay those of the whole collection)."""
+    return (candidates
+            # "+ 0" keeps the HNSW index out: it filters after its scan and could return too few rows, where
+            # the doc_id index and an exact sort of the chosen documents' chunks return all `pool`.
+            .replace("dense AS (SELECT key FROM rag_chunks ORDER BY embedding <#> %(q)s::vector LIMIT",
+                     "dense AS (SELECT key FROM rag_chunks WHERE doc_id = ANY(%(docs)s) "
+                     "ORDER BY (embedding <#> %(q)s::vector) + 0 LIMIT")
+            .replace("    FROM matches m JOIN df USING (term) CROSS JOIN stats s\n",
+                     "    FROM matches m JOIN df USING (term) CROSS JOIN stats s\n"
+                     "    WHERE m.chunk_id IN (SELECT key FROM rag_chunks WHERE doc_id = ANY(%(docs)s))\n"))
+
+
 # A table written before chunks had a location has no such column; it reads as NULL there.
 _HAS_LOCATION = ("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
                  "AND table_name = 'rag_chunks' AND column_name = 'location')")
@@ -449,14 +463,16 @@ class PgIndex:
     def documents(self) -> dict:
         return self.manifest["documents"]
 
-    def candidates(self, query: str, qvec: np.ndarray, pool: int) -> tuple[list, np.ndarray, np.ndarray]:
+    def candidates(self, query: str, qvec: np.ndarray, pool: int,
+                   documents: frozenset[str] | None = None) -> tuple[list, np.ndarray, np.ndarray]:
         terms = sorted(set(content_terms(query)))
         with _database_errors(self.url):
             if pool > self._ef_search:  # an HNSW scan returns at most ef_search rows
                 self.conn.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(pool),))
                 self._ef_search = pool
-            rows = self.conn.execute(self._candidates,
-                                     {"terms": terms, "q": vector_text(qvec), "pool": pool}).fetchall()
+            query_text = self._candidates if documents is None else scoped(self._candidates)
+            rows = self.conn.execute(query_text, {"terms": terms, "q": vector_text(qvec), "pool": pool,
+                                                  "docs": sorted(documents or ())}).fetchall()
         if len(self._chunks) > 100_000:
             self._chunks.clear()
         for key, _, _, *fields in rows:
@@ -473,6 +489,12 @@ class PgIndex:
                 raise KeyError(key)
             self._chunks[key] = Chunk(*row)
         return self._chunks[key]
+
+    def document_chunks(self, doc_id: str) -> list[Chunk]:
+        """One document's chunks in text order (none for an unknown id)."""
+        with _database_errors(self.url):
+            return [Chunk(*r) for r in self.conn.execute(
+                f"SELECT {self._columns} FROM rag_chunks WHERE doc_id = %s ORDER BY start_char", (doc_id,))]
 
     def chunks(self) -> list[Chunk]:
         """Every live chunk in key order (for tests and small indexes)."""

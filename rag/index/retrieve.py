@@ -17,14 +17,19 @@ class SearchIndex(Protocol):
 
     bm25: BM25  # its statistics weigh question words elsewhere (idf, n)
 
-    def candidates(self, query: str, qvec: np.ndarray, pool: int) -> tuple[list, np.ndarray, np.ndarray]:
+    def candidates(self, query: str, qvec: np.ndarray, pool: int,
+                   documents: frozenset[str] | None = None) -> tuple[list, np.ndarray, np.ndarray]:
         """Keys of the dense top-`pool` and the BM25 top-`pool`, each with its cosine and BM25 score.
 
-        Keys come in a stable order (ties are broken by it).
+        Keys come in a stable order (ties are broken by it). `documents` (ids) restricts both rankings
+        to those documents' chunks inside the store, so a small document still gets `pool` candidates.
         """
 
     def chunk(self, key) -> Chunk:
         """The chunk a candidate key names."""
+
+    def document_chunks(self, doc_id: str) -> list[Chunk]:
+        """One document's chunks in text order (none for an unknown id)."""
 
 
 class LocalIndex:
@@ -34,12 +39,18 @@ class LocalIndex:
         self.state = state
         self.bm25 = state.bm25()
 
-    def candidates(self, query: str, qvec: np.ndarray, pool: int) -> tuple[list, np.ndarray, np.ndarray]:
-        pool = min(self.state.count, pool)
+    def candidates(self, query: str, qvec: np.ndarray, pool: int,
+                   documents: frozenset[str] | None = None) -> tuple[list, np.ndarray, np.ndarray]:
+        only = None if documents is None else self.state.document_rows(documents)
+        pool = min(self.state.count if only is None else len(only), pool)
         if pool == 0:
             return [], np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.float32)
-        dense_of = self.state.search(qvec, pool)
+        dense_of = self.state.search(qvec, pool, only)
         lexical = self.bm25.scores(query)
+        if only is not None:
+            scoped = np.zeros_like(lexical)
+            scoped[only] = lexical[only]
+            lexical = scoped
         top_lex = np.argpartition(-lexical, pool - 1)[:pool] if pool < len(lexical) else np.arange(len(lexical))
         rows = sorted({*dense_of, *(int(r) for r in top_lex if lexical[r] > 0)})
         dense = np.array([dense_of[r] if r in dense_of else float(self.state.vector(r) @ qvec) for r in rows],
@@ -48,6 +59,10 @@ class LocalIndex:
 
     def chunk(self, key: int) -> Chunk:
         return self.state.chunk(key)
+
+    def document_chunks(self, doc_id: str) -> list[Chunk]:
+        """One document's chunks in text order (none for an unknown id)."""
+        return sorted((self.state.chunk(int(r)) for r in self.state.document_rows([doc_id])), key=lambda c: c.start)
 
 
 def fuse_scores(dense: np.ndarray, lexical: np.ndarray, dense_weight: float = 0.5) -> np.ndarray:
@@ -73,15 +88,15 @@ class Retriever:
         """The index's term statistics: `n` chunks and `idf(term)`."""
         return self.index.bm25
 
-    def search(self, query: str, k: int = 5, pool: int = 50) -> list[Hit]:
-        """The top `k` chunks for `query`, best first.
+    def search(self, query: str, k: int = 5, pool: int = 50, documents: frozenset[str] | None = None) -> list[Hit]:
+        """The top `k` chunks for `query`, best first (of the `documents` ids only, when given).
 
         Candidates are the dense top-`pool` and the BM25 top-`pool`; each gets both scores.
         """
         if not query.strip():
             return []
         qvec = self.embedder.embed([query])[0]
-        keys, dense, lexical = self.index.candidates(query, qvec, max(pool, 4 * k))
+        keys, dense, lexical = self.index.candidates(query, qvec, max(pool, 4 * k), documents)
         fused = fuse_scores(dense, lexical, self.dense_weight)
         order = sorted(range(len(keys)), key=lambda i: (-fused[i], i))[:k]
         return [Hit(self.index.chunk(keys[i]), float(fused[i]), rank, float(dense[i]), float(lexical[i]))

@@ -119,15 +119,29 @@ class IndexState:
     def bm25(self) -> BM25:
         return BM25(self.vocab, self.df, [(s.offset, s.postings) for s in self.segments], self.deleted)
 
-    def search(self, qvec: np.ndarray, k: int) -> dict[int, float]:
-        """Inner product of the best `k` live rows (approximate on HNSW segments): {global row: score}."""
+    def search(self, qvec: np.ndarray, k: int, only: np.ndarray | None = None) -> dict[int, float]:
+        """Inner product of the best `k` live rows (approximate on HNSW segments): {global row: score}.
+
+        `only` (sorted global rows, all live) restricts the search to those rows inside FAISS.
+        """
         found: dict[int, float] = {}
         for segment in self.segments:
             if not segment.rows:
                 continue
-            scores, rows = segment.index.search(qvec[None, :], min(k, segment.rows), params=self._skip(segment))
+            params = self._skip(segment) if only is None else _select(segment, only)
+            if params is False:
+                continue
+            scores, rows = segment.index.search(qvec[None, :], min(k, segment.rows), params=params)
             found.update((segment.offset + int(r), float(s)) for r, s in zip(rows[0], scores[0]) if r >= 0)
         return dict(sorted(found.items(), key=lambda item: -item[1])[:k])
+
+    def document_rows(self, doc_ids) -> np.ndarray:
+        """The global rows of these documents' chunks, sorted (unknown ids have none)."""
+        starts = {s.name: s.offset for s in self.segments}
+        parts = [np.arange(starts[info["segment"]] + info["first"], starts[info["segment"]] + info["first"]
+                           + info["chunks"], dtype=np.int64)
+                 for d in doc_ids if (info := self.documents.get(d)) and info.get("chunks")]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
 
     def _skip(self, segment: Segment):
         """FAISS search parameters that skip the segment's deleted rows (None when it has none)."""
@@ -145,6 +159,21 @@ class IndexState:
                 params.keep_alive = (selector, gone)  # faiss holds raw pointers to both
             self.cache[key] = params
         return self.cache[key]
+
+
+def _select(segment: Segment, only: np.ndarray):
+    """FAISS search parameters that let only the segment's rows among `only` be found; False for none."""
+    import faiss
+
+    lo, hi = np.searchsorted(only, [segment.offset, segment.offset + segment.rows])
+    if lo == hi:
+        return False
+    local = np.ascontiguousarray(only[lo:hi] - segment.offset, dtype=np.int64)
+    selector = faiss.IDSelectorBatch(len(local), faiss.swig_ptr(local))
+    params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(segment.index.hnsw.efSearch, len(local))) \
+        if index_kind(segment.index) == "hnsw" else faiss.SearchParameters(sel=selector)
+    params.keep_alive = (selector, local)  # faiss holds raw pointers to both
+    return params
 
 
 class _LiveChunks(Sequence):

@@ -60,13 +60,13 @@ def chat_spy(fake_cli, monkeypatch):
     seen = {"searched": [], "asked": []}
     stream, search = fake_cli.stream, fake_cli.retriever.search
 
-    def recorded_stream(question, history=None, top_k=None):
+    def recorded_stream(question, history=None, top_k=None, documents=None):
         seen["asked"].append((question, list(history or [])))
-        yield from stream(question, history, top_k)
+        yield from stream(question, history, top_k, documents)
 
-    def recorded_search(query, k=5):
+    def recorded_search(query, k=5, **options):
         seen["searched"].append(query)
-        return search(query, k)
+        return search(query, k, **options)
 
     monkeypatch.setattr(fake_cli, "stream", recorded_stream)
     monkeypatch.setattr(fake_cli.retriever, "search", recorded_search)

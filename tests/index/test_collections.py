@@ -149,7 +149,8 @@ def test_rag_collections_lists_them_as_a_table_and_as_json(two_collections, caps
     assert cli.main(["collections", "--index-dir", str(two_collections), "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["collections"]
     assert [r["name"] for r in rows] == ["default", "alpha", "beta"]
-    assert set(rows[0]) == {"name", "documents", "chunks", "size_bytes", "last_indexed"}
+    assert set(rows[0]) == {"name", "documents", "chunks", "size_bytes", "last_indexed", "watched", "last_sync",
+                           "watching"}
 
 
 def test_rag_collections_remove_refuses_an_unknown_name_with_exit_2_and_removes_a_known_one(two_collections, capsys):
