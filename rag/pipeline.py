@@ -135,7 +135,13 @@ class Pipeline:
         return ReadLimits(max_pdf_pages=s.max_pdf_pages, max_pdf_chars=s.max_pdf_chars,
                           seconds=s.parse_timeout, memory_mb=s.parse_memory_mb, ocr=s.ocr,
                           ocr_seconds=s.ocr_page_timeout, ocr_file_seconds=s.ocr_file_timeout,
-                          ocr_cache=str(Path(s.index_dir) / "ocr-cache"))
+                          ocr_cache=str(Path(s.index_dir) / "ocr-cache"), max_ocr_pages=s.max_ocr_pages)
+
+    @property
+    def upload_limits(self):
+        """What reading one uploaded file may cost: fewer OCR pages, and text bounded by the file's size."""
+        s = self.settings
+        return replace(self.read_limits, max_ocr_pages=s.max_upload_ocr_pages, max_text_ratio=s.upload_text_ratio)
 
     @property
     def uploads_dir(self) -> Path:
@@ -165,8 +171,8 @@ class Pipeline:
         from .documents.isolation import IsolatedReader
         from .errors import UnreadableDocument
 
-        saved = []
-        with IsolatedReader(self.read_limits, ocr_progress) as reader:
+        saved, chars = [], 0
+        with IsolatedReader(self.upload_limits, ocr_progress) as reader:
             for name, data in files:
                 safe = upload_name(name)
                 if not safe or safe.startswith(".") or Path(safe).suffix.lower() not in SUFFIXES:
@@ -174,9 +180,13 @@ class Pipeline:
                 if len(data) > self.settings.max_upload_mb * 1024 * 1024:
                     raise BadInput(f"{safe}: larger than the {self.settings.max_upload_mb} MB upload limit")
                 try:
-                    reader.read(Path(safe), safe, data)
+                    chars += len(reader.read(Path(safe), safe, data).text)
                 except UnreadableDocument as exc:
                     raise BadInput(str(exc)) from None
+                if chars > self.settings.max_upload_chars:
+                    raise BadInput(f"{safe}: the files of this upload hold more than "
+                                   f"{self.settings.max_upload_chars:,} characters of text together "
+                                   "(max_upload_chars); add them in smaller batches")
                 saved.append((safe, data))
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         for safe, data in saved:
