@@ -225,7 +225,7 @@ class Pipeline:
         began = time.perf_counter()
         timings: dict[str, float] = {}
         question = clean_question(question)
-        standalone = self.rewrite_follow_up(question, history or [])
+        standalone = self.rewrite_follow_up(question, bounded_history(history or []))
         if INSTRUCTION.search(question):
             yield self._abstain(question, standalone, timings, began, "refused")
             return
@@ -309,7 +309,9 @@ class Pipeline:
                 "rewrite.txt", history=history[-4:], question=question)}], 48)).strip()
             if 0 < len(rewritten) < 300 and set(content_terms(question)) <= set(content_terms(rewritten)):
                 return rewritten
-        return f"{question} ({earlier[-1]})"
+        # The standalone question has the question's limit: the earlier turn gives what room is left.
+        room = MAX_QUESTION_CHARS - len(question) - 3
+        return f"{question} ({earlier[-1][:room].rstrip()})" if room > 0 else question
 
     def messages(self, passages: list[Citation], question: str, mode: str = "short") -> list[dict]:
         """The chat the model reads: the mode's fixed prompt first (its KV state is kept, see `decoding`),
@@ -428,6 +430,18 @@ def clean_question(question: str) -> str:
     if len(text) > MAX_QUESTION_CHARS:
         raise BadInput(f"the question is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,}")
     return text
+
+
+def bounded_history(history: list[dict]) -> list[dict]:
+    """Earlier turns cleaned as a question is and cut to the question's limit: they become part of
+    the standalone question and of the rewrite prompt, so a 400 KB turn must not."""
+    out = []
+    for turn in history:
+        text = turn.get("content") or ""
+        text = " ".join("".join(" " if unicodedata.category(ch) == "Cc" else ch
+                                for ch in _ESCAPE_SEQUENCE.sub(" ", text[:4 * MAX_QUESTION_CHARS])).split())
+        out.append({**turn, "content": text[:MAX_QUESTION_CHARS]})
+    return out
 
 
 def render_answer(sentences: list[Sentence] | tuple[Sentence, ...]) -> str:

@@ -65,8 +65,10 @@ class SameOriginGuard:
     """
 
     def __init__(self, app, token: str = "", cookie: str = "rag-token", origin_hosts: tuple[str, ...] = (),
-                 hosts: list[str] | None = None, refuse: Refusal = plain_refusal):
+                 hosts: list[str] | None = None, refuse: Refusal = plain_refusal, throttle=None):
         self.app = app
+        # A rag.access.FailureThrottle: a client that keeps presenting wrong tokens waits.
+        self.throttle = throttle
         self.token = token
         self.cookie = cookie
         self.origin_hosts = {bracketed(h).lower() for h in origin_hosts}
@@ -86,9 +88,17 @@ class SameOriginGuard:
             await self.refuse(403, "Requests from another site's page are refused.",
                               "cross_origin")(scope, receive, send)
             return
+        client = str((scope.get("client") or ("",))[0])
+        # Checked before the token: while a client waits, not even a right guess gets an answer.
+        refused = self.throttle.refusal(client, self.refuse) if self.token and self.throttle else None
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
         if self.token and not self.holds_token(HTTPConnection(scope)):
             query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
             if not self.matches(dict(query).get("token", "")):
+                if self.throttle and self.presents_token(HTTPConnection(scope), dict(query)):
+                    self.throttle.failed(client)
                 await self.refuse(403, "Open the address the server printed at start-up: it holds the token "
                                   "this server asks for.", "missing_token")(scope, receive, send)
                 return
@@ -126,6 +136,11 @@ class SameOriginGuard:
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         return self.matches(request.cookies.get(self.cookie, "")) or (
             scheme.lower() == "bearer" and self.matches(credentials.strip()))
+
+    def presents_token(self, request, query: dict) -> bool:
+        """True when the request offers a token at all (a wrong one is a guess; none is a first visit)."""
+        return bool(query.get("token") or request.cookies.get(self.cookie)
+                    or request.headers.get("authorization", "").strip())
 
     def matches(self, candidate: str) -> bool:
         """True when `candidate` is the token (compared in constant time)."""

@@ -24,7 +24,7 @@ from rag.config import Settings
 from rag.pipeline import Pipeline
 from rag.serve import Turns, create_app
 
-KEY = "test-key-0123456789"
+KEY = "test-key-0123456789-abcdefghijklmnopqrstuv"
 BLETCHLEY = "How many nations signed the Bletchley Declaration?"
 
 
@@ -166,11 +166,12 @@ def test_an_unknown_path_and_a_wrong_method_are_openai_errors(api):
 
 def test_with_a_key_every_request_must_carry_it(fake_pipeline):
     api = TestClient(create_app(fake_pipeline, api_key=KEY), base_url="http://127.0.0.1")
+    # The right key first: six wrong ones make a client wait (tests/frontends/test_access.py).
+    assert api.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"},
                     {"Authorization": f"Bearer {KEY}x"}):
         assert_error(api.get("/v1/models", headers=headers), 401, code="invalid_api_key")
         assert_error(api.post("/v1/chat/completions", json=ask_body(), headers=headers), 401, code="invalid_api_key")
-    assert api.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
 
 
 def test_a_request_from_another_sites_page_or_under_another_host_name_gets_an_error_object(api):

@@ -18,7 +18,7 @@ from rag.webguard import allowed_hosts
 TIMEOUT_S = 60
 get, post, options = (partial(f, timeout=TIMEOUT_S) for f in (httpx.get, httpx.post, httpx.options))
 LOGIN = ("alice", "correct horse battery")
-TOKEN = "a-token-chosen-by-the-user"
+TOKEN = "a-token-chosen-by-the-user-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
