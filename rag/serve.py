@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import uuid
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .access import KEY_FILE_NAME, BearerGuard, client_of, server_key
-from .errors import BadInput, IndexMissing, RagError
+from .errors import BadInput, GenerationFailed, IndexBusy, IndexMismatch, IndexMissing, RagError
 from .index.collections import DEFAULT, check_name, collection_dir, collection_names, list_collections
 from .pipeline import Pipeline, clean_question
 from .records import Answer
@@ -59,13 +60,30 @@ def error_body(message: str, kind: str, param: str | None = None, code: str | No
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+# What a client is told of a server-side error: a fixed message per class. The details (paths,
+# database and generation server names) go to the server's log only.
+_SERVER_SIDE = (
+    (IndexMissing, 404, "this collection has no index yet: build one with `rag index`", "model_not_found"),
+    (IndexMismatch, 503, "this collection's index does not match the server's settings; see the server's log",
+     "unavailable"),
+    (IndexBusy, 503, "this collection is being indexed; try again soon", "unavailable"),
+    (GenerationFailed, 503, "the generation server failed to answer; see the server's log", "unavailable"),
+    (RagError, 503, "the server cannot answer now; see the server's log", "unavailable"),
+)
+log = logging.getLogger("rag.serve")
+
+
 def rag_error(exc: RagError) -> ApiError:
-    """A pipeline error as an ApiError: bad input 400, a collection without an index 404, else 503."""
+    """A pipeline error as an ApiError: bad input 400 (its own words), a collection without an index 404,
+    else 503; a server-side error gets its class's fixed message and is logged with its details."""
     if isinstance(exc, BadInput):
         return ApiError(400, str(exc), param="messages")
-    if isinstance(exc, IndexMissing):
-        return ApiError(404, str(exc), param="model", code="model_not_found")
-    return ApiError(503, str(exc), "server_error", code="unavailable")
+    for kind, status, message, code in _SERVER_SIDE:
+        if isinstance(exc, kind):
+            log.warning("%s: %s", type(exc).__name__, exc)
+            return ApiError(status, message, "invalid_request_error" if status == 404 else "server_error",
+                            param="model" if status == 404 else None, code=code)
+    raise AssertionError("unreachable: RagError is the last class")
 
 
 # --- the request -------------------------------------------------------------------------------------

@@ -202,16 +202,34 @@ def test_turns_admit_up_to_the_limit_and_free_a_place_when_one_leaves():
     assert turns.in_flight == 2
 
 
-def test_a_pipeline_failure_is_503_with_its_reason_and_no_traceback(api, fake_pipeline, monkeypatch):
+def test_a_pipeline_failure_is_503_with_its_class_message_and_the_details_only_in_the_log(
+        api, fake_pipeline, monkeypatch, caplog):
     from rag.errors import GenerationFailed
 
     def broken(*args, **kwargs):
-        raise GenerationFailed("the generation server at http://127.0.0.1:9 cannot be reached")
+        raise GenerationFailed("the generation server at http://10.1.2.3:9 cannot be reached")
         yield
 
     monkeypatch.setattr(fake_pipeline.generator, "stream", broken)
     error = assert_error(api.post("/v1/chat/completions", json=ask_body()), 503, code="unavailable")
-    assert "cannot be reached" in error["message"]
+    assert error["message"] == "the generation server failed to answer; see the server's log"
+    assert "10.1.2.3" in caplog.text  # the server's log keeps what the client is not told
+
+
+def test_a_collection_without_an_index_is_404_without_the_servers_path(api, fake_pipeline, monkeypatch):
+    from rag.errors import IndexMissing
+
+    def missing(*args, **kwargs):
+        raise IndexMissing("no index in /home/alice/private/idx/: build one with `rag index [PATH]`")
+        yield
+
+    monkeypatch.setattr(fake_pipeline.generator, "stream", missing)
+    error = assert_error(api.post("/v1/chat/completions", json=ask_body()), 404, code="model_not_found",
+                         param="model")
+    assert error["message"] == "this collection has no index yet: build one with `rag index`"  # the path before
+    with api.stream("POST", "/v1/chat/completions", json=ask_body(stream=True)) as r:
+        text = "".join(r.iter_text())
+    assert "model_not_found" in text and "/home/alice" not in text
 
 
 def test_an_unexpected_failure_is_500_without_a_traceback(api, fake_pipeline, monkeypatch):
