@@ -150,9 +150,10 @@ class Pipeline:
         return collection_dir(self.settings) / "uploads"
 
     def indexed_roots(self) -> list[Path]:
-        """The folders the index was last built from (the corpus, and uploads when there are any)."""
+        """The folders the index was last built from; before the first build, `corpus/` for the default
+        collection and nothing for a named one (it starts from its own uploads alone)."""
         roots = self.store.read_manifest()[1].get("roots", []) if self.store.exists() else []
-        return [Path(r) for r in roots] or [PROJECT_ROOT / "corpus"]
+        return [Path(r) for r in roots] or ([] if self.settings.collection else [PROJECT_ROOT / "corpus"])
 
     def documents(self) -> list[dict]:
         """The indexed documents: id, path, sha256, chunk count, pages."""
