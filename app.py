@@ -21,7 +21,8 @@ from rag.history import History, collection_label, history_path, model_label, wh
 from rag.pipeline import Pipeline, clean_question, upload_name  # noqa: E402
 from rag.records import Answer, Citation  # noqa: E402
 from rag.access import FailureThrottle, LoginThrottle, check_secret, new_secret  # noqa: E402
-from rag.webguard import SameOriginGuard, allowed_hosts, bracketed, is_loopback, plain_refusal  # noqa: E402
+from rag.webguard import (  # noqa: E402
+    SameOriginGuard, SecurityHeaders, allowed_hosts, bracketed, is_loopback, plain_refusal)
 
 import gradio as gr  # noqa: E402
 import uvicorn  # noqa: E402
@@ -621,6 +622,7 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple
         root.add_middleware(LoginThrottle, refuse=plain_refusal)
     root.add_middleware(SameOriginGuard, token=token, cookie=f"rag-token-{port}", origin_hosts=allow_hosts,
                         hosts=allowed_hosts(host, allow_hosts), throttle=FailureThrottle())
+    root.add_middleware(SecurityHeaders)
     server = uvicorn.Server(uvicorn.Config(root, host=host, port=port, log_level="warning", access_log=False))
     if block:
         server.run()

@@ -404,8 +404,11 @@ class Pipeline:
 
 
 def upload_name(name: str) -> str:
-    """The file name an upload is saved under: no folders (so no `../`), no line breaks."""
-    return Path(name.replace("\\", "/")).name.replace("\n", " ").replace("\r", " ").strip()
+    """The file name an upload is saved under: no folders (so no `../`), no control characters, and no
+    invisible formatting (bidi overrides such as U+202E would show "report‮fdp.txt" as "reporttxt.pdf")."""
+    name = "".join(" " if unicodedata.category(ch) == "Cc" else "" if unicodedata.category(ch) == "Cf" else ch
+                   for ch in Path(name.replace("\\", "/")).name)
+    return " ".join(name.split())
 
 
 def _idf(bm25, term: str) -> float:

@@ -31,7 +31,7 @@ from .errors import BadInput, GenerationFailed, IndexBusy, IndexMismatch, IndexM
 from .index.collections import DEFAULT, check_name, collection_dir, collection_names, list_collections
 from .pipeline import Pipeline, clean_question
 from .records import Answer
-from .webguard import SameOriginGuard, allowed_hosts, bracketed
+from .webguard import SameOriginGuard, SecurityHeaders, allowed_hosts, bracketed
 
 API_KEY_ENV = "RAG_API_KEY"
 MODEL_PREFIX = "rag:"
@@ -435,6 +435,7 @@ def create_app(pipeline: Pipeline, api_key: str = "", host: str = "127.0.0.1", m
     # The last added runs first: the Host and Origin checks, then the key.
     app.add_middleware(BearerGuard, key=api_key, refuse=refusal)
     app.add_middleware(SameOriginGuard, hosts=allowed_hosts(host), refuse=refusal)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -19,6 +20,12 @@ from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# A Host header: a DNS name or IPv4 address, or a bracketed IPv6 address, and an optional port.
+_HOST_HEADER = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                          r"\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# Sent with every response: no other site may frame the app, and no response is sniffed into another type.
+SECURITY_HEADERS = ((b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"),
+                    (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
 
 # What a refused request gets: (status, message, code) to a response. The UI answers in plain text,
 # `rag serve` with an OpenAI error object.
@@ -104,21 +111,26 @@ class SameOriginGuard:
                 return
             if scope["type"] == "http" and scope["method"] == "GET":
                 # The printed address: keep the token in a cookie, and take it out of the address bar.
+                # One leading slash: "//evil.example/" would send the browser to another site.
                 rest = urlencode([(k, v) for k, v in query if k != "token"])
-                response = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), status_code=303)
+                path = "/" + scope["path"].lstrip("/\\")
+                response = RedirectResponse(path + (f"?{rest}" if rest else ""), status_code=303)
                 response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
     def host_allowed(self, host: str) -> bool:
-        """True when the `Host` header ("name" or "name:port") names this server (DNS rebinding)."""
+        """True when the `Host` header ("name" or "name:port") names this server (DNS rebinding).
+
+        Anything but a name, an IPv4 or bracketed IPv6 address and a port is refused first: a URL
+        parser reads "evil.example\\@localhost" as localhost.
+        """
         if self.hosts is None:
             return True
-        try:
-            name = urlsplit(f"//{host}").hostname
-        except ValueError:  # "[::1", a bracket left open
+        if not _HOST_HEADER.fullmatch(host):
             return False
+        name = urlsplit(f"//{host}").hostname
         return bool(name) and bracketed(name) in self.hosts
 
     def same_origin(self, origin: str | None, host: str) -> bool:
@@ -145,6 +157,27 @@ class SameOriginGuard:
     def matches(self, candidate: str) -> bool:
         """True when `candidate` is the token (compared in constant time)."""
         return bool(candidate) and hmac.compare_digest(candidate.encode(), self.token.encode())
+
+
+class SecurityHeaders:
+    """ASGI middleware adding SECURITY_HEADERS to every HTTP response (a header the app set is kept)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def is_loopback(host: str) -> bool:
