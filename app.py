@@ -20,6 +20,7 @@ from rag.errors import RagError  # noqa: E402, I001
 from rag.history import History, collection_label, history_path, model_label, when  # noqa: E402
 from rag.pipeline import Pipeline, clean_question, upload_name  # noqa: E402
 from rag.records import Answer, Citation  # noqa: E402
+from rag.webcache import private_cache, start_expiry  # noqa: E402
 from rag.access import FailureThrottle, LoginThrottle, check_secret, new_secret  # noqa: E402
 from rag.webguard import (  # noqa: E402
     SameOriginGuard, SecurityHeaders, allowed_hosts, bracketed, is_loopback, plain_refusal)
@@ -661,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"app.py: error: {exc}", file=sys.stderr)
         return 2
     print(f"Index ready: {report.documents} documents, {report.chunks} chunks.")
+    start_expiry(private_cache(Path(pipeline.settings.index_dir)))  # before the UI is built
     url = f"http://{bracketed(args.host)}:{args.port}/"
     if auth:
         print(f"Open {url} and log in as {user!r} with the password in RAG_UI_PASSWORD.")

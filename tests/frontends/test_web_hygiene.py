@@ -4,6 +4,10 @@ no framing or sniffing, upload names without control or bidi characters, no syml
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +20,7 @@ from rag.config import Settings
 from rag.errors import BadInput
 from rag.pipeline import Pipeline, upload_name
 from rag.serve import create_app
+from rag.webcache import expire
 from rag.webguard import SameOriginGuard, allowed_hosts
 
 
@@ -92,3 +97,29 @@ def test_a_collection_whose_folder_is_a_symbolic_link_is_refused(tmp_path):
     with pytest.raises(BadInput, match=r"^collection 'evil': .* is a symbolic link"):
         pipeline.add_documents([("a.txt", b"The Zorblax festival.")])
     assert list(elsewhere.iterdir()) == []  # the upload and an index were written there before
+
+
+def test_the_ui_keeps_its_upload_cache_in_the_index_folder_for_its_owner_alone(monkeypatch, capsys, fake_pipeline):
+    for name in ("RAG_UI_USER", "RAG_UI_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAG_UI_TOKEN", KEY)
+    with serving(monkeypatch, capsys, fake_pipeline) as (url, _):
+        cache = Path(fake_pipeline.settings.index_dir).resolve() / "gradio-cache"
+        posted = httpx.post(url + "gradio_api/upload", headers={"Authorization": f"Bearer {KEY}"},
+                            files={"files": ("notes.txt", b"The Zorblax festival.")}, timeout=TIMEOUT_S)
+        assert posted.status_code == 200, posted.text
+        [stored] = posted.json()
+    assert Path(stored).is_relative_to(cache)  # the shared temp folder before
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+
+
+def test_the_cache_sweep_deletes_old_files_and_their_folders_and_keeps_new_ones(tmp_path):
+    old, new = tmp_path / "abc123" / "old.txt", tmp_path / "def456" / "new.txt"
+    for path in (old, new):
+        path.parent.mkdir()
+        path.write_text("x")
+    hour_ago = time.time() - 3700
+    for path in (old, old.parent):
+        os.utime(path, (hour_ago, hour_ago))
+    assert expire(tmp_path, age=3600) == 1
+    assert not old.parent.exists() and new.exists()
