@@ -369,6 +369,41 @@ def test_a_port_in_use_is_a_one_line_error_before_any_model_loads(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_three_clients_of_the_default_tier_at_once_each_get_a_whole_checked_answer(server):
+    """The default tier, which answers: each client's stream ends in a grounded answer, its marker cited."""
+    from openai import OpenAI
+
+    url, _ = server
+    questions = [BLETCHLEY, "When was China's generative AI regulation enacted?", BLETCHLEY]
+    results: dict[int, tuple[str, dict]] = {}
+    errors: list[BaseException] = []
+
+    def client(i: int) -> None:
+        try:
+            api = OpenAI(base_url=url, api_key=KEY, max_retries=0, timeout=600)
+            chunks = list(api.chat.completions.create(model="rag:default", stream=True, messages=[
+                {"role": "user", "content": questions[i]}]))
+            assert chunks[-1].choices[0].finish_reason == "stop"
+            results[i] = ("".join(c.choices[0].delta.content or "" for c in chunks), chunks[-1].model_extra["rag"])
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(questions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(results) == [0, 1, 2]
+    for i, (text, rag) in results.items():
+        marks = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+        assert not rag["abstained"] and rag["verdict"] != "not found in the documents", (questions[i], text)
+        assert marks and marks <= {c["id"] for c in rag["citations"]}, (text, rag)
+        assert rag["standalone_question"] == questions[i]
+    assert results[0][0] == results[2][0] and results[0][0].startswith("28")
+
+
+@pytest.mark.integration
 @pytest.mark.slow
 def test_twenty_clients_at_once_all_get_complete_answers(served_index):
     """20 streaming clients in threads against the fastest tier: every one ends with its citations and [DONE]."""
