@@ -1,5 +1,6 @@
 """What one request may cost (issue 26, items 6 and 7): earlier turns have the question's limit, an
-abandoned stream stops its generation, one client cannot fill the queue, and uploads have their own lane."""
+abandoned stream stops its generation, and one client cannot fill the queue. (Uploads' own lane:
+tests/answer/test_remote_generator.py::test_the_ui_answers_several_questions_at_once_only_with_a_generation_server.)"""
 
 from __future__ import annotations
 
@@ -110,11 +111,3 @@ def test_a_client_that_goes_away_stops_its_generation_and_frees_its_place(slow_s
     with send(port, ask_body(stream=True)) as again:
         assert again.recv(4096).startswith(b"HTTP/1.1 200")  # not 429: the abandoned request left the queue
 
-
-def test_uploads_and_removals_take_a_lane_of_their_own_beside_the_answers(fake_pipeline):
-    import app
-
-    lanes = {fn.fn.__name__: fn.concurrency_id for fn in app.build_app(fake_pipeline).fns.values()
-             if fn.fn is not None and hasattr(fn.fn, "__name__")}
-    assert lanes["add_files"] == lanes["remove"] != lanes["respond"]
-    assert lanes["respond"] == lanes["ask"]
