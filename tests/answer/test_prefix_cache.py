@@ -2,12 +2,11 @@
 kept KV state, never evaluated again; counted in tokens on the real llama.cpp (the fast SmolLM2 tier)."""
 
 import pytest
+from conftest import CORPUS
 
 from rag.answer.generate import LlamaGenerator
 from rag.config import Settings
 from rag.pipeline import Pipeline
-
-from conftest import CORPUS
 
 pytestmark = pytest.mark.integration
 
