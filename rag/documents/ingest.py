@@ -53,11 +53,6 @@ class ReadLimits:
         return self.max_pdf_chars, "max_pdf_chars"
 
 
-def too_much_text(path: Path, limits: ReadLimits, size: int) -> UnreadableDocument:
-    """The error for a file past its text limit."""
-    limit, setting = limits.text_limit(size)
-    return UnreadableDocument(f"{path}: more than {limit:,} characters of text ({setting})")
-
 
 @dataclass(frozen=True)
 class Skipped:
@@ -264,7 +259,7 @@ def pdf_pages(data: bytes, path: Path, limits: ReadLimits = ReadLimits(), progre
 
     from pypdf import PdfReader
 
-    from .ocr import fill_scanned_pages
+    from .ocr import fill_scanned_pages, too_much_text
 
     # pypdf logs damage it works around ("EOF marker not found"); the one-line reason says enough.
     logging.getLogger("pypdf").setLevel(logging.ERROR)

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UnreadableDocument
-from .ingest import too_much_text
 
 # Fewer characters than this on a page that shows an image: a scan (perhaps with a stamped page number).
 MIN_TEXT_CHARS = 16
@@ -123,6 +122,12 @@ def fill_scanned_pages(reader, data: bytes, pages: list[str], path: Path, limits
     if sum(map(len, pages)) > limit:  # with every page from the cache
         raise too_much_text(path, limits, len(data))
     return pages
+
+
+def too_much_text(path: Path, limits, size: int) -> UnreadableDocument:
+    """The error for a file of `size` bytes past its text limit (`ReadLimits.text_limit`)."""
+    limit, setting = limits.text_limit(size)
+    return UnreadableDocument(f"{path}: more than {limit:,} characters of text ({setting})")
 
 
 def render_page(document, number: int) -> bytes:
