@@ -7,7 +7,6 @@ import contextlib
 import html
 import os
 import re
-import secrets
 import sys
 import threading
 import time
@@ -21,7 +20,10 @@ from rag.errors import RagError  # noqa: E402, I001
 from rag.history import History, collection_label, history_path, model_label, when  # noqa: E402
 from rag.pipeline import Pipeline, clean_question, upload_name  # noqa: E402
 from rag.records import Answer, Citation  # noqa: E402
-from rag.webguard import SameOriginGuard, allowed_hosts, bracketed, is_loopback  # noqa: E402
+from rag.webcache import private_cache, start_expiry  # noqa: E402
+from rag.access import FailureThrottle, LoginThrottle, check_secret, new_secret  # noqa: E402
+from rag.webguard import (  # noqa: E402
+    SameOriginGuard, SecurityHeaders, allowed_hosts, bracketed, is_loopback, plain_refusal)
 
 import gradio as gr  # noqa: E402
 import uvicorn  # noqa: E402
@@ -531,9 +533,11 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
     models = list(dict.fromkeys([DEFAULT_MODEL, *tiers, *s.models, *([s.model] if s.model else [])]))
     serial = {"concurrency_limit": 1, "concurrency_id": "pipeline"}
     # The in-process model answers one question at a time (its context is locked); a generation
-    # server takes several at once and batches or queues them itself. Index changes stay serial.
+    # server takes several at once and batches or queues them itself.
     answering = ({"concurrency_limit": max(1, s.llm_concurrency), "concurrency_id": "answers"}
                  if s.llm_url else serial)
+    # Uploads and removals take turns on a lane of their own: questions are answered while a file is read.
+    documents_lane = {"concurrency_limit": 1, "concurrency_id": "documents"}
 
     with gr.Blocks(title="Ask your documents", analytics_enabled=False) as app:
         gr.Markdown("## Ask your documents\nAnswers come only from the indexed documents; "
@@ -582,10 +586,10 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                            api_visibility="private", queue=False)
         chatbot.clear(lambda: ([], NO_SOURCES), None, [turns, sources], api_visibility="private", queue=False)
         upload.upload(backend.add_files, [upload, collection], [upload_status, documents, to_remove],
-                      api_visibility="private", **serial).success(
+                      api_visibility="private", **documents_lane).success(
             lambda: None, None, upload, api_visibility="private", queue=False)
         remove_button.click(backend.remove, [to_remove, collection], [upload_status, documents, to_remove],
-                            api_visibility="private", **serial)
+                            api_visibility="private", **documents_lane)
         app.load(backend.collections_view, None, collection, api_visibility="private", queue=False).then(
             backend.documents_view, collection, [documents, to_remove], api_visibility="private")
         app.load(None, None, None, js=CITATION_CLICKS_JS)
@@ -614,9 +618,12 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple
                         footer_links=["api"], run_history=False, auth=auth, show_error=True,
                         max_file_size=f"{max_upload_mb}mb", ssr_mode=False, enable_monitoring=False,
                         mcp_server=False)
-    # The Host check, then the Origin and token checks.
+    # The Host check, then the Origin and token checks, then the login's brake on guessing.
+    if auth:
+        root.add_middleware(LoginThrottle, refuse=plain_refusal)
     root.add_middleware(SameOriginGuard, token=token, cookie=f"rag-token-{port}", origin_hosts=allow_hosts,
-                        hosts=allowed_hosts(host, allow_hosts))
+                        hosts=allowed_hosts(host, allow_hosts), throttle=FailureThrottle())
+    root.add_middleware(SecurityHeaders)
     server = uvicorn.Server(uvicorn.Config(root, host=host, port=port, log_level="warning", access_log=False))
     if block:
         server.run()
@@ -647,14 +654,15 @@ def main(argv: list[str] | None = None) -> int:
               "set RAG_UI_USER and RAG_UI_PASSWORD to require a login", file=sys.stderr)
         return 2
     # Without a login, only this machine can connect, and the token keeps out its other users.
-    token = "" if auth else os.environ.get("RAG_UI_TOKEN") or secrets.token_urlsafe(24)
     try:
+        token = "" if auth else check_secret(os.environ.get("RAG_UI_TOKEN") or new_secret(), "RAG_UI_TOKEN")
         pipeline = Pipeline.from_settings()
         report = pipeline.index(pipeline.indexed_roots())
     except RagError as exc:
         print(f"app.py: error: {exc}", file=sys.stderr)
         return 2
     print(f"Index ready: {report.documents} documents, {report.chunks} chunks.")
+    start_expiry(private_cache(Path(pipeline.settings.index_dir)))  # before the UI is built
     url = f"http://{bracketed(args.host)}:{args.port}/"
     if auth:
         print(f"Open {url} and log in as {user!r} with the password in RAG_UI_PASSWORD.")

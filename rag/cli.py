@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1); "
                    "off loopback $RAG_API_KEY must be set")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--no-auth", action="store_true", help="ask for no API key (loopback only); by default "
+                   "clients send $RAG_API_KEY, or the key made for the run (printed, and in INDEX_DIR/api-key)")
 
     p = common(sub.add_parser("mcp", help="the tools search, fetch, ask and list_collections for AI assistants "
                               "(Model Context Protocol) over stdio, or Streamable HTTP with --http"), model=True)
@@ -480,7 +482,7 @@ def cmd_mcp(args) -> int:
 def cmd_serve(args) -> int:
     from .serve import run_server
 
-    return run_server(_pipeline(args), args.host, args.port)
+    return run_server(_pipeline(args), args.host, args.port, args.no_auth)
 
 
 COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat, "history": cmd_history,

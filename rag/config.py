@@ -69,6 +69,13 @@ class Settings:
     ocr: bool = True
     ocr_page_timeout: float = 120.0
     ocr_file_timeout: float = 1800.0
+    # Distinct scanned pages one file may send to OCR, in `rag index` and in an upload (a file with
+    # more is skipped); an upload's text may be at most upload_text_ratio characters per byte of the
+    # file (100,000 always allowed), and one upload's files together max_upload_chars.
+    max_ocr_pages: int = 1000
+    max_upload_ocr_pages: int = 50
+    upload_text_ratio: int = 20
+    max_upload_chars: int = 2_000_000
     # A long `rag index` commits after this many changed files or seconds, whichever comes first, so
     # a killed run resumes from its last commit (0 turns either off).
     commit_files: int = 200

@@ -297,7 +297,10 @@ def markdown_text(text: str, markers: bool = False) -> str:
     """Text from a document or the model as one line of inert Markdown: markup escaped, so a renderer
     shows it as written and never as HTML, a link or emphasis. With `markers`, [n] stay as they are."""
     text = _MARKDOWN_PUNCTUATION.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
-    return _ESCAPED_MARKER.sub(r"[\1]", text) if markers else text
+    if not markers:
+        return text
+    # A restored marker followed by "(" would be a link again: "[1](javascript:...)".
+    return _ESCAPED_MARKER.sub(r"[\1]", text).replace("](", "]\\(")
 
 
 def turns_count(n: int) -> str:

@@ -9,10 +9,8 @@ tool errors (`isError`, one line) that a model can read and correct, never as a 
 
 from __future__ import annotations
 
-import hmac
 import os
 import re
-import secrets
 import threading
 import unicodedata
 from pathlib import Path
@@ -20,14 +18,14 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from .access import BearerGuard, server_key
 from .errors import BadInput, RagError
 from .index.collections import DEFAULT, check_name, list_collections
 from .pipeline import ABSTAIN, Pipeline
 from .records import Answer, Chunk, Citation
-from .webguard import SameOriginGuard, allowed_hosts, bracketed, is_loopback
+from .webguard import SameOriginGuard, allowed_hosts, bracketed
 
 API_KEY_ENV = "RAG_API_KEY"
-MIN_KEY_CHARS = 32
 KEY_FILE = "mcp-key"
 DEFAULT_PORT = 8765
 MAX_FETCH_CHARS = 50_000
@@ -47,51 +45,22 @@ def http_key(index_dir: Path | str, no_auth: bool = False, host: str = "127.0.0.
              environ: dict | None = None) -> tuple[str, str]:
     """The key every HTTP request must carry as `Authorization: Bearer <key>`, and where it came from.
 
-    $RAG_API_KEY when set (at least 32 characters, else BadInput); otherwise a new key for this run,
-    written to `index_dir/mcp-key` (mode 0600) for the caller to print once. `no_auth` gives ("", "none"),
-    on loopback only. Returns (key, source) with source "env", "file" or "none".
+    The same rules as `rag serve` (rag/access.py): $RAG_API_KEY when set (at least 32 characters, else
+    BadInput; required off loopback); otherwise a new key for this run, written to `index_dir/mcp-key`
+    (mode 0600) for the caller to print once. `no_auth` gives ("", "none"), on loopback only. Returns
+    (key, source) with source "env", "file" or "none".
     """
-    env = os.environ if environ is None else environ
-    if no_auth:
-        if not is_loopback(host):
-            raise BadInput(f"--no-auth is for loopback only: --host {host} can be reached from other machines")
+    chosen = server_key(host, Path(index_dir) / KEY_FILE, no_auth, API_KEY_ENV,
+                        os.environ if environ is None else environ)
+    if not chosen.key:
         return "", "none"
-    key = env.get(API_KEY_ENV, "")
-    if key:
-        if len(key) < MIN_KEY_CHARS:
-            raise BadInput(f"{API_KEY_ENV} is {len(key)} characters long; use at least {MIN_KEY_CHARS} "
-                           "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
-        return key, "env"
-    key = secrets.token_urlsafe(32)
-    path = Path(index_dir) / KEY_FILE
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), 0o600)  # an older file keeps its mode through O_CREAT
-            fh.write(key + "\n")
-    except OSError as exc:
-        raise BadInput(f"cannot write the key file {path}: {exc.strerror or exc}") from None
-    return key, "file"
+    return chosen.key, "env" if chosen.source.startswith("$") else "file"
 
 
-class BearerKeyGuard:
-    """ASGI middleware: with a key, every HTTP request must carry `Authorization: Bearer <key>`."""
+def _refuse(status: int, message: str, code: str):
+    from starlette.responses import JSONResponse
 
-    def __init__(self, app, key: str):
-        self.app, self.key = app, key.encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and self.key:
-            from starlette.datastructures import Headers
-            from starlette.responses import JSONResponse
-
-            scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.key):
-                await JSONResponse({"error": "send the key `rag mcp` printed as `Authorization: Bearer <key>`"},
-                                   401)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+    return JSONResponse({"error": message, "code": code}, status)
 
 
 # --- the tools, as plain methods over the pipeline -----------------------------------------------------
@@ -334,7 +303,7 @@ def http_app(server, host: str, key: str, path: str = "/mcp"):
     app = server.streamable_http_app(streamable_http_path=path, host=host,
                                      transport_security=TransportSecuritySettings(
                                          enable_dns_rebinding_protection=False))
-    return SameOriginGuard(BearerKeyGuard(app, key), hosts=allowed_hosts(host))
+    return SameOriginGuard(BearerGuard(app, key, _refuse), hosts=allowed_hosts(host))
 
 
 def run_mcp(pipeline: Pipeline, transport: str = "stdio", host: str = "127.0.0.1", port: int = DEFAULT_PORT,

@@ -136,7 +136,13 @@ class Pipeline:
         return ReadLimits(max_pdf_pages=s.max_pdf_pages, max_pdf_chars=s.max_pdf_chars,
                           seconds=s.parse_timeout, memory_mb=s.parse_memory_mb, ocr=s.ocr,
                           ocr_seconds=s.ocr_page_timeout, ocr_file_seconds=s.ocr_file_timeout,
-                          ocr_cache=str(Path(s.index_dir) / "ocr-cache"))
+                          ocr_cache=str(Path(s.index_dir) / "ocr-cache"), max_ocr_pages=s.max_ocr_pages)
+
+    @property
+    def upload_limits(self):
+        """What reading one uploaded file may cost: fewer OCR pages, and text bounded by the file's size."""
+        s = self.settings
+        return replace(self.read_limits, max_ocr_pages=s.max_upload_ocr_pages, max_text_ratio=s.upload_text_ratio)
 
     @property
     def uploads_dir(self) -> Path:
@@ -145,9 +151,10 @@ class Pipeline:
         return collection_dir(self.settings) / "uploads"
 
     def indexed_roots(self) -> list[Path]:
-        """The folders the index was last built from (the corpus, and uploads when there are any)."""
+        """The folders the index was last built from; before the first build, `corpus/` for the default
+        collection and nothing for a named one (it starts from its own uploads alone)."""
         roots = self.store.read_manifest()[1].get("roots", []) if self.store.exists() else []
-        return [Path(r) for r in roots] or [PROJECT_ROOT / "corpus"]
+        return [Path(r) for r in roots] or ([] if self.settings.collection else [PROJECT_ROOT / "corpus"])
 
     def documents(self) -> list[dict]:
         """The indexed documents: id, path, sha256, chunk count, pages."""
@@ -166,8 +173,8 @@ class Pipeline:
         from .documents.isolation import IsolatedReader
         from .errors import UnreadableDocument
 
-        saved = []
-        with IsolatedReader(self.read_limits, ocr_progress) as reader:
+        saved, chars = [], 0
+        with IsolatedReader(self.upload_limits, ocr_progress) as reader:
             for name, data in files:
                 safe = upload_name(name)
                 if not safe or safe.startswith(".") or Path(safe).suffix.lower() not in SUFFIXES:
@@ -175,9 +182,13 @@ class Pipeline:
                 if len(data) > self.settings.max_upload_mb * 1024 * 1024:
                     raise BadInput(f"{safe}: larger than the {self.settings.max_upload_mb} MB upload limit")
                 try:
-                    reader.read(Path(safe), safe, data)
+                    chars += len(reader.read(Path(safe), safe, data).text)
                 except UnreadableDocument as exc:
                     raise BadInput(str(exc)) from None
+                if chars > self.settings.max_upload_chars:
+                    raise BadInput(f"{safe}: the files of this upload hold more than "
+                                   f"{self.settings.max_upload_chars:,} characters of text together "
+                                   "(max_upload_chars); add them in smaller batches")
                 saved.append((safe, data))
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         for safe, data in saved:
@@ -246,7 +257,7 @@ class Pipeline:
         timings: dict[str, float] = {}
         question = clean_question(question)
         chosen = self.select_documents(documents)
-        standalone = self.rewrite_follow_up(question, history or [])
+        standalone = self.rewrite_follow_up(question, bounded_history(history or []))
         if INSTRUCTION.search(question):
             yield self._abstain(question, standalone, timings, began, "refused")
             return
@@ -330,7 +341,9 @@ class Pipeline:
                 "rewrite.txt", history=history[-4:], question=question)}], 48)).strip()
             if 0 < len(rewritten) < 300 and set(content_terms(question)) <= set(content_terms(rewritten)):
                 return rewritten
-        return f"{question} ({earlier[-1]})"
+        # The standalone question has the question's limit: the earlier turn gives what room is left.
+        room = MAX_QUESTION_CHARS - len(question) - 3
+        return f"{question} ({earlier[-1][:room].rstrip()})" if room > 0 else question
 
     def messages(self, passages: list[Citation], question: str, mode: str = "short") -> list[dict]:
         """The chat the model reads: the mode's fixed prompt first (its KV state is kept, see `decoding`),
@@ -428,8 +441,11 @@ class Pipeline:
 
 
 def upload_name(name: str) -> str:
-    """The file name an upload is saved under: no folders (so no `../`), no line breaks."""
-    return Path(name.replace("\\", "/")).name.replace("\n", " ").replace("\r", " ").strip()
+    """The file name an upload is saved under: no folders (so no `../`), no control characters, and no
+    invisible formatting (bidi overrides such as U+202E would show "report‮fdp.txt" as "reporttxt.pdf")."""
+    name = "".join(" " if unicodedata.category(ch) == "Cc" else "" if unicodedata.category(ch) == "Cf" else ch
+                   for ch in Path(name.replace("\\", "/")).name)
+    return " ".join(name.split())
 
 
 def _idf(bm25, term: str) -> float:
@@ -455,6 +471,18 @@ def clean_question(question: str) -> str:
     if len(text) > MAX_QUESTION_CHARS:
         raise BadInput(f"the question is {len(text):,} characters long; the limit is {MAX_QUESTION_CHARS:,}")
     return text
+
+
+def bounded_history(history: list[dict]) -> list[dict]:
+    """Earlier turns cleaned as a question is and cut to the question's limit: they become part of
+    the standalone question and of the rewrite prompt, so a 400 KB turn must not."""
+    out = []
+    for turn in history:
+        text = turn.get("content") or ""
+        text = " ".join("".join(" " if unicodedata.category(ch) == "Cc" else ch
+                                for ch in _ESCAPE_SEQUENCE.sub(" ", text[:4 * MAX_QUESTION_CHARS])).split())
+        out.append({**turn, "content": text[:MAX_QUESTION_CHARS]})
+    return out
 
 
 def render_answer(sentences: list[Sentence] | tuple[Sentence, ...]) -> str:

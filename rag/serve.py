@@ -13,30 +13,32 @@ serving), and past `queue_limit` requests in flight a new one gets 429 at once.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
-import os
+import logging
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from .errors import BadInput, IndexMissing, RagError
+from .access import KEY_FILE_NAME, BearerGuard, client_of, server_key
+from .errors import BadInput, GenerationFailed, IndexBusy, IndexMismatch, IndexMissing, RagError
 from .index.collections import DEFAULT, check_name, collection_dir, collection_names, list_collections
 from .pipeline import Pipeline, clean_question
 from .records import Answer
-from .webguard import SameOriginGuard, allowed_hosts, bracketed, is_loopback
+from .webguard import SameOriginGuard, SecurityHeaders, allowed_hosts, bracketed
 
 API_KEY_ENV = "RAG_API_KEY"
 MODEL_PREFIX = "rag:"
 MAX_BODY_BYTES = 1_000_000
 QUEUE_LIMIT = 64
+# Requests in flight from one address: one client cannot take every place in the queue.
+CLIENT_LIMIT = 32
 _END = object()
 
 
@@ -58,13 +60,30 @@ def error_body(message: str, kind: str, param: str | None = None, code: str | No
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
+# What a client is told of a server-side error: a fixed message per class. The details (paths,
+# database and generation server names) go to the server's log only.
+_SERVER_SIDE = (
+    (IndexMissing, 404, "this collection has no index yet: build one with `rag index`", "model_not_found"),
+    (IndexMismatch, 503, "this collection's index does not match the server's settings; see the server's log",
+     "unavailable"),
+    (IndexBusy, 503, "this collection is being indexed; try again soon", "unavailable"),
+    (GenerationFailed, 503, "the generation server failed to answer; see the server's log", "unavailable"),
+    (RagError, 503, "the server cannot answer now; see the server's log", "unavailable"),
+)
+log = logging.getLogger("rag.serve")
+
+
 def rag_error(exc: RagError) -> ApiError:
-    """A pipeline error as an ApiError: bad input 400, a collection without an index 404, else 503."""
+    """A pipeline error as an ApiError: bad input 400 (its own words), a collection without an index 404,
+    else 503; a server-side error gets its class's fixed message and is logged with its details."""
     if isinstance(exc, BadInput):
         return ApiError(400, str(exc), param="messages")
-    if isinstance(exc, IndexMissing):
-        return ApiError(404, str(exc), param="model", code="model_not_found")
-    return ApiError(503, str(exc), "server_error", code="unavailable")
+    for kind, status, message, code in _SERVER_SIDE:
+        if isinstance(exc, kind):
+            log.warning("%s: %s", type(exc).__name__, exc)
+            return ApiError(status, message, "invalid_request_error" if status == 404 else "server_error",
+                            param="model" if status == 404 else None, code=code)
+    raise AssertionError("unreachable: RagError is the last class")
 
 
 # --- the request -------------------------------------------------------------------------------------
@@ -115,8 +134,16 @@ def question_and_history(request: ChatRequest) -> tuple[str, list[dict]]:
         question = clean_question(message_text(request.messages[-1], last))
     except BadInput as exc:
         raise ApiError(400, str(exc), param=f"messages.{last}") from None
-    history = [{"role": m.role, "content": message_text(m, i)} for i, m in enumerate(request.messages[:-1])
-               if m.role in ("user", "assistant")]
+    history = []
+    for i, m in enumerate(request.messages[:-1]):
+        if m.role not in ("user", "assistant"):
+            continue
+        text = message_text(m, i)
+        try:  # an earlier turn becomes part of the standalone question: it has the question's limit
+            history.append({"role": m.role, "content": clean_question(text) if text.strip() else ""})
+        except BadInput as exc:
+            raise ApiError(400, f"messages[{i}]: {str(exc).replace('the question', 'this message', 1)}",
+                           param=f"messages.{i}") from None
     return question, history
 
 
@@ -239,33 +266,45 @@ def _stamp(settings) -> str:
 
 
 class Turns:
-    """The model's turns: `slots` requests generate at once; past `limit` in flight, a new one is refused."""
+    """The model's turns: `slots` requests generate at once; past `limit` in flight (or `per_client`
+    from one address), a new one is refused."""
 
-    def __init__(self, slots: int = 1, limit: int = QUEUE_LIMIT):
+    def __init__(self, slots: int = 1, limit: int = QUEUE_LIMIT, per_client: int = CLIENT_LIMIT):
         self.slots = threading.BoundedSemaphore(max(1, slots))
         self.limit = limit
+        self.per_client = per_client
         self.in_flight = 0
+        self.clients: dict[str, int] = {}
         self._count = threading.Lock()
 
-    def enter(self) -> None:
+    def enter(self, client: str = "") -> None:
         with self._count:
             if self.in_flight >= self.limit:
                 raise ApiError(429, f"{self.in_flight} requests are already waiting for the model; try again soon",
                                "rate_limit_exceeded", code="queue_full")
+            if self.clients.get(client, 0) >= self.per_client:
+                raise ApiError(429, f"this client already has {self.per_client} requests waiting for the model; "
+                               "try again when one is answered", "rate_limit_exceeded", code="client_queue_full")
             self.in_flight += 1
+            self.clients[client] = self.clients.get(client, 0) + 1
 
-    def leave(self) -> None:
+    def leave(self, client: str = "") -> None:
         with self._count:
             self.in_flight -= 1
+            self.clients[client] -= 1
+            if not self.clients[client]:
+                del self.clients[client]
 
     def start(self, pipeline: Pipeline, question: str, history: list[dict],
-              documents: list[str] | None = None) -> asyncio.Queue:
+              documents: list[str] | None = None, client: str = "") -> tuple[asyncio.Queue, threading.Event]:
         """Run `pipeline.stream` in a thread when its turn comes; its items arrive on the returned queue.
 
-        Call after `enter()`; the thread leaves when done, even when nobody reads the queue any more.
+        Call after `enter(client)`; the thread leaves when done. Setting the returned event (the client
+        went away) stops it: before it takes a slot, or between two tokens.
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
+        cancelled = threading.Event()
 
         def put(item) -> None:
             try:
@@ -276,16 +315,24 @@ class Turns:
         def work() -> None:
             try:
                 with self.slots:
-                    for item in pipeline.stream(question, history, documents=documents):
-                        put(item)
+                    if cancelled.is_set():
+                        return
+                    answering = pipeline.stream(question, history, documents=documents)
+                    try:
+                        for item in answering:
+                            if cancelled.is_set():
+                                return
+                            put(item)
+                    finally:
+                        answering.close()  # stops the generation at the token it is on
             except Exception as exc:  # handed to the request, which turns it into an error object
                 put(exc)
             finally:
-                self.leave()
+                self.leave(client)
                 put(_END)
 
         threading.Thread(target=work, daemon=True, name="rag-answer").start()
-        return queue
+        return queue, cancelled
 
 
 async def items(queue: asyncio.Queue) -> AsyncIterator:
@@ -300,25 +347,14 @@ async def items(queue: asyncio.Queue) -> AsyncIterator:
 
 
 # --- the app ----------------------------------------------------------------------------------------
-class ApiKeyGuard:
-    """ASGI middleware: with a key, every request must carry `Authorization: Bearer <key>` (constant-time check)."""
-
-    def __init__(self, app, key: str):
-        self.app, self.key = app, key.encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and self.key:
-            scheme, _, given = Headers(scope=scope).get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.key):
-                await ApiError(401, "Incorrect API key provided: send it as `Authorization: Bearer <key>`",
-                               code="invalid_api_key").response()(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def refusal(status: int, message: str, code: str) -> JSONResponse:
+    """A refused request (Host, Origin, key) as an OpenAI error object."""
+    return ApiError(status, message, code=code).response()
 
 
 def create_app(pipeline: Pipeline, api_key: str = "", host: str = "127.0.0.1", max_body: int = MAX_BODY_BYTES,
-               queue_limit: int = QUEUE_LIMIT):
-    """The FastAPI app over `pipeline`'s collections, not yet served."""
+               queue_limit: int = QUEUE_LIMIT, per_client: int = CLIENT_LIMIT):
+    """The FastAPI app over `pipeline`'s collections, not yet served; with `api_key`, it is required."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from sse_starlette import EventSourceResponse
@@ -326,7 +362,7 @@ def create_app(pipeline: Pipeline, api_key: str = "", host: str = "127.0.0.1", m
 
     collections = Collections(pipeline)
     s = pipeline.settings
-    turns = Turns(s.llm_concurrency if s.llm_url else 1, queue_limit)
+    turns = Turns(s.llm_concurrency if s.llm_url else 1, queue_limit, per_client)
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(ApiError)
@@ -363,14 +399,16 @@ def create_app(pipeline: Pipeline, api_key: str = "", host: str = "127.0.0.1", m
             raise ApiError(400, str(exc), param="rag.documents") from None
         except RagError as exc:
             raise rag_error(exc) from None
-        turns.enter()
-        queue = turns.start(answering, question, history, documents)
+        client = client_of(request.scope)
+        turns.enter(client)
+        queue, cancelled = turns.start(answering, question, history, documents, client)
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         if not chat.stream:
-            return JSONResponse(await complete(queue, cid, chat.model, collection, answering))
-        return EventSourceResponse(stream(queue, cid, chat.model, collection), ping=10)
+            return JSONResponse(await complete(request, queue, cancelled, cid, chat.model, collection, answering))
+        return EventSourceResponse(stream(queue, cancelled, cid, chat.model, collection), ping=10)
 
-    async def complete(queue, cid, model, collection, answering) -> dict:
+    async def complete(request, queue, cancelled, cid, model, collection, answering) -> dict:
+        watch = asyncio.create_task(_cancel_on_disconnect(request, cancelled))
         try:
             async for item in items(queue):
                 if isinstance(item, Answer):
@@ -378,9 +416,19 @@ def create_app(pipeline: Pipeline, api_key: str = "", host: str = "127.0.0.1", m
                     return completion(cid, model, item, collection, tokens)
         except RagError as exc:
             raise rag_error(exc) from None
+        finally:
+            watch.cancel()
+            cancelled.set()
         raise ApiError(500, "the pipeline ended without an answer", "server_error")
 
-    async def stream(queue, cid, model, collection):
+    async def stream(queue, cancelled, cid, model, collection):
+        try:
+            async for event in events(queue, cid, model, collection):
+                yield event
+        finally:  # the last event sent, or the client gone (the response cancels this generator)
+            cancelled.set()
+
+    async def events(queue, cid, model, collection):
         yield {"data": chunk(cid, model, {"role": "assistant", "content": ""})}
         try:
             async for item in items(queue):
@@ -401,26 +449,32 @@ def create_app(pipeline: Pipeline, api_key: str = "", host: str = "127.0.0.1", m
         yield {"data": "[DONE]"}
 
     # The last added runs first: the Host and Origin checks, then the key.
-    app.add_middleware(ApiKeyGuard, key=api_key)
-    app.add_middleware(SameOriginGuard, hosts=allowed_hosts(host),
-                       refuse=lambda status, message, code: ApiError(status, message, code=code).response())
+    app.add_middleware(BearerGuard, key=api_key, refuse=refusal)
+    app.add_middleware(SameOriginGuard, hosts=allowed_hosts(host), refuse=refusal)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
-def run_server(pipeline: Pipeline, host: str = "127.0.0.1", port: int = 8000) -> int:
-    """Serve the API until interrupted; BadInput off loopback without $RAG_API_KEY."""
+async def _cancel_on_disconnect(request: Request, cancelled: threading.Event) -> None:
+    """Set `cancelled` when the client of a (non-streaming) request goes away."""
+    while not cancelled.is_set():
+        if await request.is_disconnected():
+            cancelled.set()
+            return
+        await asyncio.sleep(0.5)
+
+
+def run_server(pipeline: Pipeline, host: str = "127.0.0.1", port: int = 8000, no_auth: bool = False) -> int:
+    """Serve the API until interrupted, behind a key (rag.access.server_key) unless `no_auth` on loopback."""
     import uvicorn
 
-    key = os.environ.get(API_KEY_ENV, "")
-    if not key and not is_loopback(host):
-        raise BadInput(f"--host {host} can be reached from other machines; set {API_KEY_ENV} to the key "
-                       "clients must send as `Authorization: Bearer <key>`")
+    access = server_key(host, Path(pipeline.settings.index_dir) / KEY_FILE_NAME, no_auth, API_KEY_ENV)
     _check_port_free(host, port)
-    app = create_app(pipeline, key, host)
+    app = create_app(pipeline, access.key, host)
     names = [m["id"] for m in Collections(pipeline).models()]
     pipeline.embedder, pipeline.generator  # noqa: B018 (loaded before the first request, not during it)
-    print(f"Serving {', '.join(names) or 'no indexed collection yet'} at http://{bracketed(host)}:{port}/v1"
-          + (" (API key required)" if key else ""), flush=True)
+    print(f"Serving {', '.join(names) or 'no indexed collection yet'} at http://{bracketed(host)}:{port}/v1; "
+          f"{access.describe()}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -19,6 +20,12 @@ from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# A Host header: a DNS name or IPv4 address, or a bracketed IPv6 address, and an optional port.
+_HOST_HEADER = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+                          r"\.?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+# Sent with every response: no other site may frame the app, and no response is sniffed into another type.
+SECURITY_HEADERS = ((b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"),
+                    (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"))
 
 # What a refused request gets: (status, message, code) to a response. The UI answers in plain text,
 # `rag serve` with an OpenAI error object.
@@ -65,8 +72,10 @@ class SameOriginGuard:
     """
 
     def __init__(self, app, token: str = "", cookie: str = "rag-token", origin_hosts: tuple[str, ...] = (),
-                 hosts: list[str] | None = None, refuse: Refusal = plain_refusal):
+                 hosts: list[str] | None = None, refuse: Refusal = plain_refusal, throttle=None):
         self.app = app
+        # A rag.access.FailureThrottle: a client that keeps presenting wrong tokens waits.
+        self.throttle = throttle
         self.token = token
         self.cookie = cookie
         self.origin_hosts = {bracketed(h).lower() for h in origin_hosts}
@@ -86,29 +95,42 @@ class SameOriginGuard:
             await self.refuse(403, "Requests from another site's page are refused.",
                               "cross_origin")(scope, receive, send)
             return
+        client = str((scope.get("client") or ("",))[0])
+        # Checked before the token: while a client waits, not even a right guess gets an answer.
+        refused = self.throttle.refusal(client, self.refuse) if self.token and self.throttle else None
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
         if self.token and not self.holds_token(HTTPConnection(scope)):
             query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
             if not self.matches(dict(query).get("token", "")):
+                if self.throttle and self.presents_token(HTTPConnection(scope), dict(query)):
+                    self.throttle.failed(client)
                 await self.refuse(403, "Open the address the server printed at start-up: it holds the token "
                                   "this server asks for.", "missing_token")(scope, receive, send)
                 return
             if scope["type"] == "http" and scope["method"] == "GET":
                 # The printed address: keep the token in a cookie, and take it out of the address bar.
+                # One leading slash: "//evil.example/" would send the browser to another site.
                 rest = urlencode([(k, v) for k, v in query if k != "token"])
-                response = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), status_code=303)
+                path = "/" + scope["path"].lstrip("/\\")
+                response = RedirectResponse(path + (f"?{rest}" if rest else ""), status_code=303)
                 response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
     def host_allowed(self, host: str) -> bool:
-        """True when the `Host` header ("name" or "name:port") names this server (DNS rebinding)."""
+        """True when the `Host` header ("name" or "name:port") names this server (DNS rebinding).
+
+        Anything but a name, an IPv4 or bracketed IPv6 address and a port is refused first: a URL
+        parser reads "evil.example\\@localhost" as localhost.
+        """
         if self.hosts is None:
             return True
-        try:
-            name = urlsplit(f"//{host}").hostname
-        except ValueError:  # "[::1", a bracket left open
+        if not _HOST_HEADER.fullmatch(host):
             return False
+        name = urlsplit(f"//{host}").hostname
         return bool(name) and bracketed(name) in self.hosts
 
     def same_origin(self, origin: str | None, host: str) -> bool:
@@ -127,9 +149,35 @@ class SameOriginGuard:
         return self.matches(request.cookies.get(self.cookie, "")) or (
             scheme.lower() == "bearer" and self.matches(credentials.strip()))
 
+    def presents_token(self, request, query: dict) -> bool:
+        """True when the request offers a token at all (a wrong one is a guess; none is a first visit)."""
+        return bool(query.get("token") or request.cookies.get(self.cookie)
+                    or request.headers.get("authorization", "").strip())
+
     def matches(self, candidate: str) -> bool:
         """True when `candidate` is the token (compared in constant time)."""
         return bool(candidate) and hmac.compare_digest(candidate.encode(), self.token.encode())
+
+
+class SecurityHeaders:
+    """ASGI middleware adding SECURITY_HEADERS to every HTTP response (a header the app set is kept)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in SECURITY_HEADERS if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def is_loopback(host: str) -> bool:

@@ -141,6 +141,12 @@ def test_export_markdown_shows_markup_from_documents_and_the_model_as_text():
         "signed by 28 [1] and # not a heading [2]"
 
 
+def test_a_marker_in_an_answer_never_becomes_a_link_in_the_export():
+    exported = markdown_text("28 [1](javascript:alert(1)) and [2] (x)", markers=True)
+    assert exported == "28 [1]\\(javascript:alert(1)) and [2] (x)"  # a live javascript: link before
+    assert "](" not in exported
+
+
 def test_export_markdown_of_a_hostile_passage_keeps_each_quote_on_its_own_line(store):
     hostile = "Intro.\n\n[1]: javascript:alert(1)\n<script>alert(2)</script>\n# Heading"
     conversation = store.save_turn(None, answer(text="x [1]\n\n<b>y</b>", passage=hostile, doc="<b>d</b>_1.txt"),

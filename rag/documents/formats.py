@@ -20,9 +20,12 @@ KINDS = {".docx": "Word document", ".pptx": "PowerPoint file", ".xlsx": "Excel f
 FORMAT_SUFFIXES = set(KINDS)
 
 
-def read_formatted(path: Path, doc_id: str, data: bytes, max_chars: int,
+def read_formatted(path: Path, doc_id: str, data: bytes, max_chars: int, setting: str = "max_pdf_chars",
                    zip_limits: ZipLimits = ZipLimits()) -> Document:
-    """An Office file or e-book as a Document with sections, or UnreadableDocument naming why not."""
+    """An Office file or e-book as a Document with sections, or UnreadableDocument naming why not.
+
+    Past `max_chars` characters of text it is refused, naming `setting` (the limit's name).
+    """
     suffix = path.suffix.lower()
     refuse_wrong_kind(data, path)
     if suffix != ".rtf":
@@ -33,7 +36,7 @@ def read_formatted(path: Path, doc_id: str, data: bytes, max_chars: int,
     except UnreadableDocument:
         raise
     except TextTooLong as exc:
-        raise UnreadableDocument(f"{path}: {exc} (max_pdf_chars)") from None
+        raise UnreadableDocument(f"{path}: {exc} ({setting})") from None
     except MemoryError:
         raise UnreadableDocument(f"{path}: ran out of memory while reading") from None
     # A damaged part can make a library fail in any way (KeyError, lxml's XMLSyntaxError, ...).

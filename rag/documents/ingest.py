@@ -39,6 +39,19 @@ class ReadLimits:
     ocr_seconds: float = 120.0
     ocr_file_seconds: float = 1800.0
     ocr_cache: str = ""
+    # Distinct scanned pages one file may send to OCR (about 1.5 s each); a file with more is skipped.
+    max_ocr_pages: int = 1000
+    # Text one file may yield per byte of the file (0: no such bound). Uploads set it, so a 3 KB PDF or
+    # zip cannot buy hours of embedding; `text_floor` characters are always allowed.
+    max_text_ratio: int = 0
+    text_floor: int = 100_000
+
+    def text_limit(self, size: int) -> tuple[int, str]:
+        """The characters of text a file of `size` bytes may yield, and the setting that says so."""
+        if self.max_text_ratio and max(self.text_floor, self.max_text_ratio * size) < self.max_pdf_chars:
+            return max(self.text_floor, self.max_text_ratio * size), "upload_text_ratio"
+        return self.max_pdf_chars, "max_pdf_chars"
+
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,7 @@ def read_document(path: Path, doc_id: str, data: bytes | None = None,
     suffix = path.suffix.lower()
     if suffix in FORMAT_SUFFIXES:
         from .formats import read_formatted
-        return read_formatted(path, doc_id, data, limits.max_pdf_chars)
+        return read_formatted(path, doc_id, data, *limits.text_limit(len(data)))
     kind = "PDF" if suffix == ".pdf" else "HTML" if suffix in HTML_SUFFIXES else "text"
     try:
         if suffix == ".pdf":
@@ -246,7 +259,7 @@ def pdf_pages(data: bytes, path: Path, limits: ReadLimits = ReadLimits(), progre
 
     from pypdf import PdfReader
 
-    from .ocr import fill_scanned_pages
+    from .ocr import fill_scanned_pages, too_much_text
 
     # pypdf logs damage it works around ("EOF marker not found"); the one-line reason says enough.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -255,14 +268,43 @@ def pdf_pages(data: bytes, path: Path, limits: ReadLimits = ReadLimits(), progre
         raise UnreadableDocument(f"{path}: encrypted PDF (it needs a password)")
     if len(reader.pages) > limits.max_pdf_pages:
         raise UnreadableDocument(f"{path}: more than {limits.max_pdf_pages:,} pages (max_pdf_pages)")
-    pages, chars = [], 0
-    for page in reader.pages:
+    limit = limits.text_limit(len(data))[0]
+    pages, chars, repeats, seen = [], 0, set(), set()
+    for number, page in enumerate(reader.pages):
+        keys = page_keys(page)
+        if seen.intersection(keys):
+            # A page tree may list one page (or pages drawing one content stream) thousands of times:
+            # its text is read and indexed once; the repeats keep their page numbers, empty.
+            pages.append("")
+            repeats.add(number)
+            continue
+        seen.update(keys)
         pages.append(normalize_newlines(page.extract_text() or ""))
         chars += len(pages[-1])
-        if chars > limits.max_pdf_chars:
-            raise UnreadableDocument(f"{path}: more than {limits.max_pdf_chars:,} characters of text "
-                                     "(max_pdf_chars)")
-    return fill_scanned_pages(reader, data, pages, path, limits, progress)
+        if chars > limit:
+            raise too_much_text(path, limits, len(data))
+    return fill_scanned_pages(reader, data, pages, path, limits, progress, repeats)
+
+
+def page_keys(page) -> set[tuple]:
+    """What makes two pages of one PDF the same: the page object, or the same content streams and resources."""
+    from pypdf.generic import ArrayObject, IndirectObject
+
+    keys = set()
+    if page.indirect_reference is not None:
+        keys.add(("page", page.indirect_reference.idnum, page.indirect_reference.generation))
+    contents = page.raw_get("/Contents") if "/Contents" in page else None
+    if isinstance(contents, IndirectObject):
+        resolved = contents.get_object()
+        parts = list(resolved) if isinstance(resolved, ArrayObject) else [contents]
+    else:
+        parts = list(contents) if isinstance(contents, ArrayObject) else []
+    if parts and all(isinstance(p, IndirectObject) for p in parts):
+        resources = page.raw_get("/Resources") if "/Resources" in page else None
+        shared = ((resources.idnum, resources.generation) if isinstance(resources, IndirectObject)
+                  else id(resources))  # a direct dictionary, shared only by pages pypdf copied it into
+        keys.add(("contents", tuple((p.idnum, p.generation) for p in parts), shared))
+    return keys
 
 
 def _opens_without_password(reader) -> bool:

@@ -4,6 +4,11 @@ A crafted file can make a parser run for hours (pypdf on a page listed thousands
 Python 3.11's html.parser on unclosed tags) or take gigabytes. In the child, such a file costs at
 most `ReadLimits.seconds` and `ReadLimits.memory_mb`, and then it is skipped with one line.
 
+The child holds no more than it needs: an environment of a few variables (no `RAG_API_KEY`,
+`RAG_UI_PASSWORD` or `RAG_LLM_API_KEY`), an empty working directory of its own, no new privileges
+(`PR_SET_NO_NEW_PRIVS`), and, where the kernel allows it, a network namespace of its own with no
+interfaces but loopback, so a parser tricked into fetching something reaches nothing.
+
 One child serves a whole run: it starts at the first PDF or HTML file and is replaced only after
 a file times out or kills it. Text and Markdown are read in-process: decoding them is linear and
 yields no more text than the file holds. The child is a fresh `python -m rag.documents.isolation`, never a
@@ -15,12 +20,14 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from ..errors import UnreadableDocument
@@ -32,6 +39,8 @@ from .ingest import HTML_SUFFIXES, ReadLimits, read_document, reason_of
 ISOLATED_SUFFIXES = {".pdf", *HTML_SUFFIXES, *FORMAT_SUFFIXES}
 # Starting Python and importing pypdf, on a busy machine; not counted against any file.
 START_SECONDS = 60.0
+# What the child inherits of the environment: what Python, tesseract and the locale need.
+CHILD_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TESSDATA_PREFIX", "OMP_THREAD_LIMIT")
 _LENGTH = struct.Struct(">Q")
 
 
@@ -47,6 +56,7 @@ class IsolatedReader:
         # progress(path, done, total): the pages of a scanned PDF as OCR reads them.
         self.progress = progress
         self._child: subprocess.Popen | None = None
+        self._folder: str | None = None  # the child's working directory, empty
 
     def __enter__(self) -> IsolatedReader:
         return self
@@ -94,19 +104,30 @@ class IsolatedReader:
             child.kill()
             child.wait()
         child.stdout.close()
+        self._remove_folder()
+
+    def _remove_folder(self) -> None:
+        if self._folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def _running_child(self, path: Path) -> subprocess.Popen:
         if self._child is not None and self._child.poll() is None:
             return self._child
         self._stop()
         package_parent = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
-                                                                       os.environ.get("PYTHONPATH")]))}
+        env = {name: os.environ[name] for name in CHILD_ENVIRONMENT if name in os.environ}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
+        # The child works in a folder of its own, so the cache's path must not be relative.
+        limits = replace(self.limits, ocr_cache=str(Path(self.limits.ocr_cache).resolve())
+                         if self.limits.ocr_cache else "")
+        self._folder = tempfile.mkdtemp(prefix="rag-reader-")
         try:
             # -P: the working directory is not put on sys.path, so only this package is imported.
             self._child = subprocess.Popen(
-                [sys.executable, "-P", "-m", "rag.documents.isolation", json.dumps(asdict(self.limits))],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+                [sys.executable, "-P", "-m", "rag.documents.isolation", json.dumps(asdict(limits))],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                cwd=self._folder)
             _receive(self._child.stdout.fileno(), time.monotonic() + START_SECONDS)
         except (OSError, EOFError, TimeoutError) as exc:
             self._stop()
@@ -116,10 +137,12 @@ class IsolatedReader:
     def _stop(self) -> str:
         """Kill the child, if any; describe how it ended."""
         if self._child is None:
+            self._remove_folder()
             return "not running"
         child, self._child = self._child, None
         child.kill()
         code = child.wait()
+        self._remove_folder()
         for stream in (child.stdin, child.stdout):
             try:
                 stream.close()
@@ -176,9 +199,27 @@ def _read_message(stream) -> bytes | None:
     return stream.read(_LENGTH.unpack(header)[0])
 
 
+def confine() -> list[str]:
+    """In the child, before any parser loads: no new privileges, and no network where the kernel lets
+    an unprivileged process have a namespace of its own. Returns what could not be done."""
+    if not sys.platform.startswith("linux"):
+        return ["no_new_privs", "network"]
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_NO_NEW_PRIVS, CLONE_NEWUSER, CLONE_NEWNET = 38, 0x10000000, 0x40000000
+    missing = [] if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 else ["no_new_privs"]
+    # As root CLONE_NEWNET suffices; as a user it needs a user namespace too (where they are enabled).
+    if libc.unshare(CLONE_NEWNET) != 0 and libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+        missing.append("network")
+    return missing
+
+
 def serve(limits: ReadLimits) -> None:
     """The child: read (header, bytes) requests from stdin, reply with the document or the reason."""
     import resource
+
+    confine()
 
     import pypdf  # noqa: F401  (loaded now, so the first file's deadline does not pay for it)
     import pypdfium2  # noqa: F401

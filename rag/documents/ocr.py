@@ -34,10 +34,13 @@ LANGUAGE = "eng"
 Progress = Callable[[int, int], None]
 
 
-def pages_needing_ocr(reader, pages: list[str]) -> list[int]:
-    """0-based numbers of the pages whose text layer is (nearly) empty and that show an image."""
+def pages_needing_ocr(reader, pages: list[str], repeats: set[int] = frozenset()) -> list[int]:
+    """0-based numbers of the pages whose text layer is (nearly) empty and that show an image.
+
+    `repeats` are pages that repeat an earlier one (the same page object listed again): never read twice.
+    """
     return [n for n, text in enumerate(pages)
-            if len("".join(text.split())) < MIN_TEXT_CHARS and _shows_image(reader.pages[n])]
+            if n not in repeats and len("".join(text.split())) < MIN_TEXT_CHARS and _shows_image(reader.pages[n])]
 
 
 def _shows_image(page, depth: int = 0) -> bool:
@@ -56,12 +59,14 @@ def _shows_image(page, depth: int = 0) -> bool:
 
 
 def fill_scanned_pages(reader, data: bytes, pages: list[str], path: Path, limits,
-                       progress: Progress | None = None) -> list[str]:
+                       progress: Progress | None = None, repeats: set[int] = frozenset()) -> list[str]:
     """`pages` with the text of the scanned ones read by OCR (or left empty when `limits.ocr` is off).
 
-    `progress(done, total)` is called before each page that is read, and once when all are.
+    `progress(done, total)` is called before each page that is read, and once when all are. A page
+    that renders to the same image as one read before gets no text of its own (its text is not
+    indexed twice), and costs no second OCR.
     """
-    todo = pages_needing_ocr(reader, pages)
+    todo = pages_needing_ocr(reader, pages, repeats)
     if not todo:
         return pages
     if not limits.ocr:
@@ -69,6 +74,10 @@ def fill_scanned_pages(reader, data: bytes, pages: list[str], path: Path, limits
             raise UnreadableDocument(f"{path}: {len(todo)} scanned page{'s' * (len(todo) > 1)} without a "
                                      "text layer, and OCR is off (--no-ocr)")
         return pages
+    if len(todo) > limits.max_ocr_pages:
+        raise UnreadableDocument(f"{path}: {len(todo):,} scanned pages, more than the {limits.max_ocr_pages:,} "
+                                 "that may be read by OCR (max_ocr_pages)")
+    limit = limits.text_limit(len(data))[0]
     cache = OcrCache(Path(limits.ocr_cache)) if limits.ocr_cache else None
     sha256 = hashlib.sha256(data).hexdigest()
     known = cache.load(sha256) if cache else {}
@@ -82,6 +91,7 @@ def fill_scanned_pages(reader, data: bytes, pages: list[str], path: Path, limits
     document = pdfium.PdfDocument(data) if missing else None
     unread = set(missing)
     chars = sum(map(len, pages)) + sum(len(known[n + 1]) for n in todo if n not in unread)
+    images: set[str] = set()  # the hashes of the images read so far
     started = time.monotonic()
     try:
         for done, n in enumerate(missing):
@@ -92,13 +102,16 @@ def fill_scanned_pages(reader, data: bytes, pages: list[str], path: Path, limits
                                          f"pages read (ocr_file_timeout){kept}")
             if progress:
                 progress(done, len(missing))
-            text = ocr_image(render_page(document, n), limits.ocr_seconds, path, n + 1)
+            image = render_page(document, n)
+            digest = hashlib.sha256(image).hexdigest()
+            text = "" if digest in images else ocr_image(image, limits.ocr_seconds, path, n + 1)
+            images.add(digest)
             known[n + 1] = text
             if cache:
                 cache.append(sha256, n + 1, text)
             chars += len(text)
-            if chars > limits.max_pdf_chars:  # what OCR reads counts as the text layer does
-                raise too_much_text(path, limits)
+            if chars > limit:  # what OCR reads counts as the text layer does
+                raise too_much_text(path, limits, len(data))
     finally:
         if document is not None:
             document.close()
@@ -106,13 +119,15 @@ def fill_scanned_pages(reader, data: bytes, pages: list[str], path: Path, limits
         progress(len(missing), len(missing))
     for n in todo:
         pages[n] = known[n + 1]
-    if sum(map(len, pages)) > limits.max_pdf_chars:  # with every page from the cache
-        raise too_much_text(path, limits)
+    if sum(map(len, pages)) > limit:  # with every page from the cache
+        raise too_much_text(path, limits, len(data))
     return pages
 
 
-def too_much_text(path: Path, limits) -> UnreadableDocument:
-    return UnreadableDocument(f"{path}: more than {limits.max_pdf_chars:,} characters of text (max_pdf_chars)")
+def too_much_text(path: Path, limits, size: int) -> UnreadableDocument:
+    """The error for a file of `size` bytes past its text limit (`ReadLimits.text_limit`)."""
+    limit, setting = limits.text_limit(size)
+    return UnreadableDocument(f"{path}: more than {limit:,} characters of text ({setting})")
 
 
 def render_page(document, number: int) -> bytes:

@@ -89,9 +89,10 @@ def record(runs: list[list[dict]], right: int = RIGHT_PER_SET, abstained: int = 
     items = picked = pick_items(runs, right, abstained)
     measured = noise(runs)
     per_set = Counter(i["set"] for i in picked)
+    rate = measured["differ"] / measured["items"] if measured["items"] else 0.0
     return {"items": items, "noise": measured,
-            "tolerance": {"total": tolerance(measured["rate"], len(items)),
-                          "per_set": tolerance(measured["rate"], max(per_set.values(), default=0))},
+            "tolerance": {"total": tolerance(rate, len(items)),
+                          "per_set": tolerance(rate, max(per_set.values(), default=0))},
             "badge_floor": BADGE_FLOOR}
 
 

@@ -67,7 +67,15 @@ def display_name(name: str) -> str:
 def collection_dir(settings: Settings) -> Path:
     """The folder of the settings' collection: `index_dir`, or `index_dir/collections/NAME`."""
     name = check_name(settings.collection)
-    return Path(settings.index_dir) / FOLDER / name if name else Path(settings.index_dir)
+    if not name:
+        return Path(settings.index_dir)
+    folder = Path(settings.index_dir) / FOLDER / name
+    # A link would send this collection's writes (and a removal) to a folder somebody else chose.
+    for part in (folder.parent, folder):
+        if part.is_symlink():
+            raise BadInput(f"collection {name!r}: {part} is a symbolic link; a collection's folder must be a "
+                           "real folder under the index")
+    return folder
 
 
 def pg_schema(name: str) -> str:

@@ -221,11 +221,12 @@ def test_the_ui_answers_several_questions_at_once_only_with_a_generation_server(
         return {fn.api_name: (fn.concurrency_limit, fn.concurrency_id) for fn in blocks.fns.values()
                 if fn.api_name in {"ask", "respond", "add_files", "remove"}}
 
+    # Uploads and removals take turns on their own lane, beside the answers (issue 26).
     assert limits(fake_pipeline) == {"ask": (1, "pipeline"), "respond": (1, "pipeline"),
-                                     "add_files": (1, "pipeline"), "remove": (1, "pipeline")}
+                                     "add_files": (1, "documents"), "remove": (1, "documents")}
     fake_pipeline.settings = fake_pipeline.settings.replace(llm_url="http://127.0.0.1:9", llm_concurrency=6)
     assert limits(fake_pipeline) == {"ask": (6, "answers"), "respond": (6, "answers"),
-                                     "add_files": (1, "pipeline"), "remove": (1, "pipeline")}
+                                     "add_files": (1, "documents"), "remove": (1, "documents")}
 
 
 # --- the real thing: llama-cpp-python's server with the bundled model ----------------------------

@@ -24,7 +24,7 @@ from rag.config import Settings
 from rag.pipeline import Pipeline
 from rag.serve import Turns, create_app
 
-KEY = "test-key-0123456789"
+KEY = "test-key-0123456789-abcdefghijklmnopqrstuv"
 BLETCHLEY = "How many nations signed the Bletchley Declaration?"
 
 
@@ -166,11 +166,12 @@ def test_an_unknown_path_and_a_wrong_method_are_openai_errors(api):
 
 def test_with_a_key_every_request_must_carry_it(fake_pipeline):
     api = TestClient(create_app(fake_pipeline, api_key=KEY), base_url="http://127.0.0.1")
+    # The right key first: six wrong ones make a client wait (tests/frontends/test_access.py).
+    assert api.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEY}"},
                     {"Authorization": f"Bearer {KEY}x"}):
         assert_error(api.get("/v1/models", headers=headers), 401, code="invalid_api_key")
         assert_error(api.post("/v1/chat/completions", json=ask_body(), headers=headers), 401, code="invalid_api_key")
-    assert api.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
 
 
 def test_a_request_from_another_sites_page_or_under_another_host_name_gets_an_error_object(api):
@@ -201,16 +202,34 @@ def test_turns_admit_up_to_the_limit_and_free_a_place_when_one_leaves():
     assert turns.in_flight == 2
 
 
-def test_a_pipeline_failure_is_503_with_its_reason_and_no_traceback(api, fake_pipeline, monkeypatch):
+def test_a_pipeline_failure_is_503_with_its_class_message_and_the_details_only_in_the_log(
+        api, fake_pipeline, monkeypatch, caplog):
     from rag.errors import GenerationFailed
 
     def broken(*args, **kwargs):
-        raise GenerationFailed("the generation server at http://127.0.0.1:9 cannot be reached")
+        raise GenerationFailed("the generation server at http://10.1.2.3:9 cannot be reached")
         yield
 
     monkeypatch.setattr(fake_pipeline.generator, "stream", broken)
     error = assert_error(api.post("/v1/chat/completions", json=ask_body()), 503, code="unavailable")
-    assert "cannot be reached" in error["message"]
+    assert error["message"] == "the generation server failed to answer; see the server's log"
+    assert "10.1.2.3" in caplog.text  # the server's log keeps what the client is not told
+
+
+def test_a_collection_without_an_index_is_404_without_the_servers_path(api, fake_pipeline, monkeypatch):
+    from rag.errors import IndexMissing
+
+    def missing(*args, **kwargs):
+        raise IndexMissing("no index in /home/alice/private/idx/: build one with `rag index [PATH]`")
+        yield
+
+    monkeypatch.setattr(fake_pipeline.generator, "stream", missing)
+    error = assert_error(api.post("/v1/chat/completions", json=ask_body()), 404, code="model_not_found",
+                         param="model")
+    assert error["message"] == "this collection has no index yet: build one with `rag index`"  # the path before
+    with api.stream("POST", "/v1/chat/completions", json=ask_body(stream=True)) as r:
+        text = "".join(r.iter_text())
+    assert "model_not_found" in text and "/home/alice" not in text
 
 
 def test_an_unexpected_failure_is_500_without_a_traceback(api, fake_pipeline, monkeypatch):
@@ -347,6 +366,41 @@ def test_a_port_in_use_is_a_one_line_error_before_any_model_loads(tmp_path):
                               timeout=60)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "cannot listen on 127.0.0.1:" in done.stderr, done.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_three_clients_of_the_default_tier_at_once_each_get_a_whole_checked_answer(server):
+    """The default tier, which answers: each client's stream ends in a grounded answer, its marker cited."""
+    from openai import OpenAI
+
+    url, _ = server
+    questions = [BLETCHLEY, "When was China's generative AI regulation enacted?", BLETCHLEY]
+    results: dict[int, tuple[str, dict]] = {}
+    errors: list[BaseException] = []
+
+    def client(i: int) -> None:
+        try:
+            api = OpenAI(base_url=url, api_key=KEY, max_retries=0, timeout=600)
+            chunks = list(api.chat.completions.create(model="rag:default", stream=True, messages=[
+                {"role": "user", "content": questions[i]}]))
+            assert chunks[-1].choices[0].finish_reason == "stop"
+            results[i] = ("".join(c.choices[0].delta.content or "" for c in chunks), chunks[-1].model_extra["rag"])
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(questions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(results) == [0, 1, 2]
+    for i, (text, rag) in results.items():
+        marks = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+        assert not rag["abstained"] and rag["verdict"] != "not found in the documents", (questions[i], text)
+        assert marks and marks <= {c["id"] for c in rag["citations"]}, (text, rag)
+        assert rag["standalone_question"] == questions[i]
+    assert results[0][0] == results[2][0] and results[0][0].startswith("28")
 
 
 @pytest.mark.integration

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from contextlib import contextmanager
 from functools import partial
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ from rag.webguard import allowed_hosts
 TIMEOUT_S = 60
 get, post, options = (partial(f, timeout=TIMEOUT_S) for f in (httpx.get, httpx.post, httpx.options))
 LOGIN = ("alice", "correct horse battery")
-TOKEN = "a-token-chosen-by-the-user"
+TOKEN = "a-token-chosen-by-the-user-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -32,6 +34,7 @@ def free_port() -> int:
 def serving(monkeypatch, capsys, pipeline: Pipeline, *argv: str):
     """`app.main` serving `pipeline` on a free loopback port, in a thread; yields (base URL, what it printed)."""
     port = free_port()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", os.environ.get("GRADIO_TEMP_DIR", ""))  # main points it at the index
     monkeypatch.setattr(Pipeline, "from_settings", staticmethod(lambda *args, **kwargs: pipeline))
     servers, real_serve = [], app.serve
     monkeypatch.setattr(app, "serve", lambda *args, **kwargs: servers.append(real_serve(*args, **kwargs,
@@ -137,7 +140,6 @@ def test_the_ask_api_answers_a_program_that_sends_the_token(monkeypatch, capsys,
 
 def test_an_oversized_upload_is_refused_before_it_is_stored(monkeypatch, capsys, fake_pipeline, known_token,
                                                             tmp_path):
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     pipeline = Pipeline(fake_pipeline.settings.replace(max_upload_mb=1), fake_pipeline.embedder,
                         fake_pipeline.generator)
     with serving(monkeypatch, capsys, pipeline) as (url, _):
@@ -147,7 +149,8 @@ def test_an_oversized_upload_is_refused_before_it_is_stored(monkeypatch, capsys,
         big = post(url + "gradio_api/upload", headers=BEARER,
                          files={"files": ("big.txt", b"The Zorblax Treaty.\n" * 60_000, "text/plain")})
         assert big.status_code == 413
-    stored = [p.name for p in (tmp_path / "gradio").rglob("*") if p.is_file()]
+    cache = Path(pipeline.settings.index_dir).resolve() / "gradio-cache"  # app.main keeps it there
+    stored = [p.name for p in cache.rglob("*") if p.is_file()]
     assert stored == ["small.txt"]
 
 

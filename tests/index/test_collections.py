@@ -8,7 +8,7 @@ import pytest
 from conftest import CORPUS, FakeEmbedder, FakeGenerator
 
 from rag import cli
-from rag.config import Settings
+from rag.config import PROJECT_ROOT, Settings
 from rag.errors import BadInput
 from rag.index import collections
 from rag.pipeline import Pipeline
@@ -199,3 +199,11 @@ def test_two_collections_answer_only_from_their_own_documents(tmp_path, real_emb
         assert answer not in wrong.text
         assert {h.chunk.doc_id for h in pipelines[other].search(question, 10)} == {
             "vantor.txt" if doc == "zorblax.txt" else "zorblax.txt"}
+
+
+def test_a_collection_started_by_an_upload_holds_that_upload_alone(tmp_path):
+    papers = fake_pipeline_for(tmp_path / "index", "papers")
+    report = papers.add_documents([("zorblax.txt", b"The Zorblax festival was founded by Edna Pocklington.")])
+    assert [d["id"] for d in papers.documents()] == ["zorblax.txt"]  # the corpus's documents came along before
+    assert report.added == ("zorblax.txt",)
+    assert fake_pipeline_for(tmp_path / "index").indexed_roots() == [PROJECT_ROOT / "corpus"]
