@@ -655,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"app.py: error: {exc}", file=sys.stderr)
         return 2
     print(f"Index ready: {report.documents} documents, {report.chunks} chunks.")
+    from rag.startup import start_warm
+
+    start_warm(pipeline, sys.stdout)
     url = f"http://{bracketed(args.host)}:{args.port}/"
     if auth:
         print(f"Open {url} and log in as {user!r} with the password in RAG_UI_PASSWORD.")

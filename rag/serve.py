@@ -16,6 +16,7 @@ import asyncio
 import hmac
 import json
 import os
+import sys
 import threading
 import time
 import uuid
@@ -404,6 +405,9 @@ def run_server(pipeline: Pipeline, host: str = "127.0.0.1", port: int = 8000) ->
     pipeline.embedder, pipeline.generator  # noqa: B018 (loaded before the first request, not during it)
     print(f"Serving {', '.join(names) or 'no indexed collection yet'} at http://{bracketed(host)}:{port}/v1"
           + (" (API key required)" if key else ""), flush=True)
+    from .startup import start_warm
+
+    start_warm(pipeline, sys.stdout)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return 0
 

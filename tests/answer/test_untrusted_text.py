@@ -8,8 +8,8 @@ import re
 import pytest
 
 from rag.answer import prompt
-from rag.answer.remote import RemoteGenerator
 from rag.answer.phrase import locate_phrase
+from rag.answer.remote import RemoteGenerator
 from rag.errors import GenerationFailed
 from rag.pipeline import Pipeline
 from rag.records import Citation
