@@ -160,13 +160,13 @@ def bench_ui_against_cli(pipeline, questions: tuple[str, ...], runs: int = 1, ht
            "split_p50_s": {k: _median(r[k] for r in rows)
                            for k in ("pipeline_s", "rewrite_s", "check_s", "render_s", "gradio_postprocess_s",
                                      "save_s")}}
+    queue = 0.0
     if http:
         out["queue"] = queue_overhead(app, pipeline, questions[0], max(1, runs))
-        out["ui_over_cli_with_queue"] = round((out["ui_p50_s"] + max(0.0, out["queue"]["queue_s"])
-                                               + out["split_p50_s"]["gradio_postprocess_s"]) / out["cli_p50_s"], 3)
-    else:
-        out["ui_over_cli_with_queue"] = round((out["ui_p50_s"] + out["split_p50_s"]["gradio_postprocess_s"])
-                                              / out["cli_p50_s"], 3)
+        queue = max(0.0, out["queue"]["queue_s"])
+    # What a person waits for in the browser: the chat action, Gradio's postprocessing and its queue.
+    out["ui_over_cli_with_queue"] = _median((r["total_s"] + r["gradio_postprocess_s"] + queue) / r["cli_s"]
+                                            for r in rows)
     out["met"] = out["ui_over_cli_with_queue"] <= UI_RATIO
     return out
 

@@ -102,16 +102,16 @@ def run_bench(args) -> int:
             shards = split_corpus(texts, work / "corpus", sizes.files, sizes.corpus_kb * 1000, sizes.runs)
             report["corpus"] = {"modules": len(texts), "megabytes": round(sum(map(len, texts)) / 1e6, 2)}
         chunker = {"size": settings.chunk_size, "overlap": settings.chunk_overlap}
+        if getattr(args, "answers", False):
+            with phase(phases, "answers"):
+                answers_phase(args, sizes, work, report)
+            return finish(report, out, args, began)
         if getattr(args, "embedders", False) or sizes.name != "quick":
             with phase(phases, "embedders"):
                 report["embedders"] = bench_embedder_table(args, sizes, texts, chunker)
                 figures["embedding_speed"] = embedder_figure(report["embedders"])
             if getattr(args, "embedders", False):
                 return finish(report, out, args, began)
-        if getattr(args, "answers", False):
-            with phase(phases, "answers"):
-                answers_phase(args, sizes, work, report)
-            return finish(report, out, args, began)
         embedder = SentenceTransformerEmbedder(settings.embed_model)
         with phase(phases, "indexing"):
             figures["indexing_throughput"], figures["reindex_unchanged"] = bench_indexing(
