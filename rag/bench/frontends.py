@@ -114,9 +114,11 @@ def queue_overhead(app, pipeline, question: str, runs: int) -> dict:
         client.predict(question, api_name="/ask")
         http, local = [], []
         for _ in range(runs):
+            forget_last_prompt(pipeline)
             t0 = time.perf_counter()
             pipeline.ask(question)
             local.append(time.perf_counter() - t0)
+            forget_last_prompt(pipeline)
             t0 = time.perf_counter()
             client.predict(question, api_name="/ask")
             http.append(time.perf_counter() - t0)
@@ -145,6 +147,7 @@ def bench_ui_against_cli(pipeline, questions: tuple[str, ...], runs: int = 1, ht
             turns = [{"question": earlier, "answer": "…", "html": "…"}] if earlier else []
             sides = {}
             for side in (("cli", "ui") if (n + i) % 2 == 0 else ("ui", "cli")):
+                forget_last_prompt(pipeline)
                 if side == "cli":
                     sides["cli_s"] = cli_answer(pipeline, question, history)[0]
                 else:
@@ -169,6 +172,14 @@ def bench_ui_against_cli(pipeline, questions: tuple[str, ...], runs: int = 1, ht
                                             for r in rows)
     out["met"] = out["ui_over_cli_with_queue"] <= UI_RATIO
     return out
+
+
+def forget_last_prompt(pipeline) -> None:
+    """Leave the model's context as a running app's is before a new question: the kept fixed prefixes,
+    not this very question's prompt, which the other side just evaluated."""
+    llm = getattr(pipeline.generator, "llm", None)
+    if llm is not None:
+        llm.reset()
 
 
 def ui_lines(figures: dict) -> list[str]:

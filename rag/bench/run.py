@@ -152,6 +152,8 @@ def answers_phase(args, sizes: Sizes, work: Path, report: dict) -> None:
                                       http=sizes.name != "tiny", questions=4 if sizes.name == "tiny" else 12)
     row, ui = report["answers"]["tiers"][default], report["answers"]["ui"]
     figures = report["figures"]
+    figures["peak_rss"] = bench_peak_rss({**os.environ, "RAG_INDEX_DIR": str(work / "answers-index"),
+                                          **({"RAG_CONFIG": str(args.config)} if args.config else {})}, 1, work)
     figures["answer_seconds"] = figure(
         f"warm seconds per answer ({default})", row["answer_p50_s"], "s", "<=", ANSWER_P50_S,
         f"p50 (p95 {row['answer_p95_s']} s, target ≤ {ANSWER_P95_S:g}) of {row['answers']} eval questions, short "
