@@ -43,7 +43,8 @@ def test_an_overlapping_window_keeps_only_its_new_sentences():
 def test_a_window_far_behind_a_clear_best_is_left_out(monkeypatch):
     first, second = hit(0, 116, 1), hit(117, 166, 2)
     scores = {"Twenty-eight nations signed the declaration.": 1.0, "Seoul hosts the next summit.": 0.3}
+    monkeypatch.setattr(context, "WINDOW_SHARE", 0.0)
     assert len(sentence_windows([first, second], scorer(scores))[0]) == 2
-    monkeypatch.setattr(context, "WINDOW_SHARE", 0.5)
+    monkeypatch.undo()
     windows, _, _ = sentence_windows([first, second], scorer(scores))
     assert [w.text for w in windows] == ["Twenty-eight nations signed the declaration."]
