@@ -13,10 +13,12 @@ def test_an_answers_cost_here_comes_from_the_recorded_speeds(tmp_path, monkeypat
     assert speed.cost_lines("smollm2-135m") == [
         "smollm2-135m (in use): speed here not measured yet (`rag models bench`, a few seconds)"]
     record_speed("smollm2-135m", {"prompt_tok_s": 100.0, "decode_tok_s": 40.0, "measured": "2026-12-06"}, tmp_path)
-    # 120 new prompt tokens at 100/s, 8 reply tokens at 40/s, and 0.3 s of retrieval and context.
-    assert speed.answer_seconds(read_speeds(tmp_path)["smollm2-135m"]) == pytest.approx(1.7)
-    assert speed.cost_lines() == ["smollm2-135m: about 1.7 s an answer here (100 prompt / 40 decode tokens/s, "
+    # 110 new prompt tokens at 100/s, 8 reply tokens at 40/s, and 0.3 s of retrieval and context.
+    assert speed.answer_seconds(read_speeds(tmp_path)["smollm2-135m"]) == pytest.approx(1.6)
+    assert speed.cost_lines() == ["smollm2-135m: about 1.6 s an answer here (100 prompt / 40 decode tokens/s, "
                                   "2026-12-06)"]
+    record_speed("smollm2-135m", {"prompt_tok_s": 20.0, "decode_tok_s": 10.0, "measured": "2026-12-06"}, tmp_path)
+    assert speed.cost_lines()[0].endswith("(20 prompt / 10 decode tokens/s, 2026-12-06), over the 4 s budget")
 
 
 @pytest.mark.integration
