@@ -663,6 +663,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Index ready: {report.documents} documents, {report.chunks} chunks.")
     start_expiry(private_cache(Path(pipeline.settings.index_dir)))  # before the UI is built
+    from rag.startup import start_warm
+
+    start_warm(pipeline, sys.stdout)
     url = f"http://{bracketed(args.host)}:{args.port}/"
     if auth:
         print(f"Open {url} and log in as {user!r} with the password in RAG_UI_PASSWORD.")

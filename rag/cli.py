@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure speed against the raw libraries")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--tiny", action="store_true", help="smallest sizes (a smoke test)")
+    p.add_argument("--answers", action="store_true",
+                   help="only the answers section: first token against raw llama.cpp, seconds per answer, "
+                   "why against short, the web UI against the CLI")
     p.add_argument("--embedders", action="store_true",
                    help="only the embedder table: speed, cosine to fp32 and recall@5 of each candidate")
     p.add_argument("--json", action="store_true")
@@ -139,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--force", action="store_true", help="download and join again even if installed")
     a.add_argument("--all", action="store_true", help="install every tier")
     a = actions.add_parser("verify", help="re-hash a tier's file (default: every installed tier)")
+    a.add_argument("name", nargs="?", default="")
+    a = actions.add_parser("bench", help="measure this machine's prompt and decode speed for each installed "
+                           "tier again (a few seconds each; kept in models/speed.json)")
     a.add_argument("name", nargs="?", default="")
     return parser
 
@@ -332,7 +338,10 @@ def cmd_chat(args) -> int:
         if switched:
             pipeline = _pipeline(argparse.Namespace(**{**vars(args), "collection": switched}))
             settings = pipeline.settings
+    from .startup import start_warm
+
     print("Ask about your documents. An empty line or Ctrl-D quits; /clear forgets the history.")
+    start_warm(pipeline, sys.stdout)
     if latest:
         print(f"resuming: {latest.title} ({turns_count(len(turns))})"
               + (f", in collection {switched!r}" if switched else ""))
@@ -424,6 +433,16 @@ def cmd_models(args) -> int:
         names = [args.name] if args.name else [t.name for t in models.TIERS if models.is_installed(t)]
         for name in names:
             print(f"{name}: verified {models.verify(name)}")
+        return 0
+    if args.action == "bench":
+        from .answer import speed
+        from .config import Settings
+
+        threads = Settings.load(args.config).threads
+        for name in [args.name] if args.name else [t.name for t in models.TIERS if models.is_installed(t)]:
+            figures = speed.measure_tier(name, threads)
+            print(f"{name}: {figures['prompt_tok_s']:.1f} prompt / {figures['decode_tok_s']:.1f} decode tokens/s, "
+                  f"about {speed.answer_seconds(figures):.1f} s an answer here")
         return 0
     rows = models.describe_tiers()
     if args.json:

@@ -116,7 +116,9 @@ class Settings:
 
     @property
     def threads(self) -> int:
-        return self.n_threads or max(1, os.cpu_count() or 1)
+        # The cores this process may run on (`taskset` narrows them), not every core of the machine.
+        return self.n_threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                     else os.cpu_count() or 1)
 
 
 def _coerce(name: str, value):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
@@ -337,13 +338,22 @@ class Pipeline:
         if not earlier or not _FOLLOW_UP.search(question):
             return question
         if self.settings.rewrite_with_model:
-            rewritten = "".join(self.generator.stream([{"role": "user", "content": prompt.render(
-                "rewrite.txt", history=history[-4:], question=question)}], 48)).strip()
+            gen = self.generator
+            options = {"keep": 1} if hasattr(gen, "remember") else {}
+            rewritten = "".join(gen.stream(self.rewrite_messages(history, question), 48, **options)).strip()
             if 0 < len(rewritten) < 300 and set(content_terms(question)) <= set(content_terms(rewritten)):
                 return rewritten
         # The standalone question has the question's limit: the earlier turn gives what room is left.
         room = MAX_QUESTION_CHARS - len(question) - 3
         return f"{question} ({earlier[-1][:room].rstrip()})" if room > 0 else question
+
+    @staticmethod
+    def rewrite_messages(history: list[dict], question: str) -> list[dict]:
+        """The chat that asks the model for a standalone question: the fixed instruction (a kept prefix),
+        then the last turns and the question."""
+        return [{"role": "system", "content": prompt.read("rewrite.txt")},
+                {"role": "user", "content": prompt.render("rewrite_turn.txt", history=history[-4:],
+                                                          question=question)}]
 
     def messages(self, passages: list[Citation], question: str, mode: str = "short") -> list[dict]:
         """The chat the model reads: the mode's fixed prompt first (its KV state is kept, see `decoding`),
@@ -385,16 +395,38 @@ class Pipeline:
         texts = [blank_instructions(p.text) for p in passages]
         return {**options, "constraint": SpanConstraint(texts, gen.span_vocabulary, ABSTAIN_WORD)}
 
-    def warm(self) -> None:
-        """Load the models and keep the default mode's fixed prefix evaluated, so the first question pays
-        neither (front ends call it in the background at start-up)."""
+    def warm(self, in_background: bool = False) -> None:
+        """Load the models and keep the fixed prefixes evaluated (the default mode's first), so the first
+        question pays neither. `in_background`: give way to the first question as soon as it is asked."""
         gen = self.generator
         if hasattr(gen, "remember"):
-            for mode in ("short", "yesno", "sentence"):
-                gen.remember(self.fixed_messages(mode))
+            since = gen.asked if in_background else None
+            for messages in self.fixed_prefixes():
+                gen.remember(messages, since)
             if hasattr(gen, "span_vocabulary"):
                 gen.span_vocabulary  # noqa: B018 - built once, off the first question's path
         self.retriever  # noqa: B018
+
+    def warm_in_background(self) -> threading.Thread:
+        """Start `warm` in a daemon thread (front ends, at start-up): a question asked meanwhile goes first,
+        and a problem (no model, no index) is left for that question to report."""
+        from .answer.speed import measure_at_start
+        from .errors import RagError
+
+        def run() -> None:
+            with contextlib.suppress(RagError, OSError):
+                since = getattr(self.generator, "asked", 0)
+                self.warm(in_background=True)
+                measure_at_start(self.generator, since)
+
+        thread = threading.Thread(target=run, daemon=True, name="rag-warm")
+        thread.start()
+        return thread
+
+    def fixed_prefixes(self) -> list[list[dict]]:
+        """Every fixed prefix a question may start with, the default (short answer) mode's first."""
+        prefixes = [self.fixed_messages(mode) for mode in ("short", "yesno", "sentence")]
+        return prefixes + ([self.rewrite_messages([], "")[:1]] if self.settings.rewrite_with_model else [])
 
     def build_context(self, hits: list[Hit], question: str,
                       mode: str = "short") -> tuple[list[Citation], Receipt]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -475,6 +476,9 @@ def run_server(pipeline: Pipeline, host: str = "127.0.0.1", port: int = 8000, no
     pipeline.embedder, pipeline.generator  # noqa: B018 (loaded before the first request, not during it)
     print(f"Serving {', '.join(names) or 'no indexed collection yet'} at http://{bracketed(host)}:{port}/v1; "
           f"{access.describe()}", flush=True)
+    from .startup import start_warm
+
+    start_warm(pipeline, sys.stdout)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return 0
 

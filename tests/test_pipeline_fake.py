@@ -182,7 +182,8 @@ def test_replies_are_parsed_into_answer_citations_and_refusal(raw, expected):
     assert parse_reply(raw) == expected
 
 
-def test_an_answer_found_in_a_passage_about_another_treaty_is_not_grounded(fake_pipeline, corpus_copy):
+def test_an_answer_found_in_a_passage_about_another_treaty_is_not_grounded(fake_pipeline, corpus_copy, monkeypatch):
+    monkeypatch.setattr("rag.answer.context.WINDOW_SHARE", 0.0)  # the other treaty's passage is sent, however weak
     (corpus_copy / "zorblax.txt").write_text("The Zorblax Treaty was signed by 14 countries in 2031.\n",
                                               encoding="utf-8")
     fake_pipeline.index([corpus_copy])

@@ -56,6 +56,8 @@ class LlamaGenerator:
         self.last_check_evaluated: int | None = None
         # KV states of the modes' fixed prefixes, by their tokens, least recently used first.
         self.prefixes: collections.OrderedDict[tuple[int, ...], object] = collections.OrderedDict()
+        # Calls that asked for the context (answers, checks): a warm-up in the background stops at the first.
+        self.asked = 0
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(self.as_data(text).encode("utf-8"), add_bos=False, special=True))
@@ -81,6 +83,7 @@ class LlamaGenerator:
         vocabulary: the mean and lowest log-probability of its tokens and, when `abstain_word` is given,
         the probability that the reply's first token begins that word (the model's own "I can't answer").
         """
+        self.asked += 1
         with self.lock:
             self.last_evaluated = self.last_cached = self.last_check_evaluated = None
             self.last_scores = None
@@ -138,6 +141,7 @@ class LlamaGenerator:
         The chat usually extends the last one (its passages and answer, then a check question), so
         only the new tokens are processed: the rest comes from the KV cache.
         """
+        self.asked += 1
         with self.lock:
             tokens = self.encode(messages)
             self.last_check_evaluated = len(tokens) - self.feed(tokens)
@@ -145,14 +149,33 @@ class LlamaGenerator:
         yes, no = self.word_probability(logp, "yes"), self.word_probability(logp, "no")
         return yes / (yes + no) if yes + no > 0 else 0.5
 
-    def remember(self, messages: list[dict]) -> int:
+    def remember(self, messages: list[dict], give_way_after: int | None = None) -> int:
         """Evaluate a mode's fixed messages (system prompt, examples) once and keep their KV state, so no
-        later question evaluates them again; returns how many tokens were evaluated (0 when kept already)."""
-        with self.lock:
-            tokens = self.encode_prefix(messages)
-            if tuple(tokens) in self.prefixes:
-                return 0
-            return len(tokens) - self.feed(tokens, len(tokens))
+        later question evaluates them again; returns how many tokens were evaluated (0 when kept already).
+
+        A warm-up in the background passes `give_way_after` (the `asked` count when it began): the prefix is
+        then evaluated WARM_STEP tokens at a time and left as soon as a question has asked for the context,
+        so a question waits for one step at most and no warm-up comes between an answer and its check.
+        """
+        evaluated, tokens = 0, None
+        while give_way_after is None or self.asked == give_way_after:
+            with self.lock:
+                if give_way_after is not None and self.asked != give_way_after:
+                    break
+                tokens = tokens or self.encode_prefix(messages)
+                if tuple(tokens) in self.prefixes:
+                    break
+                if give_way_after is None:
+                    return len(tokens) - self.feed(tokens, len(tokens))
+                same = self.shared_prefix(tokens)
+                end = min(len(tokens), same + WARM_STEP)
+                self.llm.n_tokens = same
+                self.llm.eval(tokens[same:end])
+                evaluated += end - same
+                if end == len(tokens):
+                    self.keep_state(tuple(tokens))
+                    break
+        return evaluated
 
     @functools.cached_property
     def span_vocabulary(self):
@@ -202,10 +225,7 @@ class LlamaGenerator:
         tokens is kept for later calls. At least the last token is evaluated, for its logits.
         """
         limit = len(tokens) - 1
-        same = 0
-        old = self.llm.input_ids
-        while same < min(self.llm.n_tokens, limit) and old[same] == tokens[same]:
-            same += 1
+        same = self.shared_prefix(tokens[:limit])
         for prefix, state in self.prefixes.items():
             if same < len(prefix) <= limit and tuple(tokens[:len(prefix)]) == prefix:
                 self.restore_state(prefix, state)
@@ -222,6 +242,13 @@ class LlamaGenerator:
                 return reused
         self.llm.eval(tokens[same:])
         return reused
+
+    def shared_prefix(self, tokens: list[int]) -> int:
+        """How many of `tokens` the context holds already, from the start."""
+        same, old, limit = 0, self.llm.input_ids, min(self.llm.n_tokens, len(tokens))
+        while same < limit and old[same] == tokens[same]:
+            same += 1
+        return same
 
     def keep_state(self, prefix: tuple[int, ...]) -> None:
         """Keep the KV state of `prefix` (just evaluated); the least recently used goes past KEPT_PREFIXES.
@@ -306,6 +333,8 @@ class LlamaGenerator:
 
 # Fixed prefixes whose KV state is kept: short answer, yes/no, explanation, rewrite, and room to spare.
 KEPT_PREFIXES = 6
+# Tokens a background warm-up evaluates between looks for a waiting question (under a second on one slow core).
+WARM_STEP = 16
 # Turn ends of the common chat templates; a model's own end-of-sequence token is always one too.
 END_MARKERS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>", "</s>")
 CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"

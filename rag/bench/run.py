@@ -23,8 +23,10 @@ from pathlib import Path
 from ..answer.models import DEFAULT_TIER
 from ..config import PROJECT_ROOT, Settings
 from ..errors import RagError
+from .answers import ANSWER_P50_S, ANSWER_P95_S, FLOOR_RATIO, WHY_RATIO, answer_lines, answers_markdown, bench_answers
 from .cold import bench_cold_ask, bench_cold_search, bench_embedding_paths, bench_peak_rss
 from .embedders import embedder_figure, embedder_lines, embedders_markdown, run_embedder_bench
+from .frontends import UI_RATIO, ui_lines
 from .report import figure, machine_info, markdown_report, phase
 from .tiers import bench_tier, installed_tiers, sweep_threads_and_batch
 
@@ -100,6 +102,10 @@ def run_bench(args) -> int:
             shards = split_corpus(texts, work / "corpus", sizes.files, sizes.corpus_kb * 1000, sizes.runs)
             report["corpus"] = {"modules": len(texts), "megabytes": round(sum(map(len, texts)) / 1e6, 2)}
         chunker = {"size": settings.chunk_size, "overlap": settings.chunk_overlap}
+        if getattr(args, "answers", False):
+            with phase(phases, "answers"):
+                answers_phase(args, sizes, work, report)
+            return finish(report, out, args, began)
         if getattr(args, "embedders", False) or sizes.name != "quick":
             with phase(phases, "embedders"):
                 report["embedders"] = bench_embedder_table(args, sizes, texts, chunker)
@@ -117,6 +123,9 @@ def run_bench(args) -> int:
             figures["time_to_first_token"], figures["decode_speed"], figures["prompt_speed"] = bench_generation(
                 settings.replace(index_dir=work / "index"), embedder, sizes, report)
             figures["warm_first_token"], figures["warm_answer"] = report.pop("warm")
+        if sizes.name != "tiny":  # `--answers --tiny` runs it alone at its smallest
+            with phase(phases, "answers"):
+                answers_phase(args, sizes, work, report)
         with phase(phases, "processes"):
             Pipeline(settings.replace(index_dir=work / "corpus-index"), embedder=embedder).index()
             env = {**os.environ, "RAG_INDEX_DIR": str(work / "corpus-index"),
@@ -132,14 +141,53 @@ def run_bench(args) -> int:
     return finish(report, out, args, began)
 
 
+def answers_phase(args, sizes: Sizes, work: Path, report: dict) -> None:
+    """Answers as a running app gives them, per tier, and the UI against the CLI (rag/bench/answers.py)."""
+    tiers = installed_tiers(1 if sizes.name == "tiny" else None)
+    if not tiers:
+        raise RagError("no model tier is installed: run `rag models install`")
+    default = DEFAULT_TIER if DEFAULT_TIER in tiers else tiers[0]
+    rounds, ui_runs = {"tiny": (1, 1), "quick": (1, 1), "full": (2, 2)}[sizes.name]
+    report["answers"] = bench_answers(args.config, tiers, default, work / "answers-index", rounds, ui_runs,
+                                      http=sizes.name != "tiny", questions=4 if sizes.name == "tiny" else 12)
+    row, ui = report["answers"]["tiers"][default], report["answers"]["ui"]
+    figures = report["figures"]
+    figures["peak_rss"] = bench_peak_rss({**os.environ, "RAG_INDEX_DIR": str(work / "answers-index"),
+                                          **({"RAG_CONFIG": str(args.config)} if args.config else {})}, 1, work)
+    figures["answer_seconds"] = figure(
+        f"warm seconds per answer ({default})", row["answer_p50_s"], "s", "<=", ANSWER_P50_S,
+        f"p50 (p95 {row['answer_p95_s']} s, target ≤ {ANSWER_P95_S:g}) of {row['answers']} eval questions, short "
+        f"and why interleaved, fixed prefixes kept; {report['answers']['threads']} threads",
+        met_also=row["met"]["answer_p95"], tier=default)
+    if row.get("first_token_over_floor") is not None:
+        figures["first_token_floor"] = figure(
+            f"first token ÷ raw evaluation of the new tokens ({default})", row["first_token_over_floor"], "×",
+            "<=", FLOOR_RATIO, f"p50 first token {row['first_token_p50_s']} s against raw llama.cpp "
+            f"{row['floor_p50_s']} s evaluating the same {row['new_tokens_p50']:g} new tokens (p50)", tier=default)
+    if row["why_over_short"] is not None:
+        figures["why_over_short"] = figure(
+            f"why ÷ short seconds per answer ({default})", row["why_over_short"], "×", "<=", WHY_RATIO,
+            f"p50 {row['why_p50_s']} s against {row['short_p50_s']} s", tier=default)
+    figures["ui_over_cli"] = figure(
+        f"web UI ÷ CLI seconds per answer ({default})", ui["ui_over_cli_with_queue"], "×", "<=", UI_RATIO,
+        f"p50 UI {ui['ui_p50_s']} s (chat action, Gradio postprocessing and queue added) against `rag chat` "
+        f"{ui['cli_p50_s']} s, same questions; the split is in the answers section", tier=default)
+
+
 def finish(report: dict, out: Path, args, began: float) -> int:
     """Write bench.json and bench.md and print the report."""
     figures = report["figures"]
     report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     report["seconds"] = round(time.perf_counter() - began, 1)
     out.mkdir(parents=True, exist_ok=True)
-    markdown = (markdown_report(report) + "\n".join(embedder_lines(report.get("embedders"))) + "\n"
-                if "retrieval" in report else embedders_markdown(report))
+    if "retrieval" in report:
+        markdown = markdown_report(report) + "\n".join(embedder_lines(report.get("embedders"))) + "\n"
+    elif "answers" in report:
+        markdown = answers_markdown(report)
+    else:
+        markdown = embedders_markdown(report)
+    if "answers" in report and "retrieval" in report:
+        markdown += "\n".join(answer_lines(report["answers"]["tiers"]) + ui_lines(report["answers"]["ui"])) + "\n"
     (out / "bench.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     (out / "bench.md").write_text(markdown, encoding="utf-8")
     if args.json:

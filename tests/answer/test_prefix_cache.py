@@ -69,3 +69,36 @@ def test_warming_up_keeps_every_modes_prefix_so_the_first_question_evaluates_onl
     _, new, cached = evaluated(pipeline, SHORT)
     assert cached >= len(gen.encode_prefix(pipeline.fixed_messages("short")))
     assert gen.remember(pipeline.fixed_messages("short")) == 0  # kept already: nothing evaluated
+
+
+def test_a_background_warm_up_keeps_the_prefix_in_steps_and_stops_once_a_question_is_asked(pipeline):
+    warming = Pipeline(pipeline.settings, embedder=pipeline.embedder, generator=smol())
+    gen = warming.generator
+    short = warming.fixed_messages("short")
+    since = gen.asked
+    gen.asked += 1  # a question came first
+    assert gen.remember(short, since) == 0 and not gen.prefixes
+    assert gen.remember(short, gen.asked) == len(gen.encode_prefix(short))
+    assert len(gen.prefixes) == 1
+    answer, _, cached = evaluated(warming, SHORT)
+    assert cached >= len(gen.encode_prefix(short))
+    # Evaluated in steps, the prefix gives the very answer it gives evaluated at once.
+    assert answer.raw == pipeline.ask(SHORT).raw
+
+
+def test_the_rewrite_prefix_is_kept_and_the_statement_check_evaluates_only_its_own_turn(pipeline):
+    checking = Pipeline(pipeline.settings.replace(rewrite_with_model=True, measure_all_signals=True),
+                        embedder=pipeline.embedder, generator=smol())
+    gen = checking.generator
+    history = [{"role": "user", "content": SHORT}, {"role": "assistant", "content": "28 nations"}]
+    instruction = len(gen.encode_prefix(checking.rewrite_messages([], "")[:1]))
+    checking.rewrite_follow_up("Who signed it?", history)
+    assert gen.last_cached < instruction  # the first rewrite evaluates the instruction, and keeps it
+    answer = checking.ask(SHORT)  # another mode's prompt in the context meanwhile
+    check = answer.receipt["check_evaluated"]
+    # The check turn is "Statement: The answer to "<question>" is: <answer> / Does passage [n] say this?".
+    turn = gen.count_tokens(f'Statement: The answer to "{SHORT}" is: {answer.raw} Does passage [1] say this? '
+                            "Reply yes or no.")
+    assert 0 < check <= turn + gen.count_tokens(answer.raw) + 12 < answer.receipt["prompt_tokens"]
+    checking.rewrite_follow_up("When was it signed?", history)
+    assert gen.last_cached >= instruction
