@@ -42,9 +42,12 @@ class LlamaGenerator:
         self.temperature = temperature
         self.seed = seed
         self.lock = threading.Lock()
+        # Read into memory, not mapped: llama.cpp repacks the weights for this CPU, and a mapped file's
+        # pages, all read once for that, stayed resident beside the repacked copy (2.2 GB peak with the
+        # 1.5b tier and the UI, 1.6 GB unmapped; docs/performance.md).
         try:
             self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
-                             n_threads_batch=n_threads, seed=seed, verbose=False)
+                             n_threads_batch=n_threads, seed=seed, use_mmap=False, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelMissing(f"cannot load GGUF model {path}: {exc}") from None
         self.n_ctx = self.llm.n_ctx()
