@@ -201,6 +201,25 @@ class Pipeline:
         query = clean_question(query)
         return self.retriever.search(query, k or self.settings.top_k)
 
+    # --- whole documents (rag/whole/) ---------------------------------------------------------
+    def source(self, name: str):
+        """An indexed document read again as its passages in order (`whole.source.Source`); BadInput if unknown."""
+        from .whole.source import find_document, read_source
+
+        return read_source(find_document(self.documents(), name), self.chunker, self.read_limits)
+
+    def summarize(self, name: str, length: str = "short", passages=None):
+        """A `SummaryJob` for an indexed document: `run()` streams the verified summary (see rag/whole/)."""
+        from .answer.models import read_speeds
+        from .index.collections import collection_dir
+        from .whole.cache import PartCache
+        from .whole.summarize import SummaryJob
+
+        source = name if hasattr(name, "passages") else self.source(name)
+        return SummaryJob(source, self.generator, length, self.settings.support_threshold,
+                          PartCache(collection_dir(self.settings) / "summary-cache"),
+                          read_speeds().get(self.tier), passages)
+
     # --- answering ----------------------------------------------------------------------------
     def ask(self, question: str, history: list[dict] | None = None, top_k: int | None = None) -> Answer:
         """Answer a question; see `stream` for the steps."""

@@ -1,0 +1,69 @@
+"""A summary's sentences checked one by one with the answer verifier: kept, rewritten as the document's
+own sentence, or dropped. Nothing the verifier does not back is ever shown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..answer.cite import facts, holds_facts, negations, parse_claims, strip_markers, support_score, verify_sentence
+from ..documents.chunk import split_sentences
+
+# A failing sentence is replaced by the document's sentence it paraphrases when that sentence holds all
+# of its facts, its negation, and at least this share of its content words; else it is dropped.
+REWRITE_MIN_SUPPORT = 0.35
+# Evidence tried for a sentence: the passages it cites, then the best others, this many in all.
+TRIED = 4
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One sentence the model wrote, and what the verifier made of it.
+
+    `backer` is the key of the evidence that backs it (None when dropped); `text` is what is shown (the
+    model's sentence, or the document's own sentence when `rewritten`).
+    """
+
+    written: str
+    text: str
+    backer: int | None
+    rewritten: bool = False
+
+    @property
+    def kept(self) -> bool:
+        return self.backer is not None
+
+
+def check_reply(reply: str, evidence: dict[int, str], threshold: float) -> list[Checked]:
+    """Every sentence of a reply checked against the evidence texts (by the `[n]` keys the reply cites)."""
+    return [check_sentence(claim.text, claim.cited, evidence, threshold) for claim in parse_claims(reply)]
+
+
+def check_sentence(sentence: str, cited: tuple[int, ...], evidence: dict[int, str], threshold: float) -> Checked:
+    """The sentence backed by the first evidence that passes `verify_sentence` (cited ones first), else
+    rewritten as the evidence sentence it paraphrases, else dropped (backer None)."""
+    order = [i for i in cited if i in evidence] + sorted(
+        (i for i in evidence if i not in cited), key=lambda i: -support_score(sentence, evidence[i]))
+    order = order[:TRIED]
+    for key in order:
+        if verify_sentence(sentence, [evidence[key]], threshold):
+            return Checked(sentence, sentence, key)
+    found = paraphrased(sentence, {k: evidence[k] for k in order})
+    if found:
+        return Checked(sentence, found[1], found[0], rewritten=True)
+    return Checked(sentence, sentence, None)
+
+
+def paraphrased(sentence: str, evidence: dict[int, str]) -> tuple[int, str] | None:
+    """(key, the evidence sentence) that `sentence` says in other words: same facts, same negation, and
+    at least REWRITE_MIN_SUPPORT of its content words; None when there is none."""
+    wanted, negated = facts(sentence), negations(sentence)
+    best, best_score = None, REWRITE_MIN_SUPPORT
+    for key, text in evidence.items():
+        for a, b in split_sentences(text):
+            window = text[a:b]
+            if not window.strip() or not holds_facts(wanted, window) or negations(window) != negated:
+                continue
+            score = support_score(sentence, window)
+            if score >= best_score:
+                best, best_score = (key, " ".join(strip_markers(window).split())), score
+    return best
