@@ -259,7 +259,8 @@ class Backend:
                 if isinstance(item, Answer):
                     turns[-1] = {"question": question, "answer": item.text, "html": answer_html(item), "record": item,
                                  "collection": about}
-                    yield chat_messages(turns), turns, sources_html(item) + cited_pages_html(pipeline, item.citations), ""
+                    sources = sources_html(item) + cited_pages_html(pipeline, item.citations)
+                    yield chat_messages(turns), turns, sources, ""
                 else:
                     draft += item
                     yield chat_messages(turns, draft), turns, gr.skip(), ""
