@@ -220,6 +220,18 @@ class Pipeline:
                           PartCache(collection_dir(self.settings) / "summary-cache"),
                           read_speeds().get(self.tier), passages)
 
+    def compare(self, name_a: str, name_b: str, about: str = "", length: str = "long"):
+        """A `CompareJob` for two indexed documents: agree, differ and only-one points, each side cited."""
+        from .whole.compare import CompareJob, about_passages
+
+        sources = [self.source(name) for name in (name_a, name_b)]
+        if sources[0].doc == sources[1].doc:
+            raise BadInput(f"compare needs two different documents, not {sources[0].doc!r} twice")
+        about = clean_question(about) if about else ""
+        jobs = [self.summarize(s, length, about_passages(s, about, self.relevance) if about else None)
+                for s in sources]
+        return CompareJob(*jobs, self.embedder.embed, about, self.settings.support_threshold)
+
     # --- answering ----------------------------------------------------------------------------
     def ask(self, question: str, history: list[dict] | None = None, top_k: int | None = None) -> Answer:
         """Answer a question; see `stream` for the steps."""

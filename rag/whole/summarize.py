@@ -22,7 +22,10 @@ from .source import Source, pack_parts, readable
 from .verify import Checked, check_reply
 
 # (sentences asked of each part, sentences in the summary) for each --length.
-LENGTHS = {"short": (3, 5), "long": (5, 10)}
+LENGTHS = {"short": (1, 6), "long": (2, 12)}
+# Tokens of passages in one part: about a page. A small model asked to summarize more at once copies
+# the first sentences it reads, so the summary would only cover the beginning.
+PART_TOKENS = 512
 # Room for one sentence of the reply, and what one usually takes (for the time estimate).
 MAX_SENTENCE_TOKENS = 48
 TYPICAL_SENTENCE_TOKENS = 30
@@ -104,13 +107,14 @@ class SummaryJob:
 
     def __init__(self, source: Source, generator, length: str = "short", threshold: float = 0.55,
                  cache: PartCache | None = None, speed: dict | None = None,
-                 passages: list[Citation] | None = None):
+                 passages: list[Citation] | None = None, part_tokens: int = PART_TOKENS):
         from ..errors import BadInput
 
         if length not in LENGTHS:
             raise BadInput(f"--length must be one of {', '.join(LENGTHS)}, not {length!r}")
         self.source, self.gen, self.length, self.threshold = source, generator, length, threshold
         self.cache = cache or PartCache(None)
+        self.part_tokens = part_tokens
         self.speed = speed or {}
         passages = list(source.passages if passages is None else passages)
         if not passages:
@@ -119,6 +123,8 @@ class SummaryJob:
         self.parts = pack_parts(passages, self.part_budget(per_part), generator.count_tokens)
         # A document that fits in one part is summarized at the summary's length in one step.
         self.per_part = self.target if len(self.parts) == 1 else per_part
+        # Whether the parts' sentences are expected to be more than the summary holds, so the model condenses them.
+        self.condenses = len(self.parts) > 1 and len(self.parts) * self.per_part > self.target
         self.done: list[list[Point]] = []
         self.final: list[Point] | None = None
         self.checked: list[Checked] = []
@@ -128,11 +134,15 @@ class SummaryJob:
 
     # --- sizes and time -------------------------------------------------------------------------
     def part_budget(self, per_part: int) -> int:
-        """Tokens of passages one part may hold: the context less the prompts and the reply's room."""
+        """Tokens of passages one part may hold: about a page, and never more than the context has room for."""
+        return min(self.part_tokens, self.context_budget(per_part))
+
+    def context_budget(self, sentences: int) -> int:
+        """Tokens of text one step may show the model: the context less the prompts and the reply's room."""
         gen = self.gen
-        empty = self.part_messages([], 1, 1, per_part)
+        empty = self.part_messages([], 1, 1, sentences)
         fixed = sum(gen.count_tokens(m["content"]) for m in empty) + gen.chat_overhead(empty)
-        return max(64, gen.n_ctx - fixed - per_part * MAX_SENTENCE_TOKENS - 16)
+        return max(64, gen.n_ctx - fixed - sentences * MAX_SENTENCE_TOKENS - 16)
 
     def prompt_tokens(self) -> int:
         """Tokens the model reads for the map step (the floor: the document read once, plus the prompts)."""
@@ -144,18 +154,23 @@ class SummaryJob:
         prompt_speed, decode_speed = self.speed.get("prompt_tok_s"), self.speed.get("decode_tok_s")
         if not prompt_speed or not decode_speed:
             return None
-        written = len(self.parts) * self.per_part + (self.target if len(self.parts) > 1 else 0)
-        reduce_read = self.target * TYPICAL_SENTENCE_TOKENS * 3 if len(self.parts) > 1 else 0
+        mapped = len(self.parts) * self.per_part
+        written = mapped + (self.target if self.condenses else 0)
+        reduce_read = mapped * TYPICAL_SENTENCE_TOKENS if self.condenses else 0
         return ((self.prompt_tokens() + reduce_read) / prompt_speed
                 + written * TYPICAL_SENTENCE_TOKENS / decode_speed)
 
     def eta(self) -> float | None:
         """Seconds left: the parts to go at the pace of those the model read here, else the estimate's share."""
-        left = len(self.parts) - len(self.done) + (1 if len(self.parts) > 1 and self.final is None else 0)
+        left = max(0, self.steps() - len(self.done) - (self.final is not None and self.condenses))
         if self.model_seconds:
             return left * sum(self.model_seconds) / len(self.model_seconds)
         estimate = self.estimate()
-        return None if estimate is None else estimate * left / (len(self.parts) + (len(self.parts) > 1))
+        return None if estimate is None else estimate * left / self.steps()
+
+    def steps(self) -> int:
+        """The model calls expected: one a part, and one to condense."""
+        return len(self.parts) + self.condenses
 
     # --- the steps ------------------------------------------------------------------------------
     def part_messages(self, part: list[Citation], number: int, parts: int, sentences: int) -> list[dict]:
@@ -174,7 +189,7 @@ class SummaryJob:
     def run(self) -> Iterator[str | Progress | Summary]:
         """Yield the model's words as they come, a Progress after each step, and the Summary last."""
         began = time.perf_counter()
-        total = len(self.parts) + (1 if len(self.parts) > 1 else 0)
+        total = self.steps()
         for number, part in enumerate(self.parts[len(self.done):], len(self.done) + 1):
             messages = self.part_messages(part, number, len(self.parts), self.per_part)
             reply, cached = yield from self.ask(messages, self.per_part, [p.text for p in part])
@@ -184,16 +199,17 @@ class SummaryJob:
             self.seconds = time.perf_counter() - began
             yield Progress("part", len(self.done), total, round(self.seconds, 1), self.eta(), cached, tuple(points))
         points = self.all_points()
-        if len(points) <= self.target:
-            self.final = points
+        if len(points) <= self.target or len(self.parts) == 1:
+            self.final = evenly(points, self.target)
         else:
-            shown = fit_points(points, self.part_budget(self.target), self.gen.count_tokens)
+            shown = fit_points(points, self.context_budget(self.target), self.gen.count_tokens)
             reply, cached = yield from self.ask(self.reduce_messages(shown), self.target, [p.text for p in shown])
             evidence = {i: readable(p.passage) for i, p in enumerate(shown, 1)}
             kept = self.keep(check_reply(reply, evidence, self.threshold), [p.passage for p in shown], seen=[])
             self.final = kept[:self.target] or evenly(points, self.target)
             self.seconds = time.perf_counter() - began
-            yield Progress("reduce", total, total, round(self.seconds, 1), 0.0, cached, tuple(self.final))
+            done = len(self.parts) + 1
+            yield Progress("reduce", done, max(done, total), round(self.seconds, 1), 0.0, cached, tuple(self.final))
         self.seconds = time.perf_counter() - began
         yield self.summary()
 

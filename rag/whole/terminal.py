@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .summarize import Progress, Summary, SummaryJob
+from .summarize import Progress, Summary, SummaryJob, with_marker
 
 
 def duration(seconds: float) -> str:
@@ -80,3 +80,49 @@ def clean(text: str) -> str:
     import unicodedata
 
     return "".join(ch for ch in text if ch == "\n" or unicodedata.category(ch) != "Cc")
+
+
+def compare_in_terminal(job, as_json: bool = False, out=sys.stdout) -> int:
+    """Run a CompareJob (both summaries announced, with progress) and print the findings; the exit code."""
+    from .compare import Comparison
+
+    comparison = None
+    for summary_job in job.jobs:
+        announce(summary_job)
+    try:
+        events = job.run()
+        for event in events:
+            if isinstance(event, Comparison):
+                comparison = event
+    except KeyboardInterrupt:
+        print("rag: interrupted; the summaries done so far are cached, so a second run starts from there",
+              file=sys.stderr)
+        return 130
+    print_comparison(comparison, as_json, out)
+    return 0
+
+
+def print_comparison(comparison, as_json: bool = False, out=sys.stdout) -> None:
+    """The findings under three headings, each side with its marker, then the sources."""
+    if as_json:
+        print(json.dumps(comparison.to_dict(), ensure_ascii=False), file=out)
+        return
+    a, b = comparison.doc_a, comparison.doc_b
+    headings = {"agree": "Both say", "differ": "They differ", "only": "Only one says"}
+    for kind, heading in headings.items():
+        findings = [f for f in comparison.findings if f.kind == kind]
+        print(clean(f"{heading} ({len(findings)})" + (f", about {comparison.about}" if comparison.about else "")
+                    + ":"), file=out)
+        for f in findings:
+            for side in (f.a, f.b):
+                if side is not None:
+                    print(clean(f"  {'-' if side is (f.a or f.b) else ' '} {side.doc}: "
+                                f"{with_marker(side.text, comparison.marker(side))}"), file=out)
+        if not findings:
+            print("  (none)", file=out)
+    print("Sources:", file=out)
+    for c in comparison.citations:
+        print(source_line(c), file=out)
+    s = comparison.stats
+    print(f"  ({a}: {s['a']['verified']} of {s['a']['sentences_written']} summary sentences verified; "
+          f"{b}: {s['b']['verified']} of {s['b']['sentences_written']})", file=out)

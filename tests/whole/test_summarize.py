@@ -31,7 +31,7 @@ def test_passages_cover_the_document_once_in_order():
 
 
 def test_only_verified_sentences_are_shown_and_an_invented_one_is_dropped():
-    job = SummaryJob(source(), FakeGenerator(f"{TRUE} {INVENTED}", n_ctx=4096))
+    job = SummaryJob(source(), FakeGenerator(f"{TRUE} {INVENTED}", n_ctx=4096), part_tokens=4096)
     summary = list(job.run())[-1]
     assert [p.text for p in summary.points] == [TRUE.removesuffix(" [1].") + "."]
     assert summary.text.endswith("support [1].")
@@ -42,7 +42,7 @@ def test_only_verified_sentences_are_shown_and_an_invented_one_is_dropped():
 
 
 def test_a_loose_paraphrase_is_shown_as_the_documents_own_sentence():
-    job = SummaryJob(source(), FakeGenerator(PARAPHRASE, n_ctx=4096))
+    job = SummaryJob(source(), FakeGenerator(PARAPHRASE, n_ctx=4096), part_tokens=4096)
     summary = list(job.run())[-1]
     assert summary.stats["rewritten"] == 1
     (point,) = summary.points
@@ -63,23 +63,23 @@ class Extractive(FakeGenerator):
 
 def test_a_long_document_is_summarized_in_parts_then_condensed_with_citations_into_its_own_text():
     gen = Extractive(n_ctx=700)
-    job = SummaryJob(source(), gen, length="short")
+    job = SummaryJob(source(), gen, length="short", part_tokens=80)
     assert len(job.parts) > 1
     events = list(job.run())
     summary = events[-1]
     assert summary.complete and events[-2].stage == "reduce"
     assert len(gen.prompts) == len(job.parts) + 1  # one call per part, one to condense
     assert "Numbered statements" in gen.prompts[-1][-1]["content"]
-    assert len(summary.points) == 5 and summary.stats["dropped"] == 0
+    assert len(summary.points) == 6 and summary.stats["dropped"] == 0
     for c in summary.citations:
         assert TEXT[c.start:c.end] == c.text and c.start <= c.highlight[0] < c.highlight[1] <= c.end
 
 
 def test_a_second_summary_reads_every_part_from_the_cache(tmp_path):
     cache = PartCache(tmp_path / "cache")
-    first = list(SummaryJob(source(), FakeGenerator(TRUE, n_ctx=4096), cache=cache).run())[-1]
+    first = list(SummaryJob(source(), FakeGenerator(TRUE, n_ctx=4096), cache=cache, part_tokens=4096).run())[-1]
     silent = FakeGenerator(n_ctx=4096)
-    second = list(SummaryJob(source(), silent, cache=cache).run())[-1]
+    second = list(SummaryJob(source(), silent, cache=cache, part_tokens=4096).run())[-1]
     assert silent.prompts == [] and second.stats["steps_cached"] == 1
     assert second.text == first.text
 
@@ -113,11 +113,14 @@ def test_ctrl_c_keeps_the_verified_sentences_of_the_parts_done():
 
 
 def test_the_time_up_front_comes_from_the_measured_speed():
-    job = SummaryJob(source(), FakeGenerator(n_ctx=700), speed={"prompt_tok_s": 100.0, "decode_tok_s": 10.0})
-    steps = len(job.parts)
-    expected = (job.prompt_tokens() + 5 * 30 * 3) / 100 + (steps * 3 + 5) * 30 / 10
+    job = SummaryJob(source(), FakeGenerator(n_ctx=700), speed={"prompt_tok_s": 100.0, "decode_tok_s": 10.0},
+                     part_tokens=80)
+    parts = len(job.parts)
+    assert parts > 6 and job.condenses  # a part is about a page; one sentence each, then condensed to 6
+    expected = (job.prompt_tokens() + parts * 30) / 100 + (parts + 6) * 30 / 10
     assert job.estimate() == pytest.approx(expected)
     assert SummaryJob(source(), FakeGenerator(n_ctx=700)).estimate() is None
+    assert SummaryJob(source(), FakeGenerator(n_ctx=4096)).parts[0][-1].end > 1000  # a part is about a page
 
 
 def test_an_instruction_inside_the_document_is_never_evidence():

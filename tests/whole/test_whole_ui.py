@@ -51,11 +51,11 @@ def test_the_summarize_tab_is_in_the_app(fake_pipeline):
 
 
 def test_summarize_streams_the_time_progress_and_the_verified_summary(fake_pipeline):
-    fake_pipeline.generator.replies = [TRUE + " The moon is made of cheese [2]."]
+    fake_pipeline.generator.replies = [TRUE + " The moon is made of cheese [2].", ""]
     shown = list(summarize_events(app.Backend(fake_pipeline), "global-backing-for-china-ai-governance.txt",
                                   "short", None))
-    assert shown[0].startswith("<p>Summarizing global-backing-for-china-ai-governance.txt: 1 part(s)")
-    assert "<progress" in shown[1] and "1 of 1 steps" in shown[1]
+    assert shown[0].startswith("<p>Summarizing global-backing-for-china-ai-governance.txt: 2 part(s)")
+    assert "<progress" in shown[1] and "1 of 2 steps" in shown[1] and "substantial international" in shown[1]
     assert "substantial international support" in shown[-1] and "cheese" not in shown[-1]
     assert "1 of 2 sentences verified as written" in shown[-1]
 
