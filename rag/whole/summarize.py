@@ -199,7 +199,8 @@ class SummaryJob:
             self.seconds = time.perf_counter() - began
             yield Progress("part", len(self.done), total, round(self.seconds, 1), self.eta(), cached, tuple(points))
         points = self.all_points()
-        if len(points) <= self.target or len(self.parts) == 1:
+        if len(points) <= self.target or not self.condenses:
+            # More sentences than asked for from a few parts: spread over them, no second model call.
             self.final = evenly(points, self.target)
         else:
             shown = fit_points(points, self.context_budget(self.target), self.gen.count_tokens)

@@ -3,6 +3,7 @@ own sentence, or dropped. Nothing the verifier does not back is ever shown."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..answer.cite import facts, holds_facts, negations, parse_claims, strip_markers, support_score, verify_sentence
@@ -34,8 +35,17 @@ class Checked:
 
 
 def check_reply(reply: str, evidence: dict[int, str], threshold: float) -> list[Checked]:
-    """Every sentence of a reply checked against the evidence texts (by the `[n]` keys the reply cites)."""
-    return [check_sentence(claim.text, claim.cited, evidence, threshold) for claim in parse_claims(reply)]
+    """Every sentence of a reply checked against the evidence texts (by the `[n]` keys the reply cites).
+
+    Each line is read on its own, so a sentence cut short by the reply's token limit cannot join the next
+    line's; a last sentence left unfinished (no full stop or marker at the end of the reply) is dropped.
+    """
+    claims = parse_claims(re.sub(r"\s*\n\s*", "\n\n", reply.strip()))
+    checked = [check_sentence(claim.text, claim.cited, evidence, threshold) for claim in claims]
+    if checked and not re.search(r"[.!?\]\"”')]$", reply.strip()):
+        last = checked[-1]
+        checked[-1] = Checked(last.written, last.written, None)
+    return checked
 
 
 def check_sentence(sentence: str, cited: tuple[int, ...], evidence: dict[int, str], threshold: float) -> Checked:

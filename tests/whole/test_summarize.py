@@ -144,3 +144,16 @@ def test_summarize_through_the_pipeline_cites_the_indexed_file(fake_pipeline):
     summary = list(job.run())[-1]
     assert summary.points and Path(job.source.document.path).name == summary.doc
     assert (Path(fake_pipeline.settings.index_dir) / "summary-cache").is_dir()
+
+
+def test_a_sentence_cut_short_by_the_token_limit_is_dropped_and_never_joins_the_next_line():
+    from rag.whole.verify import check_reply
+
+    evidence = {1: TEXT}
+    cut = check_reply("China’s proposal for a worldwide AI governance initiative has gained\n"
+                      "Developing nations, in particular, have embraced China’s proposal [1]. The initiative", evidence,
+                      0.55)
+    assert [(c.written, c.kept) for c in cut] == [
+        ("China’s proposal for a worldwide AI governance initiative has gained", True),
+        ("Developing nations, in particular, have embraced China’s proposal.", True),
+        ("The initiative", False)]
