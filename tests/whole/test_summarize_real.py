@@ -24,7 +24,8 @@ def test_a_real_summary_shows_only_verified_cited_sentences_and_a_second_one_com
     for point in summary.points:
         passage = point.passage
         assert text[passage.start:passage.end] == passage.text
-        assert point.text in text or verify_sentence(point.text, [passage.text], real_pipeline.settings.support_threshold)
+        threshold = real_pipeline.settings.support_threshold
+        assert point.text in text or verify_sentence(point.text, [passage.text], threshold)
     began = time.perf_counter()
     again = [e for e in real_pipeline.summarize(DOC, "short").run() if isinstance(e, Summary)][0]
     assert time.perf_counter() - began < 5 and again.stats["steps_cached"] == len(events) - 1
