@@ -22,12 +22,12 @@ from .source import Source, pack_parts, readable
 from .verify import Checked, check_reply
 
 # (sentences asked of each part, sentences in the summary) for each --length.
-LENGTHS = {"short": (1, 6), "long": (2, 12)}
+LENGTHS = {"short": (2, 8), "long": (3, 16)}
 # Tokens of passages in one part: about a page. A small model asked to summarize more at once copies
 # the first sentences it reads, so the summary would only cover the beginning.
 PART_TOKENS = 512
 # Room for one sentence of the reply, and what one usually takes (for the time estimate).
-MAX_SENTENCE_TOKENS = 48
+MAX_SENTENCE_TOKENS = 64
 TYPICAL_SENTENCE_TOKENS = 30
 SYSTEM_PROMPT = "summarize.txt"
 
@@ -254,13 +254,14 @@ class SummaryJob:
         """The summary as it stands: the final one, or (interrupted) every verified sentence of the parts done."""
         complete = self.final is not None
         points = self.final if complete else self.all_points()
-        written = len(self.checked)
+        cut = sum(c.cut for c in self.checked)
+        written = len(self.checked) - cut
         verified = sum(c.kept and not c.rewritten for c in self.checked)
         rewritten = sum(c.rewritten for c in self.checked)
         estimate = self.estimate()
         stats = {"parts": len(self.parts), "parts_done": len(self.done), "steps_cached": self.cached_parts,
                  "sentences_written": written, "verified": verified, "rewritten": rewritten,
-                 "dropped": written - verified - rewritten,
+                 "dropped": written - verified - rewritten, "cut_short": cut,
                  "faithfulness": round(verified / written, 4) if written else None,
                  "seconds": round(self.seconds, 1),
                  "estimate_seconds": None if estimate is None else round(estimate, 1),

@@ -63,7 +63,8 @@ def print_summary(summary: Summary, as_json: bool = False, out=sys.stdout) -> No
         print(source_line(c), file=out)
     s = summary.stats
     print(f"  ({s['sentences_written']} sentences written: {s['verified']} verified, {s['rewritten']} rewritten "
-          f"as the document's own sentence, {s['dropped']} dropped; {s['parts_done']} of {s['parts']} parts in "
+          f"as the document's own sentence, {s['dropped']} dropped, {s['cut_short']} cut short; {s['parts_done']} of "
+          f"{s['parts']} parts in "
           f"{duration(s['seconds'])}{'' if summary.complete else '; interrupted, so not condensed'})", file=out)
 
 

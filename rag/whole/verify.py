@@ -28,6 +28,8 @@ class Checked:
     text: str
     backer: int | None
     rewritten: bool = False
+    # Unfinished when the reply ran out of tokens: dropped without being judged.
+    cut: bool = False
 
     @property
     def kept(self) -> bool:
@@ -44,7 +46,7 @@ def check_reply(reply: str, evidence: dict[int, str], threshold: float) -> list[
     checked = [check_sentence(claim.text, claim.cited, evidence, threshold) for claim in claims]
     if checked and not re.search(r"[.!?\]\"”')]$", reply.strip()):
         last = checked[-1]
-        checked[-1] = Checked(last.written, last.written, None)
+        checked[-1] = Checked(last.written, last.written, None, cut=True)
     return checked
 
 

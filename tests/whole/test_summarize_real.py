@@ -8,7 +8,7 @@ import pytest
 from conftest import CORPUS
 
 from rag.answer.cite import verify_sentence
-from rag.whole.summarize import Summary
+from rag.whole.summarize import Progress, Summary
 
 pytestmark = pytest.mark.integration
 DOC = "global-backing-for-china-ai-governance.txt"
@@ -28,5 +28,6 @@ def test_a_real_summary_shows_only_verified_cited_sentences_and_a_second_one_com
         assert point.text in text or verify_sentence(point.text, [passage.text], threshold)
     began = time.perf_counter()
     again = [e for e in real_pipeline.summarize(DOC, "short").run() if isinstance(e, Summary)][0]
-    assert time.perf_counter() - began < 5 and again.stats["steps_cached"] == len(events) - 1
+    steps = sum(isinstance(e, Progress) for e in events)
+    assert time.perf_counter() - began < 5 and again.stats["steps_cached"] == steps >= 2
     assert again.text == summary.text
