@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         hits = [covered(p, summary.text) for p in labels["points"]]
         s = summary.stats
         row = {"doc": labels["doc"], "format": labels["format"], "written": s["sentences_written"],
-               "verified": s["verified"], "rewritten": s["rewritten"], "dropped": s["dropped"], "cut_short": s["cut_short"],
+               "verified": s["verified"], "rewritten": s["rewritten"], "dropped": s["dropped"],
+               "cut_short": s["cut_short"],
                "faithfulness": s["faithfulness"], "shown": len(summary.points), "key_points": len(hits),
                "covered": sum(hits), "coverage": round(sum(hits) / len(hits), 4), "seconds": s["seconds"],
                "prompt_tokens": s["prompt_tokens"], "parts": s["parts"],

@@ -81,7 +81,8 @@ def summary_html(summary: Summary, pipeline=None) -> str:
                          f"{end}</span>")
     s = summary.stats
     status = (f"{s['verified']} of {s['sentences_written']} sentences verified as written, {s['rewritten']} "
-              f"rewritten as the document's own sentence, {s['dropped']} dropped · {duration(s['seconds'])}")
+              f"rewritten as the document's own sentence, {s['dropped']} dropped, {s.get('cut_short', 0)} cut short · "
+              f"{duration(s['seconds'])}")
     if not summary.complete:
         status += f" · stopped after {s['parts_done']} of {s['parts']} parts"
     sources = "".join(f'<details class="rag-source" id="sum-{c.id}"><summary>[{c.id}] {html.escape(c.doc)}'
