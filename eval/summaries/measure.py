@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", help="only documents or pairs whose name contains this")
     parser.add_argument("--length", choices=["short", "long"], default="short")
     parser.add_argument("--no-compare", action="store_true")
+    parser.add_argument("--work", type=Path, help="keep the corpus, index and summary cache here (reused)")
     args = parser.parse_args(argv)
 
     keypoints, pairs = load("keypoints.jsonl"), load("compare.jsonl")
@@ -82,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [p for p in pairs if any(o in p["pair"] for o in args.only)]
     if args.no_compare:
         pairs = []
-    work = Path(tempfile.mkdtemp(prefix="rag-summaries-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="rag-summaries-"))
     corpus = work / "corpus"
-    corpus.mkdir()
+    corpus.mkdir(parents=True, exist_ok=True)
     paths = {k["doc"] for k in keypoints} | {p[side] for p in pairs for side in ("a", "b")}
     for path in sorted(paths):
         shutil.copy2(ROOT / path, corpus / Path(path).name)

@@ -201,13 +201,13 @@ class SummaryJob:
         points = self.all_points()
         if len(points) <= self.target or not self.condenses:
             # More sentences than asked for from a few parts: spread over them, no second model call.
-            self.final = evenly(points, self.target)
+            self.final = balanced(self.done, self.target)
         else:
             shown = fit_points(points, self.context_budget(self.target), self.gen.count_tokens)
             reply, cached = yield from self.ask(self.reduce_messages(shown), self.target, [p.text for p in shown])
             evidence = {i: readable(p.passage) for i, p in enumerate(shown, 1)}
             kept = self.keep(check_reply(reply, evidence, self.threshold), [p.passage for p in shown], seen=[])
-            self.final = kept[:self.target] or evenly(points, self.target)
+            self.final = kept[:self.target] or balanced(self.done, self.target)
             self.seconds = time.perf_counter() - began
             done = len(self.parts) + 1
             yield Progress("reduce", done, max(done, total), round(self.seconds, 1), 0.0, cached, tuple(self.final))
@@ -275,6 +275,18 @@ def fit_points(points: list[Point], budget: int, count_tokens) -> list[Point]:
     while len(chosen) > 1 and sum(count_tokens(p.text) + 4 for p in chosen) > budget:
         chosen = evenly(points, len(chosen) - 1)
     return chosen
+
+
+def balanced(parts: list[list[Point]], n: int) -> list[Point]:
+    """`n` points taken from the parts in turn (the first of each part, then the second…), in document order:
+    a part whose reply ran on does not crowd out the others."""
+    chosen: list[Point] = []
+    for rank in range(max((len(p) for p in parts), default=0)):
+        for part in parts:
+            if rank < len(part) and len(chosen) < n:
+                chosen.append(part[rank])
+    order = {id(p): i for i, p in enumerate(p for part in parts for p in part)}
+    return sorted(chosen, key=lambda p: order[id(p)])
 
 
 def evenly(points: list[Point], n: int) -> list[Point]:

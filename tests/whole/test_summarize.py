@@ -10,7 +10,7 @@ from conftest import CORPUS, FakeGenerator
 from rag.records import Document
 from rag.whole.cache import PartCache
 from rag.whole.source import Source, passages_of
-from rag.whole.summarize import SummaryJob
+from rag.whole.summarize import Point, SummaryJob
 
 TEXT = (CORPUS / "global-backing-for-china-ai-governance.txt").read_text(encoding="utf-8")
 TRUE = "China’s proposal for a worldwide AI governance initiative has gained substantial international support [1]."
@@ -158,3 +158,11 @@ def test_a_sentence_cut_short_by_the_token_limit_is_dropped_and_never_joins_the_
         ("Developing nations, in particular, have embraced China’s proposal.", True),
         ("The initiative", False)]
     assert cut[-1].cut and not cut[0].cut
+
+
+def test_a_part_that_wrote_too_much_does_not_crowd_out_the_others():
+    from rag.whole.summarize import balanced
+
+    passage = source().passages[0]
+    parts = [[Point(f"{part}-{i}", passage, (0, 1)) for i in range(n)] for part, n in (("a", 1), ("b", 0), ("c", 6))]
+    assert [p.text for p in balanced(parts, 3)] == ["a-0", "c-0", "c-1"]
