@@ -42,12 +42,23 @@ def check_reply(reply: str, evidence: dict[int, str], threshold: float) -> list[
     Each line is read on its own, so a sentence cut short by the reply's token limit cannot join the next
     line's; a last sentence left unfinished (no full stop or marker at the end of the reply) is dropped.
     """
-    claims = parse_claims(re.sub(r"\s*\n\s*", "\n\n", reply.strip()))
+    lines = [_LINE_LABEL.sub(_label_as_marker, line) for line in reply.strip().splitlines() if line.strip()]
+    claims = parse_claims("\n\n".join(lines))
     checked = [check_sentence(claim.text, claim.cited, evidence, threshold) for claim in claims]
     if checked and not re.search(r"[.!?\]\"”')]$", reply.strip()):
         last = checked[-1]
         checked[-1] = Checked(last.written, last.written, None, cut=True)
     return checked
+
+
+# A line the model opened with its passage's label ("Passage 4: …", "[4] …") instead of ending it with "[4]".
+_LINE_LABEL = re.compile(r"^\s*(?:passage\s+(\d+)\s*[:.)-]|\[(\d+)\])\s*(\S.*?)\s*$", re.IGNORECASE)
+
+
+def _label_as_marker(m: re.Match) -> str:
+    text = m[3]
+    n = m[1] or m[2]
+    return f"{text[:-1]} [{n}]{text[-1]}" if text[-1] in ".!?" and not text.endswith("]") else f"{text} [{n}]"
 
 
 def check_sentence(sentence: str, cited: tuple[int, ...], evidence: dict[int, str], threshold: float) -> Checked:

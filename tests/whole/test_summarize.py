@@ -166,3 +166,13 @@ def test_a_part_that_wrote_too_much_does_not_crowd_out_the_others():
     passage = source().passages[0]
     parts = [[Point(f"{part}-{i}", passage, (0, 1)) for i in range(n)] for part, n in (("a", 1), ("b", 0), ("c", 6))]
     assert [p.text for p in balanced(parts, 3)] == ["a-0", "c-0", "c-1"]
+
+
+def test_a_line_opened_with_its_passage_label_cites_that_passage_and_shows_no_label():
+    from rag.whole.verify import check_reply
+
+    evidence = {1: "The council met on 3 May.", 2: "The standard tariff rises to 2.18 euros per cubic metre."}
+    reply = "Passage 2: The standard tariff rises to 2.18 euros.\n[1] The council met on 3 May."
+    checked = check_reply(reply, evidence, 0.55)
+    assert [(c.text, c.backer) for c in checked] == [("The standard tariff rises to 2.18 euros.", 2),
+                                                     ("The council met on 3 May.", 1)]
