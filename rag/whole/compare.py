@@ -58,21 +58,21 @@ class Comparison:
 
     @property
     def citations(self) -> tuple[Citation, ...]:
-        """Every cited passage, numbered 1.. in order of first citation, with its first sentence's span."""
-        out: dict[tuple[str, int, int], Citation] = {}
+        """Every cited sentence's passage, numbered 1.. in order of first citation, the sentence highlighted."""
+        out: dict[tuple[str, int, int, tuple[int, int]], Citation] = {}
         for f in self.findings:
             for side in (f.a, f.b):
                 if side is None:
                     continue
-                key = (side.doc, side.passage.start, side.passage.end)
+                key = (side.doc, side.passage.start, side.passage.end, side.span)
                 if key not in out:
                     c = side.passage
                     out[key] = Citation(len(out) + 1, c.doc, c.page, c.start, c.end, c.text, side.span, c.location)
         return tuple(out.values())
 
     def marker(self, side: Side) -> int:
-        return next(c.id for c in self.citations
-                    if (c.doc, c.start, c.end) == (side.doc, side.passage.start, side.passage.end))
+        key = (side.doc, side.passage.start, side.passage.end, side.span)
+        return next(c.id for c in self.citations if (c.doc, c.start, c.end, c.highlight) == key)
 
     def to_dict(self) -> dict:
         def side(s: Side | None):

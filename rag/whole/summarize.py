@@ -71,10 +71,11 @@ class Summary:
 
     @property
     def citations(self) -> tuple[Citation, ...]:
-        """The cited passages numbered 1.. in order of first citation, each with its first sentence's span."""
-        out: dict[tuple[int, int], Citation] = {}
+        """The cited passages numbered 1.. in order of first citation, one for each backing sentence (its span
+        highlighted), so every marker quotes the sentence behind its own summary sentence."""
+        out: dict[tuple[int, int, tuple[int, int]], Citation] = {}
         for p in self.points:
-            key = (p.passage.start, p.passage.end)
+            key = (p.passage.start, p.passage.end, p.span)
             if key not in out:
                 c = p.passage
                 out[key] = Citation(len(out) + 1, c.doc, c.page, c.start, c.end, c.text, p.span, c.location)
@@ -82,7 +83,8 @@ class Summary:
 
     def marker(self, point: Point) -> int:
         """The citation number of a point's passage."""
-        return next(c.id for c in self.citations if (c.start, c.end) == (point.passage.start, point.passage.end))
+        return next(c.id for c in self.citations
+                    if (c.start, c.end, c.highlight) == (point.passage.start, point.passage.end, point.span))
 
     @property
     def text(self) -> str:

@@ -176,3 +176,12 @@ def test_a_line_opened_with_its_passage_label_cites_that_passage_and_shows_no_la
     checked = check_reply(reply, evidence, 0.55)
     assert [(c.text, c.backer) for c in checked] == [("The standard tariff rises to 2.18 euros.", 2),
                                                      ("The council met on 3 May.", 1)]
+
+
+def test_two_sentences_from_one_passage_each_get_a_marker_quoting_their_own_sentence():
+    text = "The council met on 3 May. The tariff rises to 2.18 euros."
+    job = SummaryJob(source(text), FakeGenerator("The council met on 3 May [1]. The tariff rises to 2.18 euros [1]."))
+    summary = list(job.run())[-1]
+    assert summary.text == "The council met on 3 May [1]. The tariff rises to 2.18 euros [2]."
+    assert [text[slice(*c.highlight)] for c in summary.citations] == ["The council met on 3 May.",
+                                                                      "The tariff rises to 2.18 euros."]
