@@ -113,14 +113,17 @@ class Matcher:
         self.embed = embed
         self.vectors = embed([s.text for s in sides]) if sides else np.zeros((0, 1))
 
-    def best(self, statement: str) -> tuple[Side | None, float]:
-        if not self.sides:
+    def best(self, statement: str, taken: set = frozenset()) -> tuple[Side | None, float]:
+        """The sentence most related to the statement, and its score; sentences whose span is in `taken`
+        (already another point's counterpart) are passed over."""
+        free = [i for i, s in enumerate(self.sides) if s.span not in taken]
+        if not free:
             return None, 0.0
-        dense = self.vectors @ self.embed([statement])[0]
-        lexical = np.array([support_score(statement, s.text) for s in self.sides])
+        dense = self.vectors[free] @ self.embed([statement])[0]
+        lexical = np.array([support_score(statement, self.sides[i].text) for i in free])
         scores = 0.5 * dense + 0.5 * lexical
         i = int(np.argmax(scores))
-        return self.sides[i], float(scores[i])
+        return self.sides[free[i]], float(scores[i])
 
 
 def backs(statement: str, side: Side, threshold: float) -> bool:
@@ -133,10 +136,14 @@ def as_side(point: Point) -> Side:
 
 
 def match_points(points: list[Point], other: Matcher, threshold: float, first: bool) -> list[Finding]:
-    """Each point of one document against the other document: agree, differ or only (see the module)."""
-    out = []
+    """Each point of one document against the other document: agree, differ or only (see the module).
+
+    A sentence of the other document is the counterpart of one point at most, so a theme both documents
+    share is not shown as one sentence against every point near it.
+    """
+    out, taken = [], set()
     for point in points:
-        counterpart, related = other.best(point.text)
+        counterpart, related = other.best(point.text, taken)
         mine = as_side(point)
         if counterpart is not None and backs(point.text, counterpart, threshold):
             kind = "agree"
@@ -144,6 +151,8 @@ def match_points(points: list[Point], other: Matcher, threshold: float, first: b
             kind = "differ"
         else:
             kind, counterpart = "only", None
+        if counterpart is not None:
+            taken.add(counterpart.span)
         out.append(Finding(kind, mine if first else counterpart, counterpart if first else mine, related))
     return out
 
@@ -174,9 +183,11 @@ class CompareJob:
         from_a = match_points(list(a.points), match_b, self.threshold, first=True)
         from_b = match_points(list(b.points), match_a, self.threshold, first=False)
         findings, seen = [], set()
+        # A statement paired with the other document's sentence (either way round) is not also "only" one's.
+        paired = {(s.doc, s.span) for f in [*from_a, *from_b] if f.kind != "only" for s in (f.a, f.b)}
         for f in [*from_a, *from_b]:
             key = tuple((s.doc, s.span) for s in (f.a, f.b) if s is not None)
-            if key in seen:
+            if key in seen or (f.kind == "only" and key[0] in paired):
                 continue
             seen.add(key)
             findings.append(f)

@@ -67,3 +67,16 @@ def test_compare_of_a_document_with_itself_or_an_unknown_one_is_a_one_line_error
     assert "two different documents" in capsys.readouterr().err
     assert main(["compare", name, "nope.txt"]) == 2
     assert capsys.readouterr().err.startswith("rag: error: no indexed document 'nope.txt'")
+
+
+def test_a_sentence_of_the_other_document_is_the_counterpart_of_one_point_at_most():
+    from rag.whole.compare import Matcher, match_points, sentences_of
+    from rag.whole.summarize import Point
+
+    other = Matcher(sentences_of(source("v1.txt", "The licence allows copying.")), FakeEmbedder().embed)
+    mine = source("v2.txt", "The licence allows copying by anyone. The licence allows copying for free.")
+    passage = mine.passages[0]
+    points = [Point("The licence allows copying by anyone.", passage, (0, 37)),
+              Point("The licence allows copying for free.", passage, (38, 74))]
+    findings = match_points(points, other, 0.55, first=False)
+    assert [f.kind for f in findings] == ["agree", "only"] and findings[1].a is None
