@@ -24,6 +24,7 @@ from rag.webcache import private_cache, start_expiry  # noqa: E402
 from rag.access import FailureThrottle, LoginThrottle, check_secret, new_secret  # noqa: E402
 from rag.webguard import (  # noqa: E402
     SameOriginGuard, SecurityHeaders, allowed_hosts, bracketed, is_loopback, plain_refusal)
+from rag.whole.ui import FILE_ROUTE, cited_pages_html, file_endpoint, summarize_tab  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import uvicorn  # noqa: E402
@@ -260,7 +261,8 @@ class Backend:
                 if isinstance(item, Answer):
                     turns[-1] = {"question": question, "answer": item.text, "html": answer_html(item), "record": item,
                                  "collection": about}
-                    yield chat_messages(turns), turns, sources_html(item), ""
+                    sources = sources_html(item) + cited_pages_html(pipeline, item.citations)
+                    yield chat_messages(turns), turns, sources, ""
                 else:
                     draft += item
                     yield chat_messages(turns, draft), turns, gr.skip(), ""
@@ -568,6 +570,8 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
             with gr.Row():
                 to_remove = gr.Dropdown(label="Document to remove", choices=[], elem_id="to-remove")
                 remove_button = gr.Button("Remove from index", variant="stop", elem_id="remove")
+        with gr.Tab("Summarize"):
+            summarize_tab(backend, collection, documents, serial)
         with gr.Tab("Settings"):
             top_k = gr.Slider(1, 12, value=s.top_k, step=1, label="Passages to retrieve (top-k)",
                               elem_id="top-k")
@@ -598,6 +602,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                           api_visibility="private", queue=False).then(
             backend.documents_view, collection, [documents, to_remove], api_visibility="private")
         gr.api(backend.ask, api_name="ask", **answering)
+    app.rag_files = file_endpoint(backend)  # served by serve() at FILE_ROUTE
     return app
 
 
@@ -614,6 +619,8 @@ def serve(app: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, auth: tuple
     from fastapi import FastAPI
 
     root = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    if hasattr(app, "rag_files"):
+        root.add_api_route(FILE_ROUTE, app.rag_files, methods=["GET"])
     gr.mount_gradio_app(root, app.queue(default_concurrency_limit=1), "/", server_name=host, server_port=port,
                         footer_links=["api"], run_history=False, auth=auth, show_error=True,
                         max_file_size=f"{max_upload_mb}mb", ssr_mode=False, enable_monitoring=False,

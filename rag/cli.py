@@ -60,6 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     doc(p)
 
+    p = common(sub.add_parser("summarize", help="a cited, verified summary of one indexed document"), model=True)
+    p.add_argument("doc", help="the document's name, as `rag search` shows it")
+    p.add_argument("--length", choices=["short", "long"], default="short")
+    p.add_argument("--json", action="store_true")
+
+    p = common(sub.add_parser("compare", help="where two indexed documents agree, differ, or only one speaks"),
+               model=True)
+    p.add_argument("doc_a")
+    p.add_argument("doc_b")
+    p.add_argument("--about", default="", help="compare only what each says about this topic")
+    p.add_argument("--length", choices=["short", "long"], default="long")
+    p.add_argument("--json", action="store_true")
+
     p = common(sub.add_parser("chat", help="an interactive chat that keeps history"), model=True)
     p.add_argument("--resume", action="store_true", help="continue the last saved conversation")
     doc(p)
@@ -317,6 +330,22 @@ def _resume_collection(args, settings, saved: str) -> str:
     return name if name and display_name(name) in collection_names(settings) else ""
 
 
+def cmd_summarize(args) -> int:
+    from .whole.terminal import announce, print_summary, run_with_progress
+
+    job = _pipeline(args).summarize(args.doc, args.length)
+    announce(job)
+    summary, interrupted = run_with_progress(job)
+    print_summary(summary, args.json)
+    return 130 if interrupted else 0
+
+
+def cmd_compare(args) -> int:
+    from .whole.terminal import compare_in_terminal
+
+    return compare_in_terminal(_pipeline(args).compare(args.doc_a, args.doc_b, args.about, args.length), args.json)
+
+
 def cmd_chat(args) -> int:
     from .history import History, collection_label, model_label, turns_count
 
@@ -504,7 +533,8 @@ def cmd_serve(args) -> int:
     return run_server(_pipeline(args), args.host, args.port, args.no_auth)
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "chat": cmd_chat, "history": cmd_history,
+COMMANDS = {"index": cmd_index, "search": cmd_search, "ask": cmd_ask, "summarize": cmd_summarize,
+            "compare": cmd_compare, "chat": cmd_chat, "history": cmd_history,
             "eval": cmd_eval, "calibrate": cmd_calibrate, "bench": cmd_bench, "models": cmd_models,
             "collections": cmd_collections, "serve": cmd_serve, "mcp": cmd_mcp}
 

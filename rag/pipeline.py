@@ -239,6 +239,37 @@ class Pipeline:
             raise BadInput(f"no indexed document {doc_id!r}")
         return chunks
 
+    # --- whole documents (rag/whole/) ---------------------------------------------------------
+    def source(self, name: str):
+        """An indexed document read again as its passages in order (`whole.source.Source`); BadInput if unknown."""
+        from .whole.source import find_document, read_source
+
+        return read_source(find_document(self.documents(), name), self.chunker, self.read_limits)
+
+    def summarize(self, name: str, length: str = "short", passages=None):
+        """A `SummaryJob` for an indexed document: `run()` streams the verified summary (see rag/whole/)."""
+        from .answer.models import read_speeds
+        from .index.collections import collection_dir
+        from .whole.cache import PartCache
+        from .whole.summarize import SummaryJob
+
+        source = name if hasattr(name, "passages") else self.source(name)
+        return SummaryJob(source, self.generator, length, self.settings.support_threshold,
+                          PartCache(collection_dir(self.settings) / "summary-cache"),
+                          read_speeds().get(self.tier), passages)
+
+    def compare(self, name_a: str, name_b: str, about: str = "", length: str = "long"):
+        """A `CompareJob` for two indexed documents: agree, differ and only-one points, each side cited."""
+        from .whole.compare import CompareJob, about_passages
+
+        sources = [self.source(name) for name in (name_a, name_b)]
+        if sources[0].doc == sources[1].doc:
+            raise BadInput(f"compare needs two different documents, not {sources[0].doc!r} twice")
+        about = clean_question(about) if about else ""
+        jobs = [self.summarize(s, length, about_passages(s, about, self.relevance) if about else None)
+                for s in sources]
+        return CompareJob(*jobs, self.embedder.embed, about, self.settings.support_threshold)
+
     # --- answering ----------------------------------------------------------------------------
     def ask(self, question: str, history: list[dict] | None = None, top_k: int | None = None,
             documents: list[str] | None = None) -> Answer:

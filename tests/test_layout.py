@@ -12,6 +12,7 @@ LAYERS = (
     ("rag.documents",),
     ("rag.index",),
     ("rag.answer",),
+    ("rag.whole",),
     ("rag.pipeline",),
     ("rag.evaluation", "rag.bench"),
     ("rag.cli", "rag"),

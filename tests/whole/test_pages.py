@@ -1,0 +1,66 @@
+"""A cited PDF page rendered with the cited sentence boxed (pypdfium2 and fpdf, no model)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from rag.errors import BadInput
+from rag.whole.pages import find_quote, render_cited_page
+
+LINES = ["The first page speaks of apples and nothing else.",
+         "The board met on 3 May. The standard tariff rises to 2.18 euros per cubic metre.",
+         "A closing line about pears."]
+
+
+@pytest.fixture
+def pdf(tmp_path):
+    from fpdf import FPDF
+
+    doc = FPDF()
+    doc.add_page()
+    doc.set_font("Helvetica", size=12)
+    doc.multi_cell(w=0, text=LINES[0])
+    doc.add_page()
+    doc.set_font("Helvetica", size=12)
+    for line in LINES[1:]:
+        doc.multi_cell(w=0, text=line)
+        doc.ln(20)
+    path = tmp_path / "notes.pdf"
+    doc.output(str(path))
+    return path
+
+
+def highlighted(png: bytes, box) -> bool:
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    left, top, right, bottom = box
+    return image.getpixel((left, (top + bottom) // 2)) != (255, 255, 255) and image.size[0] > right
+
+
+def test_the_cited_sentence_is_boxed_on_its_page_and_nothing_else(pdf):
+    tariff = render_cited_page(pdf, 2, "The standard tariff rises to 2.18 euros per cubic metre.")
+    pears = render_cited_page(pdf, 2, "A closing line about pears.")
+    assert tariff.page == 2 and tariff.png.startswith(b"\x89PNG")
+    assert len(tariff.boxes) == 1 and len(pears.boxes) == 1
+    (t_left, _, _, t_bottom), (p_left, p_top, _, _) = tariff.boxes[0], pears.boxes[0]
+    # The tariff sentence starts after "The board met on 3 May." on its line; the pears line is lower.
+    assert t_left > p_left + 50 and p_top > t_bottom
+    assert highlighted(tariff.png, tariff.boxes[0])
+
+
+def test_a_quote_not_on_the_page_draws_no_box(pdf):
+    assert render_cited_page(pdf, 1, "The standard tariff rises").boxes == ()
+
+
+def test_a_page_outside_the_pdf_is_bad_input(pdf):
+    with pytest.raises(BadInput, match="page 9 is not in the PDF"):
+        render_cited_page(pdf, 9, "apples")
+
+
+def test_quotes_are_found_whatever_the_spaces_and_quote_marks():
+    text = "It’s  the\r\ntariff."
+    assert text[find_quote(text, "It's the tariff").start] == "I"
+    assert find_quote(text, "no such words") is None
