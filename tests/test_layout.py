@@ -13,7 +13,7 @@ LAYERS = (
     ("rag.index",),
     ("rag.answer",),
     ("rag.whole",),
-    ("rag.pipeline",),
+    ("rag.pipeline", "rag.console"),
     ("rag.evaluation", "rag.bench"),
     ("rag.cli", "rag"),
 )

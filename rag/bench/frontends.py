@@ -59,7 +59,7 @@ def import_app():
 
 def cli_answer(pipeline, question: str, history: list[dict]) -> tuple[float, object]:
     """Seconds the CLI takes to print an answer (`rag chat`'s own code), and the answer."""
-    from ..cli import print_streamed
+    from ..console import print_streamed
 
     began = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
