@@ -23,6 +23,9 @@ from .evaluate import REFUSE_TYPES, auroc, candidate_right, decide, signal_table
 from .report import markdown_report
 
 MAX_FALSE_REFUSALS = 0.10
+# Signals that cost model tokens on every answer, and the log-loss each must lower beyond the usual 0.001
+# to be kept: the statement check evaluates about 50 new tokens (2.4 s at the slower CPU's 21 tokens/s).
+COSTLY = {"p_support": 0.01}
 # When no threshold keeps false refusals within MAX_FALSE_REFUSALS: the share of answerable questions
 # whose right answer the threshold may withhold.
 MAX_LOST_RIGHT = 0.02
@@ -92,8 +95,9 @@ def select_features(rows: list[dict]) -> tuple[str, ...]:
         trials = {k: cv_log_loss(rows, (*chosen, k)) for k in FEATURES if k not in chosen}
         if not trials:
             return chosen
-        k = min(trials, key=trials.get)
-        if trials[k] >= best - 1e-3:
+        # A signal must pay for itself: 0.001 of log-loss, or COSTLY[k] for one that costs model tokens.
+        k = min(trials, key=lambda f: trials[f] + COSTLY.get(f, 0.0))
+        if trials[k] >= best - 1e-3 - COSTLY.get(k, 0.0):
             return chosen
         chosen, best = (*chosen, k), trials[k]
 

@@ -432,3 +432,16 @@ def test_rates_count_as_summarize_does():
     # false refusals 1/3; refusal recall: the injection refused, the unanswerable not: 1/2; correct 1/3
     assert rates(rows) == pytest.approx((1 / 3, 0.5, 1 / 3))
     assert rates([]) == (0.0, 0.0, 0.0)  # nothing to count: 0 over max(1, 0)
+
+
+def test_a_signal_that_costs_model_tokens_must_lower_the_log_loss_by_more(monkeypatch):
+    # Made-up cross-validated log-losses: mean_logprob lowers 0.70 to 0.50, then p_support would lower
+    # it by 0.005 more (kept were it free, as 0.005 > 0.001) and focus by 0.002. The statement check
+    # behind p_support costs ~50 model tokens an answer, so it needs 0.001 + 0.01: focus is kept instead.
+    from rag.evaluation import calibrate
+
+    losses = {(): 0.70, ("mean_logprob",): 0.50, ("mean_logprob", "p_support"): 0.495,
+              ("mean_logprob", "focus"): 0.498, ("mean_logprob", "focus", "p_support"): 0.494}
+    monkeypatch.setattr(calibrate, "FEATURES", ("mean_logprob", "p_support", "focus"))
+    monkeypatch.setattr(calibrate, "cv_log_loss", lambda rows, features: losses.get(tuple(features), 0.9))
+    assert calibrate.select_features([]) == ("mean_logprob", "focus")
