@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +33,15 @@ def pytest_configure(config):
     it imports the guard at start-up and a hidden download there fails loudly as well.
     """
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")]))
+    # The int8 embedder and anything else cached is built in a folder this run owns (once, shared by its
+    # tests and their child processes), never read from or written to the user's ~/.cache/rag.
+    os.environ["RAG_CACHE_DIR"] = tempfile.mkdtemp(prefix="rag-test-cache-")
+
+
+def pytest_unconfigure(config):
+    cache = os.environ.get("RAG_CACHE_DIR", "")
+    if Path(cache).name.startswith("rag-test-cache-"):
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -104,9 +114,18 @@ def fake_pipeline(tmp_path, corpus_copy):
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    from rag.index.embed import SentenceTransformerEmbedder
+    """The embedder users get: int8 through ONNX Runtime, with the weight type this CPU multiplies exactly
+    (uint8 on an AVX2-only CPU); tests/index/test_weight_types.py checks both against fp32."""
+    from rag.index.embedders import open_embedder
 
-    return SentenceTransformerEmbedder()
+    return open_embedder()
+
+
+@pytest.fixture(scope="session")
+def eval_index_root(tmp_path_factory):
+    """Where `rag eval --index-root` keeps each eval set's index: built once per test run, shared by the
+    tests that run the eval."""
+    return tmp_path_factory.mktemp("eval-indexes")
 
 
 @pytest.fixture(scope="session")

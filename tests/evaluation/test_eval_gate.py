@@ -1,22 +1,25 @@
-"""CI runs a fixed subset of the eval's report half with the real models and fails when a metric falls
-below eval/thresholds.json (`make eval` runs every item of both sets)."""
+"""The eval gate CI runs (rag/evaluation/gate.py): the report-half items recorded in eval/gate.json come out
+as recorded with the real models, and the gate fails on readers that are worse in the ways that matter.
+
+`make eval` runs every item; the gate runs the few whose outcome two reference runs (int8 and uint8
+embedder weights: the AVX-512 and the AVX2-only CPU paths) agreed on, and fails when more of them flip
+than the noise measured between those runs allows, in all or in one set.
+"""
 
 import json
+import re
 
 import pytest
 
 from rag.cli import main
-from rag.evaluation.evaluate import EVAL_DIR, load_jsonl, select_items
+from rag.evaluation import evaluate, gate
+from rag.evaluation.evaluate import EVAL_DIR, decide, load_jsonl, select_items
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-# 20 report-half items of each of the three text sets, the 11 of scans and the 17 of formats, spread over the
-# question types: about 8 minutes on 2 cores.
-CI_SUBSET = ["--split", "report", "--per-set", "20"]
 # Cohen's kappa with the hand labels (eval/support_labels.jsonl, 241 lines), floors a little under the
 # values measured when they were set: judge 0.659 on every label and 0.565 on the odd lines held out
 # from its tuning, verifier 0.692 at support_threshold 0.55. Neither depends on the model tier: the
-# judge uses the bundled embedder, the verifier is lexical.
+# judge uses the bundled embedder, the verifier is lexical. The judge's agreement on short answers
+# (eval/short_support_labels.jsonl) is reported, not floored: it measured 0.15 (docs/eval.md).
 KAPPA_FLOORS = {"judge": 0.62, "judge_held_out": 0.52, "verifier": 0.65}
 
 
@@ -24,31 +27,119 @@ def kappas_below_their_floors(checker: dict) -> dict:
     return {name: checker[name]["kappa"] for name, floor in KAPPA_FLOORS.items() if checker[name]["kappa"] < floor}
 
 
-def test_the_eval_meets_every_checked_in_threshold(tmp_path):
-    status = main(["eval", *CI_SUBSET, "--out", str(tmp_path)])
-    report = json.loads((tmp_path / "eval.json").read_text())
-    assert (tmp_path / "eval.md").read_text().startswith("# Eval report")
-    # The scans set has 11 report-half items (eval/scans/make_dataset.py) and formats 17
-    # (eval/formats/make_corpus.py), all of them in the subset.
-    assert report["items"] == 88 and report["sets"] == ["news", "pydocs", "licenses", "scans", "formats"]
-    assert report["headline"] == "report"
-    assert {r["split"] for r in report["rows"]} == {"report"}
+@pytest.fixture(scope="module")
+def gate_run(tmp_path_factory, eval_index_root):
+    """`rag eval --gate` with the real models, once for the module: its exit status and report."""
+    out = tmp_path_factory.mktemp("gate")
+    status = main(["eval", "--gate", "--index-root", str(eval_index_root), "--out", str(out)])
+    return status, json.loads((out / "eval.json").read_text())
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+# 34 items with the 1.5b tier, the five eval indexes built first: see the measured time in
+# docs/development.md; the limit is more than twice the time on one core of this machine.
+@pytest.mark.timeout(1800)
+def test_every_gate_item_comes_out_as_recorded(gate_run):
+    status, report = gate_run
+    recorded = gate.load_gate()
+    assert report["items"] == len(recorded["items"])
+    assert {(r["corpus"], r["id"]) for r in report["rows"]} == {(i["set"], i["id"]) for i in recorded["items"]}
     assert report["threshold_failures"] == [], report["threshold_failures"]
     assert status == 0
     # The judge and the verifier are validated against every hand label on every run, and must agree with them.
     labels = len(load_jsonl(EVAL_DIR / "support_labels.jsonl"))
     assert report["checker"]["judge"]["n"] == report["checker"]["verifier"]["n"] == labels >= 150
+    assert report["checker"]["judge_short"]["n"] == len(load_jsonl(EVAL_DIR / "short_support_labels.jsonl"))
     assert kappas_below_their_floors(report["checker"]) == {}, report["checker"]
 
 
-def test_the_eval_gate_fails_when_a_threshold_is_missed(tmp_path, monkeypatch):
-    from rag.evaluation import evaluate
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_a_reader_that_never_abstains_fails_the_gate(gate_run):
+    """The same replies, decided by a policy that shows every answer: the unanswerable items flip."""
+    _, report = gate_run
+    never = []
+    for row in report["rows"]:
+        row = decide(dict(row), True)
+        if row["abstained"]:  # the model said NONE: a reader that never abstains says something, and it is wrong
+            row.update(abstained=False, correct=False)
+        never.append(row)
+    failures = gate.check(never, gate.load_gate())
+    assert failures and "flipped" in failures[0], failures
 
-    strict = {"answer_correctness": {"min": 1.01}}
-    monkeypatch.setattr(evaluate, "load_thresholds", lambda: strict)
-    assert main(["eval", "--set", "news", "--limit", "2", "--out", str(tmp_path)]) == 1
+
+class FirstNameReader:
+    """A weakened reader: whatever the question, the first capitalized word of the first passage."""
+
+    name = "first-name-reader"
+
+    def __init__(self):
+        self.n_ctx = 8192
+        self.last_scores = None
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def chat_overhead(self, messages):
+        return 4 * len(messages)
+
+    def stream(self, messages, max_tokens=128, stop_at_newline=False, abstain_word="", **_):
+        passages = messages[-1]["content"]
+        first = passages[passages.find("[1]") + 3:] if "[1]" in passages else passages
+        names = re.findall(r"\b[A-Z][a-z]{3,}\b", first)
+        yield names[0] if names else "NONE"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_a_reader_that_answers_with_the_first_passage_s_first_name_fails_the_gate(gate_run, eval_index_root,
+                                                                               tmp_path, monkeypatch):
+    from rag import cli
+    from rag.pipeline import Pipeline
+
+    made = cli._pipeline
+    monkeypatch.setattr(cli, "_pipeline", lambda args: Pipeline(made(args).settings, generator=FirstNameReader()))
+    status = main(["eval", "--gate", "--index-root", str(eval_index_root), "--out", str(tmp_path)])
     report = json.loads((tmp_path / "eval.json").read_text())
-    assert report["threshold_failures"] and "answer_correctness" in report["threshold_failures"][0]
+    assert status == 1
+    assert any("flipped" in f for f in report["threshold_failures"]), report["threshold_failures"]
+
+
+def test_the_gate_tolerates_no_more_flips_than_a_ten_point_drop_in_correctness_makes():
+    """A ten-point drop in correctness turns at least a tenth of the right items wrong: more flips than
+    the gate allows, so the gate fails on it (and on a smaller share confined to one set)."""
+    recorded = gate.load_gate()
+    right = [i for i in recorded["items"] if i["expected"] == "right"]
+    per_set = max(sum(i["set"] == s for i in right) for s in {i["set"] for i in right})
+    assert recorded["tolerance"]["total"] < 0.10 * len(right)
+    assert recorded["tolerance"]["per_set"] < 0.5 * per_set
+    assert len({i["set"] for i in recorded["items"]}) == len(evaluate.open_sets())
+
+
+def test_a_gate_is_recorded_from_items_every_reference_run_agreed_on():
+    def row(corpus, n, answerable, abstained, correct, kind="factoid"):
+        return {"corpus": corpus, "id": f"{corpus[0]}{n}", "answerable": answerable, "abstained": abstained,
+                "correct": correct, "type": kind}
+
+    a = [row("news", 1, True, False, True), row("news", 2, True, False, True, "date"),
+         row("news", 3, True, False, False), row("news", 4, False, True, False, "unanswerable"),
+         row("pydocs", 1, True, False, True), row("pydocs", 2, False, False, False, "unanswerable")]
+    b = [dict(r) for r in a]
+    b[1].update(abstained=True, correct=False)  # news n2 differs between the runs: noise, not a gate item
+    recorded = gate.record([a, b], right=5, abstained=2)
+    assert [(i["set"], i["id"], i["expected"]) for i in recorded["items"]] == [
+        ("news", "n1", "right"), ("news", "n4", "abstained"), ("pydocs", "p1", "right")]
+    assert recorded["noise"] == {"items": 6, "differ": 1, "rate": round(1 / 6, 4)}
+    # A healthy run passes; one flip more than the tolerance fails, naming the items.
+    assert gate.check(a, recorded) == []
+    worse = [dict(r) for r in a]
+    worse[0].update(correct=False)
+    worse[3].update(abstained=False)
+    assert recorded["tolerance"]["total"] == 1
+    assert "news/n1 right->wrong" in gate.check(worse, recorded)[0]
 
 
 def test_a_subset_spreads_over_the_whole_split():
