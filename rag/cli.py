@@ -332,10 +332,10 @@ def cmd_chat(args) -> int:
     from .startup import start_warm
 
     print("Ask about your documents. An empty line or Ctrl-D quits; /clear forgets the history.")
-    start_warm(pipeline)  # the cost lines go to stderr: stdout is the conversation
     if latest:
         print(f"resuming: {latest.title} ({turns_count(len(turns))})"
               + (f", in collection {switched!r}" if switched else ""))
+    start_warm(pipeline, sys.stdout)  # what an answer costs here, after what the chat is
     while True:
         try:
             question = input("> ").strip()
