@@ -158,6 +158,20 @@ def real_pipeline(tmp_path_factory, real_embedder, real_generator):
     return pipeline
 
 
+def wait_until_listening(proc, port: int, seconds: float = 30) -> None:
+    """Wait until a server child process accepts connections on `port` (fail if it exits or takes long)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+
+
 @contextmanager
 def running_app(root: Path, embedder, generator):
     """The web app served on a free loopback port over a copy of the corpus; yields its URL."""

@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 
 import pytest
-from conftest import CORPUS, ROOT
+from conftest import CORPUS, ROOT, wait_until_listening
 from starlette.testclient import TestClient
 
 from rag.config import Settings
@@ -225,14 +223,7 @@ def rag_mcp_http(index_dir, port: int):
     try:
         line = proc.stdout.readline()
         assert line.startswith("Serving MCP at http://127.0.0.1:"), line + proc.stderr.read()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
-                time.sleep(0.1)
+        wait_until_listening(proc, port)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.terminate()

@@ -12,12 +12,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, ROOT
+from conftest import CORPUS, ROOT, wait_until_listening
 from fastapi.testclient import TestClient
 
 from rag.config import Settings
@@ -263,14 +262,7 @@ def rag_serve(index_dir: Path, *args: str, key: str = KEY, host: str = "127.0.0.
     try:
         line = proc.stdout.readline()
         assert line.startswith("Serving "), line + proc.stderr.read()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
-                time.sleep(0.1)
+        wait_until_listening(proc, port)
         yield f"http://127.0.0.1:{port}/v1", port
     finally:
         proc.terminate()
