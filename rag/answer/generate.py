@@ -35,8 +35,6 @@ class LlamaGenerator:
     def __init__(self, model: str = "", n_ctx: int = 2048, n_threads: int = 2,
                  temperature: float = 0.0, seed: int = 7):
         path = resolve_model(model)
-        from llama_cpp import Llama
-
         self.name = path.name
         self.path = path
         self.temperature = temperature
@@ -46,8 +44,8 @@ class LlamaGenerator:
         # pages, all read once for that, stayed resident beside the repacked copy (2.2 GB peak with the
         # 1.5b tier and the UI, 1.6 GB unmapped; docs/performance.md).
         try:
-            self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
-                             n_threads_batch=n_threads, seed=seed, use_mmap=False, verbose=False)
+            self.llm = load_llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads,
+                                  n_threads_batch=n_threads, seed=seed, use_mmap=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelMissing(f"cannot load GGUF model {path}: {exc}") from None
         self.n_ctx = self.llm.n_ctx()
@@ -364,6 +362,33 @@ def control_tokens(llm) -> tuple[str, ...]:
             if attr & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL or text in template:
                 found.append(text)
     return tuple(found)
+
+
+class _StreamsKept:
+    """Stands in for llama-cpp-python's `suppress_stdout_stderr`, which with verbose=False points file
+    descriptors 1 and 2 of the whole process at /dev/null while a model loads. Another thread's output in
+    that time was lost: an MCP reply over stdio (the client then waited for ever), a chat's greeting. The
+    library's log callback already drops everything below an error when verbose is off."""
+
+    def __init__(self, disable: bool = True):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return None
+
+
+def load_llama(**kwargs):
+    """`llama_cpp.Llama(**kwargs, verbose=False)`, without taking the process's stdout and stderr away."""
+    import llama_cpp._internals
+    import llama_cpp.llama
+
+    for module in (llama_cpp.llama, llama_cpp._internals):
+        if hasattr(module, "suppress_stdout_stderr"):
+            module.suppress_stdout_stderr = _StreamsKept
+    return llama_cpp.llama.Llama(**kwargs, verbose=False)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from ..errors import BadInput, GenerationFailed, ModelMissing
 from . import prompt
-from .generate import control_tokens, stderr_silenced
+from .generate import control_tokens, load_llama, stderr_silenced
 
 
 class RemoteGenerator:
@@ -201,11 +201,9 @@ class RemoteGenerator:
         path = Path(self.tokenizer)
         if not path.is_file():
             raise ModelMissing(f"llm_tokenizer: no GGUF file at {path}")
-        from llama_cpp import Llama
-
         try:
             with stderr_silenced():
-                return Llama(model_path=str(path), vocab_only=True, verbose=False)
+                return load_llama(model_path=str(path), vocab_only=True)
         except (ValueError, RuntimeError) as exc:
             raise ModelMissing(f"llm_tokenizer: cannot read the vocabulary of {path}: {exc}") from None
 

@@ -47,10 +47,9 @@ def measure(llm, runs: int = 2) -> dict:
 
 def measure_tier(name: str, threads: int) -> dict:
     """Load a tier's GGUF on its own and measure it; the figures are recorded for `rag models`."""
-    from llama_cpp import Llama
+    from .generate import load_llama
 
-    llm = Llama(model_path=str(resolve_model(name)), n_ctx=512, n_threads=threads, n_threads_batch=threads,
-                verbose=False)
+    llm = load_llama(model_path=str(resolve_model(name)), n_ctx=512, n_threads=threads, n_threads_batch=threads)
     try:
         figures = measure(llm)
     finally:

@@ -122,16 +122,15 @@ def bench_tier(settings: Settings, embedder, questions: tuple[str, ...], warmup:
 def sweep_threads_and_batch(settings: Settings, messages: list[dict], threads: tuple[int, ...],
                             batches: tuple[int, ...], runs: int) -> dict:
     """Raw prompt and decode tokens/s of one tier for each (threads, n_batch), best of `runs` each."""
-    from llama_cpp import Llama
-
+    from ..answer.generate import load_llama
     from ..answer.models import resolve_model
 
     path = str(resolve_model(settings.model))
     cells = []
     for n_threads in threads:
         for n_batch in batches:
-            llm = Llama(model_path=path, n_ctx=settings.n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
-                        n_batch=n_batch, seed=settings.seed, verbose=False)
+            llm = load_llama(model_path=path, n_ctx=settings.n_ctx, n_threads=n_threads, n_threads_batch=n_threads,
+                             n_batch=n_batch, seed=settings.seed)
             prompt, decode, tokens = [], [], 0
             for _ in range(runs):
                 start, stamps, tokens = raw_stream(llm, messages, settings)
