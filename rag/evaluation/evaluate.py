@@ -447,9 +447,15 @@ def run_eval(pipeline, args) -> int:
         # report, or under --index-root, shared by runs): the user's index is left alone. The gate measures
         # what users get; a full run reads every signal, for `rag calibrate`.
         root = Path(getattr(args, "index_root", None) or out)
-        pipeline.settings = base.replace(index_dir=root / f"index-{name}", vector_store="faiss",
-                                         measure_all_signals=gate is None)
-        pipeline.index([corpus], progress=sys.stderr.isatty())
+        # A large set's gate items are answered over the documents they could retrieve (gate.py slice).
+        kept = (gate or {}).get("documents", {}).get(name)
+        pipeline.settings = base.replace(index_dir=root / (f"index-{name}-gate" if kept else f"index-{name}"),
+                                         vector_store="faiss", measure_all_signals=gate is None)
+        if kept:
+            left_out = {p.relative_to(corpus).as_posix() for p in corpus.rglob("*") if p.is_file()} - set(kept)
+            pipeline.index([corpus], progress=sys.stderr.isatty(), exclude=left_out)
+        else:
+            pipeline.index([corpus], progress=sys.stderr.isatty())
 
         rows += evaluate(pipeline, items, corpus, name, progress=_progress)
     if not rows:

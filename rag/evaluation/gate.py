@@ -12,6 +12,12 @@ fails when more items flip than twice that measured noise allows, in all or in a
     python -m rag.evaluation.gate record REPORT.json REPORT.json [--right N] [--abstained N]
 
 writes eval/gate.json from `rag eval --split report` reports of the same items; `rag eval --gate` runs it.
+
+    python -m rag.evaluation.gate slice pydocs --index-dir FULL_INDEX [--k 10]
+
+keeps, for a large set, only the documents its gate items could retrieve: each item's gold documents and
+those of its top `k` hits in the full index (`k` well past top_k, so every document that competed for the
+answer stays). The gate then indexes that slice (41% of pydocs's chunks at k=10) instead of the whole corpus.
 """
 
 from __future__ import annotations
@@ -90,7 +96,7 @@ def record(runs: list[list[dict]], right: int = RIGHT_PER_SET, abstained: int = 
     measured = noise(runs)
     per_set = Counter(i["set"] for i in picked)
     rate = measured["differ"] / measured["items"] if measured["items"] else 0.0
-    return {"items": items, "noise": measured,
+    return {"items": items, "noise": measured, "documents": {},
             "tolerance": {"total": tolerance(rate, len(items)),
                           "per_set": tolerance(rate, max(per_set.values(), default=0))},
             "badge_floor": BADGE_FLOOR}
@@ -132,6 +138,31 @@ def check(rows: list[dict], gate: dict) -> list[str]:
 
 
 
+def slice_documents(search, items: list[dict], k: int) -> list[str]:
+    """The documents the gate keeps for a set: each item's gold documents and those of its top `k` hits
+    (`search(question, k)` returns hits with `.chunk.doc_id`)."""
+    docs: set[str] = set()
+    for item in items:
+        docs |= {s["doc"] for s in item.get("support", [])}
+        docs |= {h.chunk.doc_id for h in search(item["question"], k)}
+    return sorted(docs)
+
+
+def _slice(args) -> int:
+    from ..config import Settings
+    from ..pipeline import Pipeline
+    from .evaluate import EVAL_SETS, load_set
+
+    gate = load_gate(args.out)
+    chosen = {i["id"] for i in gate["items"] if i["set"] == args.set}
+    items = [i for i in load_set(EVAL_SETS[args.set][1]) if i["id"] in chosen]
+    pipeline = Pipeline(Settings.load(index_dir=args.index_dir, vector_store="faiss"))
+    gate.setdefault("documents", {})[args.set] = slice_documents(pipeline.retriever.search, items, args.k)
+    args.out.write_text(json.dumps(gate, indent=1) + "\n", encoding="utf-8")
+    print(f"{args.set}: {len(gate['documents'][args.set])} documents kept for {len(items)} items", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rag.evaluation.gate")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,7 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--right", type=int, default=RIGHT_PER_SET)
     p.add_argument("--abstained", type=int, default=ABSTAINED_PER_SET)
     p.add_argument("--out", type=Path, default=GATE_FILE)
+    p = sub.add_parser("slice", help="keep only the documents a set's gate items could retrieve")
+    p.add_argument("set")
+    p.add_argument("--index-dir", type=Path, required=True, help="an index of the set's whole corpus")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--out", type=Path, default=GATE_FILE)
     args = parser.parse_args(argv)
+    if args.command == "slice":
+        return _slice(args)
     runs = [json.loads(path.read_text(encoding="utf-8"))["rows"] for path in args.reports]
     gate = record(runs, args.right, args.abstained)
     args.out.write_text(json.dumps(gate, indent=1) + "\n", encoding="utf-8")
