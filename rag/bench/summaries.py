@@ -66,6 +66,8 @@ def bench_summary(pipeline, document: Path, folder: Path, speed=None) -> dict:
             "floor_s": round(floor, 2), "seconds": round(seconds, 2),
             "seconds_per_page": round(seconds / pages, 2), "floor_seconds_per_page": round(floor / pages, 2),
             "ratio": round(seconds / floor, 3), "model_calls": sum(isinstance(e, Progress) for e in events),
+            "step_seconds": [round(x, 1) for x in job.model_seconds],
+            "written_tokens": count("".join(e for e in events if isinstance(e, str))),
             "sentences_shown": len(summary.points), "faithfulness": summary.stats["faithfulness"]}
 
 
@@ -75,7 +77,8 @@ def summary_figure(row: dict, tier: str) -> dict:
         f"{row['seconds']} s to summarize {row['document']} ({row['pages']:g} × {row['unit']}: "
         f"{row['seconds_per_page']} s per {row['unit']}) against reading its {row['document_tokens']:,} tokens "
         f"once at {row['raw_prompt_tok_s']} tokens/s raw ({row['floor_s']} s, {row['floor_seconds_per_page']} s "
-        f"per {row['unit']}); {row['model_calls']} model calls, no cache", tier=tier,
+        f"per {row['unit']}); {row['model_calls']} model calls reading {row['prompt_tokens']:,} prompt tokens and "
+        f"writing {row['written_tokens']:,}, no cache", tier=tier,
         seconds_per_page=row["seconds_per_page"], floor_seconds_per_page=row["floor_seconds_per_page"])
 
 
