@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "why against short, the web UI against the CLI")
     p.add_argument("--embedders", action="store_true",
                    help="only the embedder table: speed, cosine to fp32 and recall@5 of each candidate")
+    p.add_argument("--summary", action="store_true",
+                   help="only the summary section: seconds per page of a cited summary against reading it once")
+    p.add_argument("--summary-doc", type=Path, help="with --summary: the document to summarize "
+                   "(default: the bundled corpus's xi-global-ai-collaboration.txt)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", type=Path, help="report directory (default: eval/reports)")
     p.add_argument("--scale", type=int, metavar="N",

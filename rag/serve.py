@@ -1,10 +1,11 @@
 """`rag serve`: the pipeline behind an OpenAI-compatible API, one model per collection.
 
 `GET /v1/models` lists `rag:default` and `rag:NAME` for each indexed collection. `POST /v1/chat/completions`
-answers the last user message of `messages` (the earlier turns are the history, so follow-ups are
-rewritten as in `rag chat`), as server-sent events with `"stream": true`, else as one JSON object. The
-answer text carries the `[n]` markers; a top-level `"rag"` object, which standard clients ignore, carries
-the citations as data (docs/api.md). Errors are OpenAI's error objects, never a traceback.
+answers the last user message of `messages` (the earlier turns are the history, so follow-ups are rewritten
+as in `rag chat`; a request for the summary of a named document gets its verified summary, whole/chat.py),
+as server-sent events with `"stream": true`, else as one JSON object. The answer text carries the `[n]`
+markers; a top-level `"rag"` object, which standard clients ignore, carries the citations as data
+(docs/api.md). Errors are OpenAI's error objects, never a traceback.
 
 There is one model: requests take turns behind a semaphore (in a worker thread, so the event loop keeps
 serving), and past `queue_limit` requests in flight a new one gets 429 at once.
@@ -33,6 +34,7 @@ from .index.collections import DEFAULT, check_name, collection_dir, collection_n
 from .pipeline import Pipeline, clean_question
 from .records import Answer
 from .webguard import SameOriginGuard, SecurityHeaders, allowed_hosts, bracketed
+from .whole.chat import answer_items, asked_summary
 
 API_KEY_ENV = "RAG_API_KEY"
 MODEL_PREFIX = "rag:"
@@ -189,6 +191,7 @@ def rag_fields(answer: Answer, collection: str) -> dict:
                           "quote": " ".join(c.text[a - c.start:b - c.start].split()), "passage": c.text})
     out = {"collection": collection, "abstained": answer.abstained, "confidence": answer.confidence,
            "verdict": answer.verdict, "standalone_question": answer.standalone_question, "citations": citations}
+    out.update({"summary": answer.signals} if answer.mode == "summary" else {})
     if answer.abstained:
         out["closest_passages"] = [{"doc": p.doc, "page": p.page, "start": p.start, "end": p.end, "text": p.text}
                                    for p in answer.passages[:2]]
@@ -297,8 +300,9 @@ class Turns:
                 del self.clients[client]
 
     def start(self, pipeline: Pipeline, question: str, history: list[dict],
-              documents: list[str] | None = None, client: str = "") -> tuple[asyncio.Queue, threading.Event]:
-        """Run `pipeline.stream` in a thread when its turn comes; its items arrive on the returned queue.
+              documents: list[str] | None = None, client: str = "",
+              summary=None) -> tuple[asyncio.Queue, threading.Event]:
+        """Run `pipeline.stream`, or the summary asked for, in a thread at its turn; items come on the queue.
 
         Call after `enter(client)`; the thread leaves when done. Setting the returned event (the client
         went away) stops it: before it takes a slot, or between two tokens.
@@ -318,7 +322,7 @@ class Turns:
                 with self.slots:
                     if cancelled.is_set():
                         return
-                    answering = pipeline.stream(question, history, documents=documents)
+                    answering = answer_items(pipeline, question, history, documents, summary)
                     try:
                         for item in answering:
                             if cancelled.is_set():
@@ -395,14 +399,14 @@ def create_app(pipeline: Pipeline, api_key: str = "", host: str = "127.0.0.1", m
         collection, answering = collections.pipeline_for(chat.model)
         documents = chat.rag.documents if chat.rag else None
         try:
-            answering.select_documents(documents)  # a name that picks nothing is the request's fault: 400 now
+            summary = asked_summary(answering, question, answering.select_documents(documents))  # bad names: 400
         except BadInput as exc:
             raise ApiError(400, str(exc), param="rag.documents") from None
         except RagError as exc:
             raise rag_error(exc) from None
         client = client_of(request.scope)
         turns.enter(client)
-        queue, cancelled = turns.start(answering, question, history, documents, client)
+        queue, cancelled = turns.start(answering, question, history, documents, client, summary)
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         if not chat.stream:
             return JSONResponse(await complete(request, queue, cancelled, cid, chat.model, collection, answering))

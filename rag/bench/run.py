@@ -28,6 +28,7 @@ from .cold import bench_cold_ask, bench_cold_search, bench_embedding_paths, benc
 from .embedders import embedder_figure, embedder_lines, embedders_markdown, run_embedder_bench
 from .frontends import UI_RATIO, ui_lines
 from .report import figure, machine_info, markdown_report, phase
+from .summaries import summary_lines, summary_markdown, summary_phase
 from .tiers import bench_tier, installed_tiers, sweep_threads_and_batch
 
 # Rendered first, so that even a small slice of the corpus answers QUESTIONS.
@@ -97,6 +98,10 @@ def run_bench(args) -> int:
     figures, phases = report["figures"], report["phases"]
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         work = Path(tmp)
+        if getattr(args, "summary", False):
+            with phase(phases, "summary"):
+                summary_phase(args, report, work)
+            return finish(report, out, args, began)
         with phase(phases, "corpus"):
             texts = render_pydoc(work / "pydoc", sizes.modules)
             shards = split_corpus(texts, work / "corpus", sizes.files, sizes.corpus_kb * 1000, sizes.runs)
@@ -123,9 +128,11 @@ def run_bench(args) -> int:
             figures["time_to_first_token"], figures["decode_speed"], figures["prompt_speed"] = bench_generation(
                 settings.replace(index_dir=work / "index"), embedder, sizes, report)
             figures["warm_first_token"], figures["warm_answer"] = report.pop("warm")
-        if sizes.name != "tiny":  # `--answers --tiny` runs it alone at its smallest
+        if sizes.name != "tiny":  # `--answers --tiny` and `--summary --tiny` run them alone at their smallest
             with phase(phases, "answers"):
                 answers_phase(args, sizes, work, report)
+            with phase(phases, "summary"):
+                summary_phase(args, report, work)
         with phase(phases, "processes"):
             Pipeline(settings.replace(index_dir=work / "corpus-index"), embedder=embedder).index()
             env = {**os.environ, "RAG_INDEX_DIR": str(work / "corpus-index"),
@@ -184,10 +191,13 @@ def finish(report: dict, out: Path, args, began: float) -> int:
         markdown = markdown_report(report) + "\n".join(embedder_lines(report.get("embedders"))) + "\n"
     elif "answers" in report:
         markdown = answers_markdown(report)
+    elif "summary" in report:
+        markdown = summary_markdown(report)
     else:
         markdown = embedders_markdown(report)
     if "answers" in report and "retrieval" in report:
-        markdown += "\n".join(answer_lines(report["answers"]["tiers"]) + ui_lines(report["answers"]["ui"])) + "\n"
+        markdown += "\n".join(answer_lines(report["answers"]["tiers"]) + ui_lines(report["answers"]["ui"])
+                              + summary_lines(report.get("summary"))) + "\n"
     (out / "bench.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     (out / "bench.md").write_text(markdown, encoding="utf-8")
     if args.json:

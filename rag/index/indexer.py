@@ -218,8 +218,7 @@ def _update_index(store: Store, roots: list[Path], embedder: Embedder, chunker: 
                 fresh = _Fresh(doc_id, {"path": str(path), "sha256": doc.sha256, "chunks": len(chunks),
                                         "pages": len(doc.pages), "stat": stat}, chunks, size)
                 moved = gone.pop(doc.sha256, None)
-                committed_state = getattr(store, "_previous_state", None)  # FAISS: the rows are at hand
-                fresh.vectors = _vectors_of(committed_state(), moved, chunks) if moved and committed_state else None
+                fresh.vectors = _moved_vectors(store, moved, chunks) if moved else None
                 pending.append(fresh)
                 if fresh.vectors is not None:  # renamed or moved: the same chunks, so the same vectors
                     fresh.embedded = len(chunks)
@@ -249,6 +248,14 @@ def _runs(batch: list[tuple[_Fresh, Chunk]], vectors: np.ndarray):
         if end == len(batch) or batch[end][0] is not batch[start][0]:
             yield batch[start][0], vectors[start:end]
             start = end
+
+
+def _moved_vectors(store, doc_id: str, chunks: list[Chunk]) -> np.ndarray | None:
+    """The vectors a renamed or moved document had under `doc_id`, when its chunks are the same; else None.
+    PostgreSQL reads them from its committed rows; FAISS from the committed generation, at hand."""
+    if hasattr(store, "document_vectors"):
+        return store.document_vectors(doc_id, chunks)
+    return _vectors_of(store._previous_state(), doc_id, chunks)
 
 
 def _vectors_of(state: IndexState, doc_id: str, chunks: list[Chunk]) -> np.ndarray | None:

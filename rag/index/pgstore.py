@@ -318,6 +318,16 @@ class PgStore:
                          "ON CONFLICT (one) DO UPDATE SET manifest = excluded.manifest, chunks = excluded.chunks, "
                          "total_length = excluded.total_length", (Jsonb(manifest), count, total_length))
 
+    def document_vectors(self, doc_id: str, chunks: list[Chunk]) -> np.ndarray | None:
+        """The committed vectors of `doc_id` when its chunks are `chunks` (same texts and spans), else None:
+        a renamed or moved file takes them instead of being embedded again."""
+        with self._connection() as conn:
+            rows = conn.execute("SELECT text, start_char, end_char, embedding::real[] FROM rag_chunks "
+                                "WHERE doc_id = %s ORDER BY start_char, key", (doc_id,)).fetchall()
+        if not rows or [r[:3] for r in rows] != [(c.text, c.start, c.end) for c in chunks]:
+            return None
+        return np.array([r[3] for r in rows], dtype=np.float32)
+
     def load(self) -> PgIndex:
         """The committed index, checked: the manifest's count against the rows."""
         conn = self._connect()

@@ -96,9 +96,36 @@ class Retriever:
         if not query.strip():
             return []
         qvec = self.embedder.embed([query])[0]
-        keys, dense, lexical = self.index.candidates(query, qvec, max(pool, 4 * k), documents)
+        pool = max(pool, 4 * k)
+        if documents is not None and 1 < len(documents) <= k:
+            # A few chosen documents ("which of these two says X?"): each gets its share of the k, so a
+            # small one is not crowded out by a large one that matches the query more often.
+            return self.balanced(query, qvec, k, pool, sorted(documents))
+        keys, dense, lexical = self.index.candidates(query, qvec, pool, documents)
         fused = fuse_scores(dense, lexical, self.dense_weight)
         order = sorted(range(len(keys)), key=lambda i: (-fused[i], i))[:k]
+        return self.hits(keys, fused, dense, lexical, order)
+
+    def balanced(self, query: str, qvec: np.ndarray, k: int, pool: int, documents: list[str]) -> list[Hit]:
+        """The top `k` with each document's best `k // len(documents)` among them, the rest by score; each
+        document's candidates are searched on their own, so every one has some to give."""
+        keys, dense, lexical, owner = [], [], [], []
+        for doc in documents:
+            found = self.index.candidates(query, qvec, max(k, pool // len(documents)), frozenset({doc}))
+            keys += found[0]
+            dense += [float(x) for x in found[1]]
+            lexical += [float(x) for x in found[2]]
+            owner += [doc] * len(found[0])
+        fused = fuse_scores(np.array(dense, dtype=np.float32), np.array(lexical, dtype=np.float32),
+                            self.dense_weight)
+        ranked = sorted(range(len(keys)), key=lambda i: (-fused[i], i))
+        share = k // len(documents)
+        chosen = {i for doc in documents for i in [r for r in ranked if owner[r] == doc][:share]}
+        chosen |= set([i for i in ranked if i not in chosen][:k - len(chosen)])
+        order = sorted(chosen, key=lambda i: (-fused[i], i))
+        return self.hits(keys, fused, np.array(dense), np.array(lexical), order)
+
+    def hits(self, keys: list, fused, dense, lexical, order: list[int]) -> list[Hit]:
         return [Hit(self.index.chunk(keys[i]), float(fused[i]), rank, float(dense[i]), float(lexical[i]))
                 for rank, i in enumerate(order, start=1)]
 

@@ -43,3 +43,13 @@ def test_the_same_question_scoped_to_another_document_never_reads_the_first(pydo
     assert {p.doc for p in answer.passages} <= {"library_random.txt"}
     assert {c.doc for c in answer.citations} <= {"library_random.txt"}
     assert "32" not in answer.text  # the figure is on the secrets page only
+
+
+def test_which_of_two_documents_says_it_reads_both_and_cites_the_one_that_does(pydocs_pipeline):
+    answer = pydocs_pipeline.ask("Which of these two documents says how many bytes of randomness are enough for a "
+                                 "secrets token?", documents=["library_random.txt", "library_secrets.txt"])
+    # Each chosen document gets its share of the passages read, the small one too.
+    assert sorted(p.doc for p in answer.passages).count("library_random.txt") >= 1
+    assert {p.doc for p in answer.passages} == {"library_random.txt", "library_secrets.txt"}
+    assert not answer.abstained and "32" in answer.text
+    assert {c.doc for c in answer.citations} == {"library_secrets.txt"}

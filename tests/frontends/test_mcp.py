@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import pytest
 from conftest import CORPUS, ROOT, wait_until_listening
 from starlette.testclient import TestClient
+from test_summarize import TRUE as SUPPORTED
 
 from rag.config import Settings
 from rag.errors import BadInput
@@ -24,6 +25,8 @@ KEY = "k" * 40
 BLETCHLEY = "How many nations signed the Bletchley Declaration?"
 REFUSED = "Which countries refused to sign the Bletchley Declaration?"
 XI = "xi-global-ai-collaboration.txt"
+BACKING = "global-backing-for-china-ai-governance.txt"
+TOOLS = {"search", "fetch", "ask", "summarize", "compare", "list_collections"}
 
 
 def call(server, *calls):
@@ -50,7 +53,7 @@ def server(fake_pipeline):
     return build_server(fake_pipeline)
 
 
-def test_the_four_tools_are_listed_with_descriptions_for_a_model(server):
+def test_the_tools_are_listed_with_descriptions_for_a_model(server):
     from mcp import Client
 
     async def go():
@@ -58,10 +61,13 @@ def test_the_four_tools_are_listed_with_descriptions_for_a_model(server):
             return (await client.list_tools()).tools
 
     tools = {t.name: t for t in asyncio.run(go())}
-    assert set(tools) == {"search", "fetch", "ask", "list_collections"}
+    assert set(tools) == TOOLS
     assert "abstained" in tools["ask"].description and "documents" in tools["ask"].input_schema["properties"]
     assert tools["search"].input_schema["required"] == ["query"]
     assert all(t.annotations.read_only_hint for t in tools.values())
+    assert tools["summarize"].input_schema["required"] == ["document"] and "checked" in tools["summarize"].description
+    assert tools["compare"].input_schema["required"] == ["document_a", "document_b"]
+    assert tools["summarize"].input_schema["properties"]["length"]["enum"] == ["short", "long"]
 
 
 def test_search_returns_ids_that_fetch_reads_back_and_the_whole_document_too(server):
@@ -103,6 +109,38 @@ def test_an_abstention_is_visible_with_the_closest_passages(server, fake_pipelin
     assert "can't find" in a["message"] and a["closest_passages"]
 
 
+def test_summarize_returns_only_verified_sentences_with_citations_that_fetch_reads(server, fake_pipeline):
+    fake_pipeline.generator.replies += [SUPPORTED, "The initiative was signed by 41 countries in Geneva [1]."]
+    (result,) = call(server, ("summarize", {"document": BACKING}))
+    s = result.structured_content
+    assert not result.is_error and s["document"] == BACKING and s["complete"] is True
+    assert s["summary"] == SUPPORTED and "41 countries" not in str(s)
+    assert s["sentences"] == [{"text": SUPPORTED.replace(" [1].", "."), "citations": [1]}]
+    assert s["checked"] == {"sentences_written": 2, "verified": 1, "rewritten": 0, "dropped": 1, "cut_short": 0}
+    (cite,) = s["citations"]
+    # The quote is the document's sentence that backs the summary's.
+    assert cite["document"] == BACKING and cite["quote"].startswith(SUPPORTED.removesuffix(" [1]."))
+    (passage,) = call(server, ("fetch", {"id": cite["id"]}))
+    assert cite["quote"] in " ".join(passage.structured_content["text"].split())
+
+
+def test_compare_returns_findings_with_each_side_cited_to_its_own_document(server, fake_pipeline):
+    bletchley = ("The Bletchley Declaration, a pact signed by 28 nations, including China, the United States, the "
+                 "United Kingdom, and the European Union, signifies a collective recognition of the necessity for "
+                 "AI regulation [1].")
+    fake_pipeline.generator.replies += [SUPPORTED, "", bletchley, "", ""]
+    (result,) = call(server, ("compare", {"document_a": BACKING, "document_b": XI}))
+    c = result.structured_content
+    assert not result.is_error and (c["document_a"], c["document_b"], c["about"]) == (BACKING, XI, None)
+    kinds = {f["kind"] for f in c["findings"]}
+    assert kinds <= {"agree", "differ", "only"} and c["findings"]
+    docs = {c["citations"][side["citation"] - 1]["document"] == side["document"]
+            for f in c["findings"] for side in (f["a"], f["b"]) if side}
+    assert docs == {True}
+    texts = [side["text"] for f in c["findings"] for side in (f["a"], f["b"]) if side]
+    assert SUPPORTED.replace(" [1].", ".") in texts and any("28 nations" in t for t in texts)
+
+
 def test_list_collections_names_the_collections_and_their_documents(server):
     (result,) = call(server, ("list_collections", {}))
     c = result.structured_content
@@ -121,6 +159,11 @@ def test_list_collections_names_the_collections_and_their_documents(server):
     ("fetch", {"id": "default:missing.txt"}, ["no indexed document 'missing.txt'"]),
     ("fetch", {"id": f"default:{XI}#0-99999999"}, ["outside the document"]),
     ("nonexistent", {}, ["nonexistent"]),
+    ("summarize", {"document": "missing.pdf"}, ["no indexed document 'missing.pdf'", XI]),
+    ("summarize", {"document": XI, "length": "huge"}, ["length"]),
+    ("summarize", {"document": XI, "collection": "nope"}, ["no indexed collection 'nope'"]),
+    ("compare", {"document_a": XI, "document_b": XI}, ["two different documents"]),
+    ("compare", {"document_a": XI}, ["document_b"]),
 ])
 def test_bad_arguments_are_one_line_tool_errors(server, tool, args, words):
     (result,) = call(server, (tool, args))
@@ -205,10 +248,11 @@ def test_the_sdk_client_starts_rag_mcp_over_stdio_and_gets_a_cited_answer_and_an
             tools = {t.name for t in (await client.list_tools()).tools}
             answers = [(await client.call_tool("ask", {"question": q})).structured_content
                        for q in (BLETCHLEY, REFUSED)]
-            return tools, answers
+            return tools, answers, await client.call_tool("summarize", {"document": "missing.pdf"})
 
-    tools, (answer, refusal) = asyncio.run(go())
-    assert tools == {"search", "fetch", "ask", "list_collections"}
+    tools, (answer, refusal), unknown = asyncio.run(go())
+    assert_tool_error(unknown, "no indexed document 'missing.pdf'")
+    assert tools == TOOLS
     assert answer["abstained"] is False and answer["answer"].startswith("28")
     assert answer["citations"][0]["document"] == XI and "28 nations" in answer["citations"][0]["quote"]
     assert answer["verdict"] in ("likely answer", "uncertain: check the source")
@@ -248,7 +292,7 @@ def test_the_sdk_client_reaches_rag_mcp_over_http_with_the_key(mcp_index):
                     return tools, found.structured_content
 
         tools, found = asyncio.run(go())
-    assert tools == {"search", "fetch", "ask", "list_collections"}
+    assert tools == TOOLS
     assert [r["title"] for r in found["results"]] == [XI, XI] and "28 nations" in found["results"][0]["snippet"]
     assert not (mcp_index / KEY_FILE).exists()  # the key came from the environment: no file
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS, ROOT, wait_until_listening
 from fastapi.testclient import TestClient
+from test_summarize import TRUE as SUPPORTED
 
 from rag.config import Settings
 from rag.pipeline import Pipeline
@@ -85,6 +86,48 @@ def test_an_abstention_says_so_and_lists_the_closest_passages(api, fake_pipeline
     fake_pipeline.generator.replies.append("NONE")
     rag = api.post("/v1/chat/completions", json=ask_body()).json()["rag"]
     assert rag["abstained"] is True and rag["citations"] == [] and rag["closest_passages"]
+
+
+SUMMARIZED = "global-backing-for-china-ai-governance.txt"
+
+
+def test_a_request_for_a_named_documents_summary_streams_the_verified_summary_with_its_citations(api, fake_pipeline):
+    fake_pipeline.generator.replies += [SUPPORTED, "The initiative was signed by 41 countries in Geneva [1]."]
+    body = ask_body(f"Please give me a summary of the {SUMMARIZED}", stream=True)
+    with api.stream("POST", "/v1/chat/completions", json=body) as r:
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == SUPPORTED  # the invented sentence was written (a draft) but is not shown
+    assert "41 countries" in "".join(c.get("rag", {}).get("draft", "") for c in chunks)
+    rag = chunks[-1]["rag"]
+    assert rag["verdict"].startswith("summary") and rag["abstained"] is False
+    assert rag["summary"]["document"] == SUMMARIZED and rag["summary"]["dropped"] == 1
+    assert [c["doc"] for c in rag["citations"]] == [SUMMARIZED] and rag["citations"][0]["start"] == 0
+    assert len(fake_pipeline.generator.prompts) == 2  # the document's two parts, not a retrieved answer
+
+
+def test_summarize_this_document_with_one_chosen_document_summarizes_it(api, fake_pipeline):
+    fake_pipeline.generator.replies += [SUPPORTED, ""]
+    body = ask_body("Summarize this document.", rag={"documents": ["global-backing-*"]})
+    reply = api.post("/v1/chat/completions", json=body).json()
+    assert reply["choices"][0]["message"]["content"] == SUPPORTED
+    assert reply["rag"]["summary"]["document"] == SUMMARIZED
+
+
+def test_a_question_about_a_summary_is_answered_from_passages_as_before(api, fake_pipeline):
+    fake_pipeline.generator.replies.append("28")
+    body = ask_body(f"In the summary of {SUMMARIZED}, how many nations signed the Bletchley Declaration?")
+    rag = api.post("/v1/chat/completions", json=body).json()["rag"]
+    assert "summary" not in rag and rag["verdict"] in ("likely answer", "uncertain: check the source")
+    assert len(fake_pipeline.generator.prompts) == 1
+
+
+def test_a_summary_of_a_document_changed_since_indexing_is_a_400_error_object(api, fake_pipeline):
+    path = next(Path(d["path"]) for d in fake_pipeline.documents() if d["id"] == SUMMARIZED)
+    path.write_text("changed", encoding="utf-8")
+    error = assert_error(api.post("/v1/chat/completions", json=ask_body(f"Summarize {SUMMARIZED}")), 400,
+                         param="messages")
+    assert "changed since it was indexed" in error["message"]
 
 
 def test_the_history_in_messages_rewrites_a_follow_up(api, fake_pipeline):

@@ -61,6 +61,29 @@ def test_the_postgres_query_is_restricted_in_both_rankings():
     assert text.count("doc_id = ANY(%(docs)s)") == 2 and CANDIDATES.count("doc_id") == 1
 
 
+def check_balanced(retriever, k=4):
+    """Two chosen documents, a large one that matches the query everywhere and a small one that matches it
+    a little: each gets half of the k, best first overall."""
+    hits = retriever.search(QUERY, k, documents=frozenset({"board-00.txt", "small.txt"}))
+    assert [h.chunk.doc_id for h in hits].count("small.txt") == 2 and len(hits) == k
+    assert {h.chunk.doc_id for h in hits} == {"board-00.txt", "small.txt"}
+    assert [h.rank for h in hits] == [1, 2, 3, 4] and [h.score for h in hits] == sorted(
+        (h.score for h in hits), reverse=True)
+    # Three documents and k=4: one each, and the fourth place to the best of the rest.
+    three = retriever.search(QUERY, 4, documents=frozenset({"board-00.txt", "board-01.txt", "small.txt"}))
+    assert {h.chunk.doc_id for h in three} == {"board-00.txt", "board-01.txt", "small.txt"}
+    # More documents than k: no share to give, the best k of them as before.
+    many = frozenset({f"board-{i:02d}.txt" for i in range(5)} | {"small.txt"})
+    assert "small.txt" not in {h.chunk.doc_id for h in retriever.search(QUERY, 4, documents=many)}
+
+
+def test_faiss_gives_each_of_two_chosen_documents_its_share_of_the_k(tmp_path):
+    write_collection(tmp_path / "docs")
+    store = Store(tmp_path / "index")
+    update_index(store, [tmp_path / "docs"], FakeEmbedder(), CHUNKER)
+    check_balanced(Retriever(LocalIndex(store.load()), FakeEmbedder()))
+
+
 @pytest.mark.integration
 def test_postgres_finds_k_passages_of_a_small_chosen_document(tmp_path, pg_url):  # noqa: F811
     write_collection(tmp_path / "docs")
@@ -69,6 +92,7 @@ def test_postgres_finds_k_passages_of_a_small_chosen_document(tmp_path, pg_url):
     index = store.load()
     try:
         check(*search_both_ways(index))
+        check_balanced(Retriever(index, FakeEmbedder()))
     finally:
         index.close()
 

@@ -225,6 +225,44 @@ def test_an_update_deletes_changed_and_removed_documents_and_embeds_only_new_tex
     assert update_index(store, [corpus], FakeEmbedder(), CHUNKER).embedded == 0
 
 
+def all_vectors(store) -> dict:
+    """{(doc_id, start): vector} of every committed chunk."""
+    index = store.load()
+    try:
+        rows = index.conn.execute("SELECT doc_id, start_char, embedding::real[] FROM rag_chunks").fetchall()
+    finally:
+        index.close()
+    return {(d, start): np.array(v, dtype=np.float32) for d, start, v in rows}
+
+
+def test_a_renamed_or_moved_file_takes_its_vectors_from_postgres_instead_of_being_embedded_again(tmp_path, pg_url):
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    for name in ("a.txt", "b.txt"):
+        (corpus / name).write_text(f"The heron festival of {name} is held in Sligo every June. " * 30)
+    store = PgStore(pg_url)
+    update_index(store, [corpus], FakeEmbedder(), CHUNKER)
+    vectors = all_vectors(store)
+    (corpus / "a.txt").rename(corpus / "renamed.txt")
+    (corpus / "b.txt").rename(corpus / "sub" / "b.txt")
+    embedder = FakeEmbedder()
+    report = update_index(store, [corpus], embedder, CHUNKER)
+    assert (report.added, report.removed) == (("renamed.txt", "sub/b.txt"), ("a.txt", "b.txt"))
+    assert report.embedded == embedder.embedded == 0
+    after, was = all_vectors(store), {"renamed.txt": "a.txt", "sub/b.txt": "b.txt"}
+    assert {d for d, _ in after} == set(was) and len(after) == len(vectors)
+    assert all(np.array_equal(v, vectors[was[d], start]) for (d, start), v in after.items())
+    index = store.load()
+    try:
+        hits = Retriever(index, FakeEmbedder()).search("heron festival of a.txt", 1)
+        assert hits[0].chunk.doc_id == "renamed.txt"
+    finally:
+        index.close()
+    # An edited file is embedded again, as before.
+    (corpus / "renamed.txt").write_text("Rewritten: the heron festival now moves to July.")
+    assert update_index(store, [corpus], FakeEmbedder(), CHUNKER).embedded == 1
+
+
 class PollClock:
     """Stands in for rag.index.pgstore's `time`: each sleep moves a fake clock on instead of waiting, and
     `on_sleep` runs at every one of them (to free a lock mid-wait, say)."""
