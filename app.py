@@ -75,6 +75,8 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                     chatbot = gr.Chatbot(label="Chat", elem_id="chat", height=480, render_markdown=False,
                                          sanitize_html=True, allow_tags=False, latex_delimiters=[],
                                          feedback_options=None, buttons=[])
+                    ask_about = gr.Dropdown([], value=[], multiselect=True, label="Ask about", elem_id="ask-about",
+                                            info="Only these documents are searched; none picked: all of them.")
                     question = gr.Textbox(placeholder="Ask a question about your documents",
                                           show_label=False, elem_id="question", max_lines=4)
                     with gr.Row():
@@ -106,7 +108,8 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                                     "off, nothing is stored.")
 
         conversations_sidebar(app, SavedConversations(backend, tuple(models)), (chatbot, turns, sources, question),
-                              save, [question.submit, ask_button.click], [top_k, model, temperature, collection],
+                              save, [question.submit, ask_button.click],
+                              [top_k, model, temperature, collection, ask_about],
                               [clear_button.click, chatbot.clear], (model, collection), **answering)
         clear_button.click(lambda: ([], [], NO_SOURCES, ""), None, [chatbot, turns, sources, question],
                            api_visibility="private", queue=False)
@@ -118,6 +121,9 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                             api_visibility="private", **documents_lane)
         app.load(backend.collections_view, None, collection, api_visibility="private", queue=False).then(
             backend.documents_view, collection, [documents, to_remove], api_visibility="private")
+        # The documents table changes with the collection, an upload and a removal: so does the picker.
+        documents.change(backend.picker_view, [collection, ask_about], ask_about, api_visibility="private",
+                         queue=False)
         app.load(None, None, None, js=CITATION_CLICKS_JS)
         # Another collection: a chat about other documents starts afresh.
         collection.change(backend.collection_changed, [collection, turns], [chatbot, turns, sources],

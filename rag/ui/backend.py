@@ -63,19 +63,23 @@ class Backend:
         value = display_name(chosen) if chosen else display_name(self.pipeline.settings.collection)
         return gr.Dropdown(choices=list(dict.fromkeys([*names, value])), value=value)
 
-    def respond(self, question: str, turns: list[dict], top_k: int, model: str,
-                temperature: float, collection: str | None = None) -> Iterator[tuple]:
-        """Stream an answer into the chat: the model's draft first, then the verified answer and sources."""
+    def respond(self, question: str, turns: list[dict], top_k: int, model: str, temperature: float,
+                collection: str | None = None, documents: list[str] | None = None) -> Iterator[tuple]:
+        """Stream an answer into the chat: the model's draft first, then the verified answer and sources.
+
+        `documents` are the ids the "Ask about" picker holds: only they are searched (none: all of them).
+        """
         try:
             question = clean_question(question)
             pipeline = self.pipeline_for(model, temperature, collection)
+            chosen = exact_names(documents)
             about = collection_label(pipeline.settings)
             history = [m for t in turns if "answer" in t for m in (
                 {"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"]})]
             turns = [*turns, {"question": question}]
             draft = ""
             yield chat_messages(turns, draft), turns, gr.skip(), ""
-            for item in pipeline.stream(question, history, int(top_k)):
+            for item in pipeline.stream(question, history, int(top_k), chosen):
                 if isinstance(item, Answer):
                     turns[-1] = {"question": question, "answer": item.text, "html": answer_html(item), "record": item,
                                  "collection": about}
@@ -100,10 +104,11 @@ class Backend:
             return gr.skip(), gr.skip(), gr.skip()
         return [], [], NO_SOURCES
 
-    def ask(self, question: str) -> dict:
-        """Answer one question with the current settings; the JSON of the verified Answer."""
+    def ask(self, question: str, documents: list[str] | None = None) -> dict:
+        """Answer one question with the current settings, from `documents` only when given (names or glob
+        patterns, as `rag ask --doc` takes); the JSON of the verified Answer."""
         try:
-            return self.pipeline.ask(question).to_dict()
+            return self.pipeline.ask(question, documents=documents or None).to_dict()
         except RagError as exc:
             raise error_toast(exc) from None
 
@@ -114,6 +119,14 @@ class Backend:
         except RagError as exc:
             raise error_toast(exc) from None
         return documents_html(docs), gr.Dropdown(choices=[d["id"] for d in docs], value=None)
+
+    def picker_view(self, collection: str | None = None, chosen: list[str] | None = None) -> gr.Dropdown:
+        """The "Ask about" picker: the collection's documents, keeping those of `chosen` still indexed."""
+        try:
+            ids = [d["id"] for d in self.in_collection(self.pipeline, collection).documents()]
+        except RagError:
+            ids = []
+        return gr.Dropdown(choices=ids, value=[d for d in chosen or [] if d in ids], multiselect=True)
 
     def add_files(self, paths: list[str] | None, collection: str | None = None, progress=gr.Progress()) -> tuple:
         """Index uploaded files one by one; report what was added and what was skipped, and why."""
@@ -158,6 +171,13 @@ class Backend:
         except RagError as exc:
             raise error_toast(exc) from None
         return (f"Removed {html.escape(doc_id)}.", *self.documents_view(collection))
+
+
+def exact_names(ids: list[str] | None) -> list[str] | None:
+    """Document ids as patterns that match only themselves (an id may hold `*`, `?` or `[`)."""
+    import glob
+
+    return [glob.escape(i) for i in ids] if ids else None
 
 
 def discard_upload(path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The collection picker in Debian's chromium, over the real models: a question goes to the picked collection."""
+"""The collection and document pickers in Debian's chromium, over the real models: a question goes to the picked
+collection, and only to the documents picked in "Ask about"."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from rag.config import Settings
 from rag.pipeline import Pipeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+XI = "xi-global-ai-collaboration.txt"
+OTHER = "global-backing-for-china-ai-governance.txt"
+# Asked of every document, the answer cites XI; both documents speak of it.
+ABOUT_GOVERNANCE = "What does China want for the governance of AI?"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +35,16 @@ def page(browser, server):  # noqa: F811 (browser is test_browser's fixture)
     page = open_page(browser, server)
     yield page
     page.context.close()
+
+
+def expect_picker_offers(page, *names: str) -> None:
+    """The "Ask about" picker offers exactly `names`: opened as a user does, then closed."""
+    page.locator("#ask-about input").click()
+    options = page.get_by_role("option")
+    expect(options).to_have_count(len(names))
+    for name in names:
+        expect(options.filter(has_text=name)).to_have_count(1)
+    page.keyboard.press("Escape")
 
 
 def pick(page, name: str) -> None:
@@ -54,8 +70,10 @@ def test_picking_a_collection_answers_from_its_document_and_the_default_never_ci
     expect(page.locator("#sources")).not_to_contain_text("zorblax.txt")
 
 
-def test_the_documents_tab_shows_the_picked_collections_documents(page):
+def test_the_documents_tab_and_the_ask_about_picker_show_the_picked_collections_documents(page):
+    expect_picker_offers(page, XI, OTHER)
     pick(page, "alpha")
+    expect_picker_offers(page, "zorblax.txt")
     page.get_by_role("tab", name="Documents").click()
     expect(page.locator("#documents")).to_contain_text("zorblax.txt", timeout=ANSWER_TIMEOUT_MS)
     expect(page.locator("#documents")).not_to_contain_text("xi-global-ai-collaboration.txt")
@@ -64,3 +82,15 @@ def test_the_documents_tab_shows_the_picked_collections_documents(page):
     page.get_by_role("tab", name="Documents").click()
     expect(page.locator("#documents")).to_contain_text("xi-global-ai-collaboration.txt", timeout=ANSWER_TIMEOUT_MS)
     expect(page.locator("#documents")).not_to_contain_text("zorblax.txt")
+
+
+def test_asking_about_one_picked_document_cites_only_it(page):
+    page.locator("#ask-about input").click()
+    page.get_by_role("option", name=OTHER, exact=True).click()
+    page.keyboard.press("Escape")
+    expect(page.locator("#ask-about")).to_contain_text(OTHER)
+    ask(page, ABOUT_GOVERNANCE)
+    cited = page.locator("#sources details.rag-source summary")
+    expect(cited.first).to_be_visible()
+    names = cited.all_inner_texts()
+    assert names and all(OTHER in name for name in names), names
