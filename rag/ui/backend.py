@@ -15,7 +15,7 @@ from ..errors import RagError
 from ..history import collection_label
 from ..pipeline import Pipeline, clean_question, upload_name
 from ..records import Answer
-from ..whole.ui import cited_pages_html
+from ..whole.ui import cited_page_views
 from .render import NO_SOURCES, answer_html, chat_messages, documents_html, error_toast, sources_html
 
 DEFAULT_MODEL = "default tier"
@@ -83,7 +83,7 @@ class Backend:
                 if isinstance(item, Answer):
                     turns[-1] = {"question": question, "answer": item.text, "html": answer_html(item), "record": item,
                                  "collection": about}
-                    sources = sources_html(item) + cited_pages_html(pipeline, item.citations)
+                    sources = sources_html(item, cited_page_views(pipeline, item.citations))
                     yield chat_messages(turns), turns, sources, ""
                 else:
                     draft += item

@@ -128,8 +128,9 @@ def passage_html(citation: Citation) -> str:
     return f"{html.escape(text[:a])}<mark>{html.escape(text[a:b])}</mark>{html.escape(text[b:])}"
 
 
-def sources_html(answer: Answer) -> str:
-    """The sources panel for an answer: its badge, then one expandable entry per cited passage."""
+def sources_html(answer: Answer, pages: dict[int, str] | None = None) -> str:
+    """The sources panel for an answer: its badge, then one expandable entry per cited passage, holding
+    the passage and, for a PDF, the page it stands on (`pages`: HTML made safe by rag/whole/ui.py)."""
     parts = [f"<div>{badge_html(answer)}</div>"]
     if answer.receipt:
         parts.append(f'<p class="rag-receipt">{html.escape(receipt_line(answer.receipt))}</p>')
@@ -137,7 +138,8 @@ def sources_html(answer: Answer) -> str:
         page = f' <span class="rag-page">· {html.escape(c.where())}</span>' if c.where() else ""
         parts.append(f'<details class="rag-source" id="src-{c.id}" open><summary>[{c.id}] '
                      f'{html.escape(c.doc)}{page}</summary>'
-                     f'<blockquote class="rag-passage">{passage_html(c)}</blockquote></details>')
+                     f'<blockquote class="rag-passage">{passage_html(c)}</blockquote>'
+                     f'{(pages or {}).get(c.id, "")}</details>')
     return "\n".join(parts)
 
 

@@ -37,14 +37,13 @@ def page(browser, server):  # noqa: F811 (browser is test_browser's fixture)
     page.context.close()
 
 
-def expect_picker_offers(page, *names: str) -> None:
-    """The "Ask about" picker offers exactly `names`: opened as a user does, then closed."""
+def open_ask_about(page, *names: str) -> None:
+    """Open the "Ask about" picker as a user does, and see that it offers exactly `names`."""
     page.locator("#ask-about input").click()
     options = page.get_by_role("option")
     expect(options).to_have_count(len(names))
     for name in names:
         expect(options.filter(has_text=name)).to_have_count(1)
-    page.keyboard.press("Escape")
 
 
 def pick(page, name: str) -> None:
@@ -70,22 +69,8 @@ def test_picking_a_collection_answers_from_its_document_and_the_default_never_ci
     expect(page.locator("#sources")).not_to_contain_text("zorblax.txt")
 
 
-def test_the_documents_tab_and_the_ask_about_picker_show_the_picked_collections_documents(page):
-    expect_picker_offers(page, XI, OTHER)
-    pick(page, "alpha")
-    expect_picker_offers(page, "zorblax.txt")
-    page.get_by_role("tab", name="Documents").click()
-    expect(page.locator("#documents")).to_contain_text("zorblax.txt", timeout=ANSWER_TIMEOUT_MS)
-    expect(page.locator("#documents")).not_to_contain_text("xi-global-ai-collaboration.txt")
-    page.get_by_role("tab", name="Chat").click()
-    pick(page, "default")
-    page.get_by_role("tab", name="Documents").click()
-    expect(page.locator("#documents")).to_contain_text("xi-global-ai-collaboration.txt", timeout=ANSWER_TIMEOUT_MS)
-    expect(page.locator("#documents")).not_to_contain_text("zorblax.txt")
-
-
-def test_asking_about_one_picked_document_cites_only_it(page):
-    page.locator("#ask-about input").click()
+def test_the_pickers_show_the_picked_collections_documents_and_an_answer_cites_only_the_picked_one(page):
+    open_ask_about(page, XI, OTHER)
     page.get_by_role("option", name=OTHER, exact=True).click()
     page.keyboard.press("Escape")
     expect(page.locator("#ask-about")).to_contain_text(OTHER)
@@ -94,3 +79,15 @@ def test_asking_about_one_picked_document_cites_only_it(page):
     expect(cited.first).to_be_visible()
     names = cited.all_inner_texts()
     assert names and all(OTHER in name for name in names), names
+
+    pick(page, "alpha")
+    open_ask_about(page, "zorblax.txt")
+    page.keyboard.press("Escape")
+    page.get_by_role("tab", name="Documents").click()
+    expect(page.locator("#documents")).to_contain_text("zorblax.txt", timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator("#documents")).not_to_contain_text("xi-global-ai-collaboration.txt")
+    page.get_by_role("tab", name="Chat").click()
+    pick(page, "default")
+    page.get_by_role("tab", name="Documents").click()
+    expect(page.locator("#documents")).to_contain_text("xi-global-ai-collaboration.txt", timeout=ANSWER_TIMEOUT_MS)
+    expect(page.locator("#documents")).not_to_contain_text("zorblax.txt")
