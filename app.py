@@ -14,6 +14,7 @@ from pathlib import Path
 
 # rag.ui comes first: it turns gradio's telemetry off before gradio loads.
 from rag.ui.backend import DEFAULT_MODEL, UPLOAD_TYPES, Backend
+from rag.ui.compare import compare_section
 from rag.ui.conversations import SavedConversations, conversations_sidebar
 from rag.ui.render import (
     ANSWER_STYLE,
@@ -96,6 +97,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                 remove_button = gr.Button("Remove from index", variant="stop", elem_id="remove")
         with gr.Tab("Summarize"):
             summarize_tab(backend, collection, documents, serial)
+            compare_section(backend, collection, documents, serial)
         with gr.Tab("Settings"):
             top_k = gr.Slider(1, 12, value=s.top_k, step=1, label="Passages to retrieve (top-k)",
                               elem_id="top-k")

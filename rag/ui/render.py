@@ -18,12 +18,14 @@ SENTENCE_STYLE = "margin-bottom:4px"
 EVIDENCE_STYLE = "margin:4px 0 6px;padding-left:10px;border-left:3px solid #f59e0b;opacity:0.9;font-size:0.93em"
 _LINK = re.compile(r'<a class="cite" href="#src-\d+">(\[\d+\])</a>')
 
-# Clicking a [n] marker opens its source and scrolls to it. Capturing the click on the document
-# also stops the chatbot from opening the link in a new tab.
+# Clicking a [n] marker opens its source and scrolls to it: in the chat (#src-n), under a summary (#sum-n)
+# and a comparison (#cmp-n). Capturing the click on the document also stops the chatbot from opening the
+# link in a new tab.
 CITATION_CLICKS_JS = """
 () => {
   document.addEventListener("click", (event) => {
-    const link = event.target.closest && event.target.closest('a[href^="#src-"]');
+    const link = event.target.closest &&
+      event.target.closest('a[href^="#src-"], a[href^="#sum-"], a[href^="#cmp-"]');
     if (!link) return;
     event.preventDefault();
     event.stopPropagation();
