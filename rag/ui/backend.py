@@ -16,7 +16,7 @@ from ..history import collection_label
 from ..pipeline import Pipeline, clean_question, upload_name
 from ..records import Answer
 from ..whole.ui import cited_page_views
-from .render import NO_SOURCES, answer_html, chat_messages, documents_html, error_toast, sources_html
+from .render import NO_SOURCES, answer_html, chat_messages, documents_html, error_toast, sources_html, watched_html
 
 DEFAULT_MODEL = "default tier"
 UPLOAD_TYPES = [".txt", ".md", ".html", ".htm", ".pdf", ".docx", ".pptx", ".xlsx", ".odt", ".epub", ".rtf"]
@@ -113,12 +113,16 @@ class Backend:
             raise error_toast(exc) from None
 
     def documents_view(self, collection: str | None = None) -> tuple:
-        """The documents table and the remove dropdown, as they are now."""
+        """The collection's watched folders and documents table, and the remove dropdown, as they are now."""
+        from rag.index.collections import collection_dir, read_watch_state
+
         try:
-            docs = self.in_collection(self.pipeline, collection).documents()
+            pipeline = self.in_collection(self.pipeline, collection)
+            docs = pipeline.documents()
+            watch = read_watch_state(collection_dir(pipeline.settings))
         except RagError as exc:
             raise error_toast(exc) from None
-        return documents_html(docs), gr.Dropdown(choices=[d["id"] for d in docs], value=None)
+        return watched_html(watch) + documents_html(docs), gr.Dropdown(choices=[d["id"] for d in docs], value=None)
 
     def picker_view(self, collection: str | None = None, chosen: list[str] | None = None) -> gr.Dropdown:
         """The "Ask about" picker: the collection's documents, keeping those of `chosen` still indexed."""

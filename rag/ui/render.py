@@ -166,6 +166,19 @@ def documents_html(documents: list[dict]) -> str:
             f"</tr></thead><tbody>{rows}</tbody></table>")
 
 
+def watched_html(state: dict) -> str:
+    """The collection's watched folders (`rag index --watch`, rag/watch.py), its last sync and whether the
+    watcher runs now, from its watch state; a hint when no folder is watched. Paths escaped."""
+    folders = [str(f) for f in state.get("folders") or ()]
+    if not folders:
+        return ('<p class="rag-watched rag-empty">No folder is watched for this collection; '
+                "<code>rag index FOLDER --watch</code> keeps one in step.</p>")
+    shown = ", ".join(f"<code>{html.escape(f)}</code>" for f in folders)
+    running = "watching now" if state.get("running") else "the watcher is not running"
+    return (f'<p class="rag-watched">Watched: {shown} · last sync {html.escape(str(state.get("last_sync") or "-"))}'
+            f" ({running})</p>")
+
+
 def error_toast(problem) -> gr.Error:
     """A gr.Error for a one-line problem; escaped, since Gradio renders toasts as HTML."""
     return gr.Error(html.escape(str(problem)))
