@@ -1,7 +1,7 @@
 """The web UI: chat with cited answers, a sources panel, document upload and settings. `python app.py`.
 
-The parts live in rag/ui/ (rendering, the events' backend, the conversations sidebar); this file lays
-them out and serves them."""
+The parts live in rag/ui/ (rendering, the events' backend, the conversations sidebar, Compare) and
+rag/whole/ui.py (the Summarize tab, the cited PDF page, the file route); this file lays them out and serves them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The web UI's parts: answers rendered as HTML, the events' backend, and the saved-conversations sidebar.
+"""The web UI's parts: answers rendered as HTML, the events' backend, the saved-conversations sidebar, and
+the Summarize tab's Compare.
 
 `app.py` lays them out and serves them."""
 
