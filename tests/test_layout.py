@@ -15,7 +15,7 @@ LAYERS = (
     ("rag.whole",),
     ("rag.pipeline", "rag.console"),
     ("rag.evaluation", "rag.bench"),
-    ("rag.cli", "rag"),
+    ("rag.cli", "rag.ui", "rag"),
 )
 
 

@@ -48,16 +48,21 @@ def cited_page_html(citation: Citation, pdf_path: Path, collection: str = "") ->
             f"Open {html.escape(citation.doc)} at page {rendered.page}</a>{html.escape(note)}</p></div>")
 
 
-def cited_pages_html(pipeline, citations) -> str:
-    """The pages of the PDF citations, one block each (nothing when none is a PDF)."""
+def cited_page_views(pipeline, citations) -> dict[int, str]:
+    """The page of each PDF citation, rendered with its sentence boxed, by citation number."""
     pdfs = [c for c in citations if c.doc.lower().endswith(".pdf")]
     if not pdfs:
-        return ""
+        return {}
     paths = {d["id"]: Path(d["path"]) for d in pipeline.documents()}
     collection = pipeline.settings.collection
+    return {c.id: cited_page_html(c, paths[c.doc], collection) for c in pdfs if c.doc in paths}
+
+
+def cited_pages_html(pipeline, citations) -> str:
+    """The pages of the PDF citations, one block each (nothing when none is a PDF)."""
+    views = cited_page_views(pipeline, citations)
     return "".join(f'<details class="rag-source" open><summary>[{c.id}] {html.escape(c.doc)}, page '
-                   f'{c.page or 1}</summary>{cited_page_html(c, paths[c.doc], collection)}</details>'
-                   for c in pdfs if c.doc in paths)
+                   f'{c.page or 1}</summary>{views[c.id]}</details>' for c in citations if c.id in views)
 
 
 def marked_passage(c: Citation) -> str:

@@ -80,3 +80,18 @@ def test_a_saved_turn_records_the_collection_it_was_answered_from(backend):
     conversation = [s[4] for s in steps if isinstance(s[4], int)][-1]
     assert saved.store.conversation(conversation).collection == "alpha"
     assert "zorblax.txt" in saved.store.turns(conversation)[0].answer.citations[0].doc
+
+
+def test_the_documents_tab_shows_the_collections_watched_folders_and_last_sync(backend, tmp_path):
+    from rag.watch import write_state
+
+    folder = tmp_path / "<b>notes</b>"
+    alpha = backend.in_collection(backend.pipeline, "alpha")
+    write_state(alpha, [folder], running=True)
+    shown, _ = backend.documents_view("alpha")
+    assert f"Watched: <code>{str(tmp_path)}/&lt;b&gt;notes&lt;/b&gt;</code> · last sync 20" in shown
+    assert "(watching now)" in shown and "zorblax.txt" in shown
+    write_state(alpha, [folder], running=False)  # the watcher stopped: its last sync is kept
+    assert "last sync 20" in backend.documents_view("alpha")[0]
+    assert "(the watcher is not running)" in backend.documents_view("alpha")[0]
+    assert "No folder is watched for this collection" in backend.documents_view(None)[0]

@@ -1,4 +1,5 @@
-"""The collection picker in Debian's chromium, over the real models: a question goes to the picked collection."""
+"""The collection and document pickers in Debian's chromium, over the real models: a question goes to the picked
+collection, and only to the documents picked in "Ask about"."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ from rag.config import Settings
 from rag.pipeline import Pipeline
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+XI = "xi-global-ai-collaboration.txt"
+OTHER = "global-backing-for-china-ai-governance.txt"
+# Asked of every document, the answer cites XI; both documents speak of it.
+ABOUT_GOVERNANCE = "What does China want for the governance of AI?"
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +35,15 @@ def page(browser, server):  # noqa: F811 (browser is test_browser's fixture)
     page = open_page(browser, server)
     yield page
     page.context.close()
+
+
+def open_ask_about(page, *names: str) -> None:
+    """Open the "Ask about" picker as a user does, and see that it offers exactly `names`."""
+    page.locator("#ask-about input").click()
+    options = page.get_by_role("option")
+    expect(options).to_have_count(len(names))
+    for name in names:
+        expect(options.filter(has_text=name)).to_have_count(1)
 
 
 def pick(page, name: str) -> None:
@@ -54,8 +69,20 @@ def test_picking_a_collection_answers_from_its_document_and_the_default_never_ci
     expect(page.locator("#sources")).not_to_contain_text("zorblax.txt")
 
 
-def test_the_documents_tab_shows_the_picked_collections_documents(page):
+def test_the_pickers_show_the_picked_collections_documents_and_an_answer_cites_only_the_picked_one(page):
+    open_ask_about(page, XI, OTHER)
+    page.get_by_role("option", name=OTHER, exact=True).click()
+    page.keyboard.press("Escape")
+    expect(page.locator("#ask-about")).to_contain_text(OTHER)
+    ask(page, ABOUT_GOVERNANCE)
+    cited = page.locator("#sources details.rag-source summary")
+    expect(cited.first).to_be_visible()
+    names = cited.all_inner_texts()
+    assert names and all(OTHER in name for name in names), names
+
     pick(page, "alpha")
+    open_ask_about(page, "zorblax.txt")
+    page.keyboard.press("Escape")
     page.get_by_role("tab", name="Documents").click()
     expect(page.locator("#documents")).to_contain_text("zorblax.txt", timeout=ANSWER_TIMEOUT_MS)
     expect(page.locator("#documents")).not_to_contain_text("xi-global-ai-collaboration.txt")
