@@ -13,7 +13,7 @@ fails when more items flip than twice that measured noise allows, in all or in a
 
 writes eval/gate.json from `rag eval --split report` reports of the same items; `rag eval --gate` runs it.
 
-    python -m rag.evaluation.gate slice pydocs --index-dir FULL_INDEX [--k 10]
+    python -m rag.evaluation.gate_slice pydocs --index-dir FULL_INDEX [--k 10]
 
 keeps, for a large set, only the documents its gate items could retrieve: each item's gold documents and
 those of its top `k` hits in the full index (`k` well past top_k, so every document that competed for the
@@ -148,21 +148,6 @@ def slice_documents(search, items: list[dict], k: int) -> list[str]:
     return sorted(docs)
 
 
-def _slice(args) -> int:
-    from ..config import Settings
-    from ..pipeline import Pipeline
-    from .evaluate import EVAL_SETS, load_set
-
-    gate = load_gate(args.out)
-    chosen = {i["id"] for i in gate["items"] if i["set"] == args.set}
-    items = [i for i in load_set(EVAL_SETS[args.set][1]) if i["id"] in chosen]
-    pipeline = Pipeline(Settings.load(index_dir=args.index_dir, vector_store="faiss"))
-    gate.setdefault("documents", {})[args.set] = slice_documents(pipeline.retriever.search, items, args.k)
-    args.out.write_text(json.dumps(gate, indent=1) + "\n", encoding="utf-8")
-    print(f"{args.set}: {len(gate['documents'][args.set])} documents kept for {len(items)} items", file=sys.stderr)
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rag.evaluation.gate")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,14 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--right", type=int, default=RIGHT_PER_SET)
     p.add_argument("--abstained", type=int, default=ABSTAINED_PER_SET)
     p.add_argument("--out", type=Path, default=GATE_FILE)
-    p = sub.add_parser("slice", help="keep only the documents a set's gate items could retrieve")
-    p.add_argument("set")
-    p.add_argument("--index-dir", type=Path, required=True, help="an index of the set's whole corpus")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--out", type=Path, default=GATE_FILE)
     args = parser.parse_args(argv)
-    if args.command == "slice":
-        return _slice(args)
     runs = [json.loads(path.read_text(encoding="utf-8"))["rows"] for path in args.reports]
     gate = record(runs, args.right, args.abstained)
     args.out.write_text(json.dumps(gate, indent=1) + "\n", encoding="utf-8")
