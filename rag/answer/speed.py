@@ -23,6 +23,11 @@ REPLY_TOKENS = 8
 OTHER_SECONDS = 0.3
 # The seconds a warm answer should take (issue 31); a tier over it is named as such at start-up.
 BUDGET_S = 4.0
+# Each tier's answers on the eval's report sample (75 items, `rag eval --split report --per-set 16`, span
+# decoding, its own confidence fitted on the tune half; docs/eval.md "Per tier", 2026-12-06): the share
+# of answerable questions answered right, of unanswerable ones refused, and wrong answers shown.
+QUALITY = {"qwen2.5-coder-1.5b": {"right": 0.54, "refused": 0.72, "wrong_shown": 14},
+           "qwen2.5-coder-0.5b": {"right": 0.54, "refused": 0.60, "wrong_shown": 19}}
 
 
 def measure(llm, runs: int = 2) -> dict:
@@ -87,6 +92,27 @@ def cost_lines(in_use: str = "") -> list[str]:
     return lines
 
 
+def smaller_tier_offer(in_use: str) -> str | None:
+    """When the tier in use is over the budget here and a smaller installed tier is within it, the line
+    that offers that tier, with what it costs in answers; None otherwise. The default is not changed:
+    the smaller tier shows more wrong answers, and the user decides."""
+    speeds = read_speeds()
+    mine = speeds.get(in_use) or {}
+    if not (mine.get("prompt_tok_s") and mine.get("decode_tok_s")) or answer_seconds(mine) <= BUDGET_S:
+        return None
+    for tier in sorted(TIERS, key=lambda t: t.size, reverse=True):
+        figures = speeds.get(tier.name) or {}
+        if (tier.name == in_use or tier.name not in QUALITY or in_use not in QUALITY or not is_installed(tier)
+                or not figures.get("prompt_tok_s") or answer_seconds(figures) > BUDGET_S):
+            continue
+        a, b = QUALITY[in_use], QUALITY[tier.name]
+        return (f"{tier.name} would answer in about {answer_seconds(figures):.1f} s here: on the eval it was right "
+                f"on {b['right']:.0%} of answerable questions ({in_use}: {a['right']:.0%}) but refused "
+                f"{b['refused']:.0%} of unanswerable ones ({a['refused']:.0%}), so it shows more wrong answers; "
+                f"choose it with --model {tier.name} or RAG_MODEL={tier.name}")
+    return None
+
+
 def measured(name: str) -> bool:
     """Whether a tier's speed on this machine is in models/speed.json."""
     return bool(read_speeds().get(name, {}).get("prompt_tok_s"))
@@ -119,4 +145,5 @@ def startup_lines(settings) -> list[str]:
         in_use = tier_of(resolve_model(settings.model))
     except RagError:
         in_use = ""
-    return cost_lines(in_use)
+    offer = smaller_tier_offer(in_use)
+    return cost_lines(in_use) + ([offer] if offer else [])

@@ -21,6 +21,25 @@ def test_an_answers_cost_here_comes_from_the_recorded_speeds(tmp_path, monkeypat
     assert speed.cost_lines()[0].endswith("(20 prompt / 10 decode tokens/s, 2026-12-06), over the 4 s budget")
 
 
+def test_a_smaller_tier_is_offered_with_its_cost_in_answers_only_when_the_one_in_use_misses_the_budget(
+        tmp_path, monkeypatch):
+    import rag.answer.models as models
+
+    monkeypatch.setattr(speed, "is_installed", lambda tier: True)
+    monkeypatch.setattr(models, "is_installed", lambda tier: True)
+    monkeypatch.setattr(speed, "read_speeds", lambda: figures)
+    slow, fast = {"prompt_tok_s": 21.0, "decode_tok_s": 10.0}, {"prompt_tok_s": 60.0, "decode_tok_s": 30.0}
+    figures = {"qwen2.5-coder-1.5b": slow, "qwen2.5-coder-0.5b": fast}
+    offer = speed.smaller_tier_offer("qwen2.5-coder-1.5b")
+    assert offer.startswith("qwen2.5-coder-0.5b would answer in about 2.4 s here")
+    assert "refused 60% of unanswerable ones (72%)" in offer and "RAG_MODEL=qwen2.5-coder-0.5b" in offer
+    figures["qwen2.5-coder-1.5b"] = fast  # within the budget: nothing is offered
+    assert speed.smaller_tier_offer("qwen2.5-coder-1.5b") is None
+    figures.update({"qwen2.5-coder-1.5b": slow, "qwen2.5-coder-0.5b": slow})  # both over: nothing either
+    assert speed.smaller_tier_offer("qwen2.5-coder-1.5b") is None
+    assert speed.smaller_tier_offer("qwen2.5-coder-0.5b") is None  # the smallest with a quality record
+
+
 @pytest.mark.integration
 def test_the_speed_is_measured_once_at_start_and_again_by_rag_models_bench(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RAG_MODELS_DIR", str(tmp_path))
