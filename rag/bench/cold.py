@@ -152,8 +152,9 @@ print(json.dumps({"app": app, "abstained": abstained, "peak_kib": peak_kib}))
 """
 
 
-def bench_peak_rss(env: dict, runs: int, work: Path) -> dict:
-    """Peak resident memory of a process with the pipeline, both models and the UI, after one answer.
+def bench_peak_rss(env: dict, runs: int, work: Path, tier: str = "") -> dict:
+    """Peak resident memory of a process with the pipeline, both models and the UI, after one answer
+    (with the settings' model, or `tier`: `--tiny` takes the smallest, as for everything else).
 
     The child reports its own high-water mark (VmHWM). Its ru_maxrss, through wait4 or
     RUSAGE_CHILDREN, would not do: Linux carries the parent's resident size into the child's
@@ -162,13 +163,14 @@ def bench_peak_rss(env: dict, runs: int, work: Path) -> dict:
     peaks, child = [], {}
     for _ in range(runs):
         done = subprocess.run([sys.executable, "-c", RSS_CHILD, str(PROJECT_ROOT), CORPUS_QUESTION],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, cwd=work,
-                              timeout=600)
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              env={**env, "RAG_MODEL": tier} if tier else env, cwd=work, timeout=600)
         if done.returncode:
             raise RagError(f"the peak-memory child failed: {done.stderr[-800:]}")
         child = json.loads(done.stdout.strip().splitlines()[-1])
         peaks.append(child["peak_kib"] * 1024 / 1e6)
     what = "embedder, generator and app.build_app" if child["app"] else "embedder and generator (no app.py)"
     return figure("peak RSS", statistics.median(peaks), "MB", "<=", 2000.0,
-                   f"VmHWM of a process with the {what}, after one answer; median of {runs}",
-                   app=child["app"], runs=[round(p, 1) for p in peaks])
+                   f"VmHWM of a process with the {what}, after one answer; median of {runs}"
+                   + (f"; the {tier} tier" if tier else ""),
+                   app=child["app"], tier=tier or None, runs=[round(p, 1) for p in peaks])

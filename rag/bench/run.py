@@ -144,7 +144,8 @@ def run_bench(args) -> int:
             figures["query_embedding"] = bench_embedding_paths(
                 embedder, [c.text for c in Store(work / "index").load().chunks][:EMBED_CHUNKS[sizes.name]],
                 sizes.cold_runs)
-            figures["peak_rss"] = bench_peak_rss(env, sizes.rss_runs, work)
+            figures["peak_rss"] = bench_peak_rss(env, sizes.rss_runs, work,
+                                                 installed_tiers(1)[0] if sizes.name == "tiny" else "")
     return finish(report, out, args, began)
 
 
