@@ -166,6 +166,32 @@ def ocr_image(image: bytes, seconds: float, path: Path, page: int) -> str:
     return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
+def ocr_words(image: bytes, seconds: float) -> list[tuple[str, tuple[int, int, int, int], tuple[int, int, int]]]:
+    """The words tesseract reads in an image, in reading order, with their boxes in the image's pixels
+    (left, top, right, bottom) and their line (block, paragraph, line): the same recognition as
+    `ocr_image` at the same DPI, so the words are the ones the index holds. UnreadableDocument on failure."""
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    try:
+        done = subprocess.run([TESSERACT, "stdin", "stdout", "-l", LANGUAGE, "--dpi", str(RENDER_DPI), "tsv"],
+                              input=image, capture_output=True, timeout=seconds, env=env,
+                              preexec_fn=_die_with_parent())
+    except subprocess.TimeoutExpired:
+        raise UnreadableDocument(f"finding the cited words on the page took longer than {seconds:g} s") from None
+    except OSError as exc:
+        raise UnreadableDocument(f"cannot run tesseract ({exc.strerror or exc})") from None
+    if done.returncode != 0:
+        raise UnreadableDocument(f"tesseract failed on the page (exit code {done.returncode})")
+    words = []
+    for row in done.stdout.decode("utf-8", "replace").splitlines()[1:]:
+        cells = row.split("\t")
+        if len(cells) != 12 or cells[0] != "5" or not cells[11].strip():
+            continue  # level 5 rows are words; the others are pages, blocks, paragraphs and lines
+        left, top, width, height = (int(c) for c in cells[6:10])
+        words.append((cells[11].strip(), (left, top, left + width, top + height),
+                      (int(cells[2]), int(cells[3]), int(cells[4]))))
+    return words
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     """For tesseract, run before exec: be killed when the reading process dies (a cancelled run, a timeout).
 

@@ -3,19 +3,25 @@
 The index reads a PDF's text with pypdf; pdfium has its own text layer with a box for each character.
 The two agree on the characters but not always on the spaces and line breaks between them, so the
 quote is found in pdfium's text with all whitespace left out, and mapped back to pdfium's characters.
+A scanned page has no text layer: its text came from tesseract, so tesseract reads the page again, with
+each word's box, and the quote is found among those words the same way.
 """
 
 from __future__ import annotations
 
 import io
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..documents.ocr import MIN_TEXT_CHARS, TESSERACT
 from ..errors import BadInput
 
 # Rendered at this many pixels per PDF point (72 per inch): 1.4 is about 100 dpi, legible in a side panel.
 SCALE = 1.4
 HIGHLIGHT = (245, 158, 11)
+# A scanned page's words are read again by tesseract to box the cited ones: about 2 s a page at 300 dpi.
+OCR_SECONDS = 60
 # Quote characters that text extraction often writes differently.
 _FOLD = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "–": "-", "—": "-", "\u00ad": ""})
 
@@ -42,7 +48,7 @@ def find_quote(text: str, quote: str) -> range | None:
     """The character indices of `text` that spell `quote`, whitespace and quote styles aside; None if absent.
 
     >>> find_quote("The  tariff\\r\\nrises to 2.18 euros.", "tariff rises to 2.18")
-    range(5, 21)
+    range(5, 26)
     """
     kept = [i for i, ch in enumerate(text) if not ch.isspace() and ch.translate(_FOLD)]
     flat = "".join(text[i].translate(_FOLD) for i in kept).casefold()
@@ -51,6 +57,39 @@ def find_quote(text: str, quote: str) -> range | None:
     if at < 0:
         return None
     return range(kept[at], kept[at + len(wanted) - 1] + 1)
+
+
+def find_words(words: list[str], quote: str) -> range | None:
+    """The indices of the `words` that spell `quote`, whitespace and quote styles aside; None if absent.
+
+    >>> find_words(["The", "tariff", "rises", "to", "2.18", "euros."], "tariff rises to 2.18")
+    range(1, 5)
+    """
+    owner = [n for n, word in enumerate(words) for ch in word if not ch.isspace() and ch.translate(_FOLD)]
+    found = find_quote("".join(words), quote)
+    return range(owner[found.start], owner[found.stop - 1] + 1) if found else None
+
+
+def scanned_boxes(pdf_page, quote: str, scale: float) -> list[tuple[int, int, int, int]]:
+    """The cited words of a scanned page, boxed one box per line, in pixels of the page drawn at `scale`."""
+    from ..documents import ocr
+
+    width, height = pdf_page.get_size()
+    dpi_scale = min(ocr.RENDER_DPI / 72, (ocr.MAX_PIXELS / max(1.0, width * height)) ** 0.5)
+    pixels = pdf_page.render(scale=dpi_scale, grayscale=True).to_numpy()
+    if pixels.ndim == 3:
+        pixels = pixels[..., :3].mean(axis=2).astype("uint8")
+    rows, columns = pixels.shape
+    words = ocr.ocr_words(b"P5\n%d %d\n255\n" % (columns, rows) + pixels.tobytes(), OCR_SECONDS)
+    found = find_words([w for w, _, _ in words], quote)
+    if not found:
+        return []
+    lines: dict[tuple[int, int, int], list[int]] = {}
+    for _, (left, top, right, bottom), line in (words[i] for i in found):
+        box = lines.setdefault(line, [left, top, right, bottom])
+        box[:] = [min(box[0], left), min(box[1], top), max(box[2], right), max(box[3], bottom)]
+    ratio = scale / dpi_scale
+    return [tuple(int(v * ratio) for v in box) for box in lines.values()]
 
 
 def line_boxes(boxes: list[tuple[float, float, float, float]]) -> list[tuple[float, float, float, float]]:
@@ -70,7 +109,8 @@ def line_boxes(boxes: list[tuple[float, float, float, float]]) -> list[tuple[flo
 
 def render_cited_page(pdf: Path | bytes, page: int, quote: str = "", scale: float = SCALE) -> RenderedPage:
     """The PDF's page `page` (1-based) as PNG, with the characters of `quote` boxed when the page's text
-    layer holds them (a scanned page has none: it is shown without boxes)."""
+    layer holds them, or, on a scanned page, the words tesseract reads there (without tesseract, or when
+    it does not find them, the page is shown unmarked)."""
     import pypdfium2 as pdfium
     from PIL import ImageDraw
 
@@ -84,16 +124,18 @@ def render_cited_page(pdf: Path | bytes, page: int, quote: str = "", scale: floa
         pdf_page = document[page - 1]
         height = pdf_page.get_height()
         textpage = pdf_page.get_textpage()
-        found = find_quote(page_text(textpage), quote) if quote.strip() else None
+        text = page_text(textpage)
+        found = find_quote(text, quote) if quote.strip() else None
         boxes = line_boxes([textpage.get_charbox(i) for i in found]) if found else []
+        pixels = [(int(left * scale) - 2, int((height - top) * scale) - 2,
+                   int(right * scale) + 2, int((height - bottom) * scale) + 2) for left, bottom, right, top in boxes]
+        if not pixels and quote.strip() and len(text.strip()) < MIN_TEXT_CHARS and shutil.which(TESSERACT):
+            pixels = [(left - 2, top - 2, right + 2, bottom + 2)
+                      for left, top, right, bottom in scanned_boxes(pdf_page, quote, scale)]
         image = pdf_page.render(scale=scale).to_pil().convert("RGB")
         draw = ImageDraw.Draw(image, "RGBA")
-        pixels = []
-        for left, bottom, right, top in boxes:
-            box = (int(left * scale) - 2, int((height - top) * scale) - 2,
-                   int(right * scale) + 2, int((height - bottom) * scale) + 2)
+        for box in pixels:
             draw.rectangle(box, fill=(*HIGHLIGHT, 60), outline=(*HIGHLIGHT, 255), width=2)
-            pixels.append(box)
         out = io.BytesIO()
         image.save(out, format="PNG", optimize=True)
         return RenderedPage(out.getvalue(), page, tuple(pixels))

@@ -39,8 +39,7 @@ def cited_page_html(citation: Citation, pdf_path: Path, collection: str = "") ->
             rendered = following if following.boxes else rendered
     except (RagError, OSError) as exc:
         return f'<p class="rag-empty">The page cannot be shown: {html.escape(str(exc))}</p>'
-    note = "" if rendered.boxes else (" (the cited words are not in the page's text layer, a scan: "
-                                      "the page is shown unmarked)")
+    note = "" if rendered.boxes else " (the cited words were not found on the page: it is shown unmarked)"
     image = base64.b64encode(rendered.png).decode("ascii")
     return (f'<div class="rag-page-view"><img alt="page {rendered.page} of {html.escape(citation.doc)}" '
             f'src="data:image/png;base64,{image}" style="{PAGE_STYLE}">'

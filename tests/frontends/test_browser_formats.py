@@ -1,5 +1,6 @@
 """In Debian's chromium: a slide deck uploaded through the UI is cited by its slide, a workbook by its sheet range,
-and a PDF by its page, shown in the sources panel with the cited sentence boxed.
+and a PDF by its page, shown in the sources panel with the cited sentence boxed: on a text PDF from its text
+layer, on a scanned one over the words tesseract reads.
 
 Set RAG_UPDATE_SCREENSHOT=1 to refresh docs/img/pdf-page.png from the cited PDF page.
 """
@@ -7,6 +8,7 @@ Set RAG_UPDATE_SCREENSHOT=1 to refresh docs/img/pdf-page.png from the cited PDF 
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import urljoin
 
 import pytest
@@ -17,6 +19,7 @@ from test_browser import ANSWER_TIMEOUT_MS, ask, browser, open_page  # noqa: F40
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
+SCANNED = ROOT / "eval" / "scans" / "corpus" / "field-notes.pdf"
 MIME = {".pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
         ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ".pdf": "application/pdf"}
 # The pixels of the highlight's outline (rag/whole/pages.py HIGHLIGHT) in the page image the browser shows.
@@ -117,7 +120,22 @@ def test_an_uploaded_deck_workbook_and_pdf_are_cited_by_slide_sheet_range_and_pa
     served = page.request.get(urljoin(page.url, link.get_attribute("href").split("#")[0]))
     assert served.ok and served.headers["content-type"] == "application/pdf"
     assert link.get_attribute("href").endswith("#page=2")
+
     if os.environ.get("RAG_UPDATE_SCREENSHOT"):
         page.set_viewport_size({"width": 2000, "height": 1200})  # a sources panel wide enough to read the page
         marker.click()
         source.screenshot(path=str(ROOT / "docs" / "img" / "pdf-page.png"))
+
+    # A scanned PDF (no text layer, read by OCR at upload): its cited words are boxed over the page's image.
+    upload_file(page, SCANNED)
+    ask(page, "How many rock samples did the survey team collect?")
+    expect(page.locator("#chat .rag-answer").last).to_contain_text("214")
+    scan_marker = page.locator("#chat a.cite").last
+    scan_source = page.locator(f"#sources details#src-{scan_marker.inner_text().strip('[]')}")
+    expect(scan_source.locator("summary")).to_contain_text("field-notes.pdf")
+    scan_marker.click()
+    scan = scan_source.locator(".rag-page-view img")
+    expect(scan).to_be_in_viewport()
+    expect(scan).to_have_attribute("alt", re.compile(r"page \d of field-notes\.pdf"))
+    assert scan.evaluate(HIGHLIGHT_PIXELS_JS) > 200
+    expect(scan_source.locator(".rag-page-view")).not_to_contain_text("shown unmarked")

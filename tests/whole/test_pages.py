@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +66,28 @@ def test_quotes_are_found_whatever_the_spaces_and_quote_marks():
     text = "It’s  the\r\ntariff."
     assert text[find_quote(text, "It's the tariff").start] == "I"
     assert find_quote(text, "no such words") is None
+
+
+def test_words_are_found_across_line_breaks_and_quote_marks():
+    from rag.whole.pages import find_words
+
+    words = ["It’s", "the", "tariff,", "not", "the", "fee."]
+    assert find_words(words, "It's the tariff, not") == range(0, 4)
+    assert find_words(words, "the fee.") == range(4, 6)
+    assert find_words(words, "tariff fee") is None
+
+
+SCANNED = Path(__file__).resolve().parents[2] / "eval" / "scans" / "corpus" / "field-notes.pdf"
+
+
+@pytest.mark.skipif(not shutil.which("tesseract"), reason="tesseract is installed by `make test`")
+def test_on_a_scanned_page_the_cited_words_tesseract_reads_are_boxed_and_no_others():
+    # The scanned page has no text layer; its sentences as the index holds them (eval/scans/dataset.jsonl).
+    camp = render_cited_page(SCANNED, 1, "The camp was named Basecamp Osprey after the")
+    leader = render_cited_page(SCANNED, 1, "The leader of the expedition was Dr. Ingrid Halvorsen")
+    assert len(camp.boxes) == 1 and len(leader.boxes) == 1
+    (c_left, _, _, c_bottom), (l_left, l_top, _, _) = camp.boxes[0], leader.boxes[0]
+    # "The camp ..." starts mid-line after "camp beside the Harrow stream."; the leader's line is lower.
+    assert c_left > l_left + 100 and l_top > c_bottom
+    assert highlighted(camp.png, camp.boxes[0])
+    assert render_cited_page(SCANNED, 1, "words that are on no page at all").boxes == ()
