@@ -134,15 +134,20 @@ def render_page(document, number: int) -> bytes:
     """Page `number` (0-based) of a pdfium document as a greyscale PGM image at RENDER_DPI (less for a huge page)."""
     page = document[number]
     try:
-        width, height = page.get_size()  # points
-        scale = min(RENDER_DPI / 72, (MAX_PIXELS / max(1.0, width * height)) ** 0.5)
-        pixels = page.render(scale=scale, grayscale=True).to_numpy()
+        return page_image(page)[0]
     finally:
         page.close()
+
+
+def page_image(page) -> tuple[bytes, float]:
+    """A pdfium page as the greyscale PGM image tesseract reads, and its scale (pixels per PDF point)."""
+    width, height = page.get_size()  # points
+    scale = min(RENDER_DPI / 72, (MAX_PIXELS / max(1.0, width * height)) ** 0.5)
+    pixels = page.render(scale=scale, grayscale=True).to_numpy()
     if pixels.ndim == 3:  # pdfium may hand back BGR(x) even when asked for grey
         pixels = pixels[..., :3].mean(axis=2).astype("uint8")
     rows, columns = pixels.shape
-    return b"P5\n%d %d\n255\n" % (columns, rows) + pixels.tobytes()
+    return b"P5\n%d %d\n255\n" % (columns, rows) + pixels.tobytes(), scale
 
 
 def ocr_image(image: bytes, seconds: float, path: Path, page: int) -> str:

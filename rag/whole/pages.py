@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,17 +71,10 @@ def find_words(words: list[str], quote: str) -> range | None:
     return range(owner[found.start], owner[found.stop - 1] + 1) if found else None
 
 
-def scanned_boxes(pdf_page, quote: str, scale: float) -> list[tuple[int, int, int, int]]:
-    """The cited words of a scanned page, boxed one box per line, in pixels of the page drawn at `scale`."""
-    from ..documents import ocr
-
-    width, height = pdf_page.get_size()
-    dpi_scale = min(ocr.RENDER_DPI / 72, (ocr.MAX_PIXELS / max(1.0, width * height)) ** 0.5)
-    pixels = pdf_page.render(scale=dpi_scale, grayscale=True).to_numpy()
-    if pixels.ndim == 3:
-        pixels = pixels[..., :3].mean(axis=2).astype("uint8")
-    rows, columns = pixels.shape
-    words = ocr.ocr_words(b"P5\n%d %d\n255\n" % (columns, rows) + pixels.tobytes(), OCR_SECONDS)
+def scanned_boxes(pdf_page, quote: str, scale: float, key: tuple = ()) -> list[tuple[int, int, int, int]]:
+    """The cited words of a scanned page, boxed one box per line, in pixels of the page drawn at `scale`.
+    `key` names the file and page, so the words of a page read once are kept (`_read_words`)."""
+    words, ocr_scale = _read_words(key, pdf_page) if key else _ocr(pdf_page)
     found = find_words([w for w, _, _ in words], quote)
     if not found:
         return []
@@ -88,8 +82,34 @@ def scanned_boxes(pdf_page, quote: str, scale: float) -> list[tuple[int, int, in
     for _, (left, top, right, bottom), line in (words[i] for i in found):
         box = lines.setdefault(line, [left, top, right, bottom])
         box[:] = [min(box[0], left), min(box[1], top), max(box[2], right), max(box[3], bottom)]
-    ratio = scale / dpi_scale
+    ratio = scale / ocr_scale
     return [tuple(int(v * ratio) for v in box) for box in lines.values()]
+
+
+def _ocr(pdf_page) -> tuple[list, float]:
+    from ..documents import ocr
+
+    image, ocr_scale = ocr.page_image(pdf_page)
+    return ocr.ocr_words(image, OCR_SECONDS), ocr_scale
+
+
+_WORDS: dict[tuple, tuple[list, float]] = {}
+_WORDS_KEPT = 64  # pages; an answer shows a few, and a page's words are a few kilobytes
+_WORDS_LOCK = threading.Lock()
+
+
+def _read_words(key: tuple, pdf_page) -> tuple[list, float]:
+    """A scanned page's words, read by tesseract once per file version and page (a reopened answer, or a
+    passage that runs onto the next page, does not wait for OCR again)."""
+    with _WORDS_LOCK:
+        kept = _WORDS.get(key)
+    if kept is None:
+        kept = _ocr(pdf_page)
+        with _WORDS_LOCK:
+            while len(_WORDS) >= _WORDS_KEPT:
+                _WORDS.pop(next(iter(_WORDS)))
+            _WORDS[key] = kept
+    return kept
 
 
 def line_boxes(boxes: list[tuple[float, float, float, float]]) -> list[tuple[float, float, float, float]]:
@@ -130,8 +150,9 @@ def render_cited_page(pdf: Path | bytes, page: int, quote: str = "", scale: floa
         pixels = [(int(left * scale) - 2, int((height - top) * scale) - 2,
                    int(right * scale) + 2, int((height - bottom) * scale) + 2) for left, bottom, right, top in boxes]
         if not pixels and quote.strip() and len(text.strip()) < MIN_TEXT_CHARS and shutil.which(TESSERACT):
+            key = (str(pdf), pdf.stat().st_mtime_ns, page) if isinstance(pdf, Path) else ()
             pixels = [(left - 2, top - 2, right + 2, bottom + 2)
-                      for left, top, right, bottom in scanned_boxes(pdf_page, quote, scale)]
+                      for left, top, right, bottom in scanned_boxes(pdf_page, quote, scale, key)]
         image = pdf_page.render(scale=scale).to_pil().convert("RGB")
         draw = ImageDraw.Draw(image, "RGBA")
         for box in pixels:

@@ -91,3 +91,17 @@ def test_on_a_scanned_page_the_cited_words_tesseract_reads_are_boxed_and_no_othe
     assert c_left > l_left + 100 and l_top > c_bottom
     assert highlighted(camp.png, camp.boxes[0])
     assert render_cited_page(SCANNED, 1, "words that are on no page at all").boxes == ()
+
+
+@pytest.mark.skipif(not shutil.which("tesseract"), reason="tesseract is installed by `make test`")
+def test_a_scanned_pages_words_are_read_once_for_every_quote_shown_on_it(monkeypatch):
+    import rag.documents.ocr as ocr
+    import rag.whole.pages as pages
+
+    calls = []
+    real = ocr.ocr_words
+    monkeypatch.setattr(ocr, "ocr_words", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(pages, "_WORDS", {})
+    first = render_cited_page(SCANNED, 1, "The camp was named Basecamp Osprey after the")
+    second = render_cited_page(SCANNED, 1, "The leader of the expedition was Dr. Ingrid Halvorsen")
+    assert first.boxes and second.boxes and len(calls) == 1
