@@ -17,6 +17,7 @@ from .answer import prompt
 from .answer.cite import INSTRUCTION, blank_instructions
 from .answer.context import Receipt, fit_to_budget, sentence_windows, whole_chunks
 from .answer.reader import ABSTAIN_WORD, Reader, Reading, answer_mode, load_calibration, verdict
+from .answer.which import answer_which
 from .config import PROJECT_ROOT, Settings
 from .errors import BadInput
 from .records import Answer, Chunk, Citation, Hit, Sentence
@@ -289,6 +290,10 @@ class Pipeline:
         timings: dict[str, float] = {}
         question = clean_question(question)
         chosen = self.select_documents(documents)
+        which = answer_which(self.ask, question, chosen, ABSTAIN) if chosen and not history else None
+        if which is not None:
+            yield which
+            return
         standalone = self.rewrite_follow_up(question, bounded_history(history or []))
         if INSTRUCTION.search(question):
             yield self._abstain(question, standalone, timings, began, "refused")

@@ -173,3 +173,13 @@ def test_a_second_question_reuses_the_fixed_prefix_from_the_kv_cache(real_pipeli
     assert receipt["prompt_cached"] >= fixed, receipt
     # The two counts make up the real prompt, which the receipt's estimate is close to.
     assert abs(receipt["prompt_evaluated"] + receipt["prompt_cached"] - receipt["prompt_tokens"]) < 40, receipt
+
+
+def test_which_of_the_two_articles_mentions_someone_is_answered_by_asking_each(real_pipeline):
+    both = ["xi-global-ai-collaboration.txt", "global-backing-for-china-ai-governance.txt"]
+    answer = real_pipeline.ask("Which of the two articles mentions Gina Raimondo?", documents=both)
+    assert not answer.abstained and answer.mode == "which documents"
+    assert answer.text.startswith("xi-global-ai-collaboration.txt says so [1].")
+    assert answer.text.endswith("I can't find it in global-backing-for-china-ai-governance.txt.")
+    assert [c.doc for c in answer.citations] == ["xi-global-ai-collaboration.txt"]
+    assert "Raimondo" in answer.citations[0].text
