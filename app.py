@@ -29,6 +29,7 @@ from rag.ui.render import (
     sources_html,
     support_badge,
 )
+from rag.ui.watching import Watchers
 
 # isort: split
 import gradio as gr
@@ -95,6 +96,9 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
             with gr.Row():
                 to_remove = gr.Dropdown(label="Document to remove", choices=[], elem_id="to-remove")
                 remove_button = gr.Button("Remove from index", variant="stop", elem_id="remove")
+            watch = gr.Checkbox(False, label="Keep this collection in step with its folders", elem_id="watch",
+                                info="The folders it was indexed from (rag index FOLDER): new, changed, deleted "
+                                     "and renamed files show in the next answer; documents added here stay.")
         with gr.Tab("Summarize"):
             summarize_tab(backend, collection, documents, serial)
             compare_section(backend, collection, documents, serial)
@@ -131,6 +135,10 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
         collection.change(backend.collection_changed, [collection, turns], [chatbot, turns, sources],
                           api_visibility="private", queue=False).then(
             backend.documents_view, collection, [documents, to_remove], api_visibility="private")
+        watchers = app.rag_watchers = Watchers(backend)
+        watch.input(watchers.set, [watch, collection], watch, api_visibility="private", **documents_lane).then(
+            backend.documents_view, collection, [documents, to_remove], api_visibility="private")
+        collection.change(watchers.is_on, collection, watch, api_visibility="private", queue=False)
         gr.api(backend.ask, api_name="ask", **answering)
     app.rag_files = file_endpoint(backend)  # served by serve() at FILE_ROUTE
     return app
