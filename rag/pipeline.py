@@ -20,7 +20,7 @@ from .answer.reader import ABSTAIN_WORD, Reader, Reading, answer_mode, load_cali
 from .answer.which import answer_which
 from .config import PROJECT_ROOT, Settings
 from .errors import BadInput
-from .records import Answer, Chunk, Citation, Hit, Sentence
+from .records import Answer, Chunk, Citation, Hit, render_answer
 from .text import content_terms
 
 ABSTAIN = "I can't find that in the documents."
@@ -551,22 +551,6 @@ def bounded_history(history: list[dict]) -> list[dict]:
                                 for ch in _ESCAPE_SEQUENCE.sub(" ", text[:4 * MAX_QUESTION_CHARS])).split())
         out.append({**turn, "content": text[:MAX_QUESTION_CHARS]})
     return out
-
-
-def render_answer(sentences: list[Sentence] | tuple[Sentence, ...]) -> str:
-    """Sentences joined, each with its markers before the final full stop: "... 28 nations [2].".
-
-    A short answer without a full stop keeps none: "28 nations [2]".
-    """
-    out = []
-    for s in sentences:
-        text = s.text.rstrip()
-        marks = "".join(f"[{i}]" for i in s.citations)
-        if text[-1] in ".!?":
-            out.append(f"{text[:-1]} {marks}{text[-1]}")
-        else:
-            out.append(f"{text} {marks}")
-    return " ".join(out)
 
 
 def _with_highlight(passage: Citation, span: tuple[int, int] | None) -> Citation:

@@ -127,3 +127,19 @@ class Answer:
             "candidate": self.candidate,
             "verdict": self.verdict,
         }
+
+
+def render_answer(sentences: list[Sentence] | tuple[Sentence, ...]) -> str:
+    """Sentences joined, each with its markers before the final full stop: "... 28 nations [2].".
+
+    A short answer without a full stop keeps none: "28 nations [2]".
+    """
+    out = []
+    for s in sentences:
+        text = s.text.rstrip()
+        marks = "".join(f"[{i}]" for i in s.citations)
+        if text[-1] in ".!?":
+            out.append(f"{text[:-1]} {marks}{text[-1]}")
+        else:
+            out.append(f"{text} {marks}")
+    return " ".join(out)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..records import Answer, Sentence
+from ..records import Answer, Sentence, render_answer
 from .reader import verdict
 
 WHICH = re.compile(
@@ -82,7 +82,7 @@ def answer_which(ask: Callable[..., Answer], question: str, chosen: frozenset[st
         marks = tuple(dict.fromkeys(ids[i] for s in reply.sentences for i in s.citations if i in ids))
         said = "says so" if yes_no else "says: " + " ".join(s.text.rstrip(" .") for s in reply.sentences)
         sentences.append(Sentence(text=f"{doc} {said}.", citations=marks or tuple(ids.values()), supported=True))
-    text = " ".join(f"{s.text[:-1]} {''.join(f'[{i}]' for i in s.citations)}." for s in sentences)
+    text = render_answer(sentences)
     silent = [doc for doc, _ in replies if doc not in {d for d, _ in saying}]
     if silent:
         text += f" I can't find it in {', '.join(silent)}."
