@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import GenerationFailed, ModelMissing
 from . import prompt
+from .lookup import Drafter, eval_rows
 from .models import resolve_model
 
 
@@ -59,6 +60,11 @@ class LlamaGenerator:
         self.prefixes: collections.OrderedDict[tuple[int, ...], object] = collections.OrderedDict()
         # Calls that asked for the context (answers, checks): a warm-up in the background stops at the first.
         self.asked = 0
+        # Free replies draft their next tokens from the text they copy (lookup.py); RAG_LOOKUP=0 turns it off.
+        self.lookup = os.environ.get("RAG_LOOKUP", "1") != "0"
+        self.last_drafter: Drafter | None = None
+        # Over this generator's life: free replies' tokens, and how many of them came from kept drafts.
+        self.lookup_stats = collections.Counter()
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(self.as_data(text).encode("utf-8"), add_bos=False, special=True))
@@ -96,8 +102,13 @@ class LlamaGenerator:
             made: list[int] = []
             shown = ""
             rng = np.random.default_rng(self.seed)
+            # A free reply at temperature 0 drafts from what it copies (lookup.py); a constrained one is a
+            # few tokens of a passage and gains nothing.
+            drafter = Drafter(tokens) if constraint is None and self.temperature <= 0 and self.lookup else None
+            ahead: list[tuple[int, np.ndarray]] = []
+            self.last_drafter = drafter
+            logits = self.last_logits()
             for _ in range(max_tokens):
-                logits = self.last_logits()
                 logp = log_softmax(logits)
                 if first is None:
                     first = logp
@@ -124,17 +135,47 @@ class LlamaGenerator:
                     shown = text
                 if constraint is not None and constraint.abstained:
                     break
-                self.llm.eval([token])
+                logits = self.advance(token, ahead, drafter, max_tokens - len(made))
             else:
                 text = self.llm.detokenize(made).decode("utf-8", errors="ignore")
                 if len(text) > len(shown):
                     yield text[len(shown):]
+            # Drafted tokens past the reply's end are not the context's: the next call evaluates over them.
+            self.llm.n_tokens -= len(ahead)
+            if constraint is None:
+                self.lookup_stats.update(replies=1, tokens=len(made), drafts=drafter.drafts if drafter else 0,
+                                         drafted=drafter.drafted if drafter else 0,
+                                         accepted=drafter.accepted if drafter else 0)
             self.last_scores = {
                 "p_abstain": self.word_probability(first, abstain_word) if abstain_word and first is not None
                 else None,
                 "mean_logprob": sum(logprobs) / len(logprobs) if logprobs else 0.0,
                 "min_logprob": min(logprobs, default=0.0),
                 "tokens": len(logprobs)}
+
+    def advance(self, token: int, ahead: list, drafter, left: int) -> np.ndarray:
+        """Put the reply's next token in the context and return the logits after it.
+
+        `ahead` holds drafted tokens the context holds already, each with the logits after it: when the
+        token is the first of them, its logits are at hand. Else the draft is forgotten, and the token is
+        evaluated with a new draft in one batch (or alone, when the history offers none); `left` is how
+        many tokens the reply may still take.
+        """
+        if drafter is not None:
+            drafter.add(token)
+        if ahead and ahead[0][0] == token:
+            drafter.took()
+            return ahead.pop(0)[1]
+        self.llm.n_tokens -= len(ahead)
+        ahead.clear()
+        room = min(self.n_ctx - self.llm.n_tokens - 1, self.llm.n_batch, left) - 1
+        draft = drafter.propose(room) if drafter is not None and room > 0 else []
+        if not draft:
+            self.llm.eval([token])
+            return self.last_logits()
+        rows = eval_rows(self.llm, [token, *draft], self.n_vocab)
+        ahead.extend(zip(draft, rows[1:]))
+        return rows[0]
 
     def p_yes(self, messages: list[dict]) -> float:
         """P(the reply to this chat starts with "yes" rather than "no"), from one forward pass.

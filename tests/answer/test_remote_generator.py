@@ -304,6 +304,9 @@ def in_process_answers(eval_index, real_embedder) -> list[dict]:
     from rag.pipeline import Pipeline
 
     generator = LlamaGenerator(str(bundled_model_path()), n_ctx=2048, n_threads=2, temperature=0.0, seed=7)
+    # A server decodes one token at a time; drafts checked in a batch (lookup.py) round a little
+    # differently and can tip a near tie in a long reply, so the in-process model decodes as it does.
+    generator.lookup = False
     # A server decodes freely (it has no span constraint), so the in-process model does too here.
     pipeline = Pipeline(Settings.load(index_dir=eval_index, span_answers=False), embedder=real_embedder,
                         generator=generator)
