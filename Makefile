@@ -51,8 +51,8 @@ run: install ocr
 # Two test processes, each taking a whole test file at a time (its module fixtures stay in one process):
 # much of a test's time is waiting (a server starting, a browser, a child process), which the other
 # process fills. 9 min 03 s against 14 min 58 s on the 2-core Xeon (docs/development.md).
-# `make test TEST_JOBS=0` runs them in this one process.
-TEST_JOBS ?= 2
+# With one CPU (`taskset -c 0 make test`) they run in this one process, as `make test TEST_JOBS=0` does.
+TEST_JOBS ?= $(shell [ "$$(nproc)" -gt 1 ] && echo 2 || echo 0)
 
 test: install browser ocr
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile

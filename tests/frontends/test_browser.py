@@ -18,6 +18,9 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 ANSWER_TIMEOUT_MS = 240_000
+# The first load of the app's page: Gradio's assets and its start-up calls. Playwright's default of 30 s
+# was overrun on one core with a second test process beside it (`make test` with TEST_JOBS=2).
+PAGE_TIMEOUT_MS = 120_000
 BLETCHLEY = "How many nations signed the Bletchley Declaration?"
 UNCERTAIN = "When was China’s generative AI regulation first published as a draft?"
 # The page's requests outside loopback are aborted and recorded here; the browser fixture then fails.
@@ -28,6 +31,7 @@ BLOCKED: list[str] = []
 def loopback_context(browser, **options):
     """A browser context whose requests outside loopback are aborted, and recorded in BLOCKED."""
     context = browser.new_context(**options)
+    context.set_default_navigation_timeout(PAGE_TIMEOUT_MS)
     context.route(OUTSIDE_LOOPBACK, lambda route: BLOCKED.append(route.request.url) or route.abort())
     return context
 
@@ -53,7 +57,7 @@ def open_page(browser, url: str, **options):
     context = loopback_context(browser, viewport={"width": 1400, "height": 900}, **options)
     page = context.new_page()
     page.goto(url)
-    expect(page.locator("#question textarea")).to_be_visible()
+    expect(page.locator("#question textarea")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     return page
 
 
