@@ -391,8 +391,8 @@ def validate_judge(judge: Judge, labels: list[dict], threshold: float, short: li
 
 def short_labels(gate: bool) -> list[dict]:
     """The short-answer labels the judge is checked on: all of them, or for the gate every eighth line
-    from the second (26 of the odd lines, held out from choosing the model judge's threshold: about 40 s
-    of the model on one core)."""
+    from the second (26 of the odd lines, held out from choosing the model judge's threshold: about a
+    minute of the model on one core)."""
     labels = load_jsonl(EVAL_DIR / "short_support_labels.jsonl")
     return labels[1::8] if gate else labels
 

@@ -3,7 +3,7 @@
 The embedding judge (judge.py) asks whether a short answer's words stand in a passage that means the
 question answered; it could not tell a wrong phrase taken from a true sentence from the right one
 (kappa 0.15 on the 204 hand-labelled short answers of eval/short_support_labels.jsonl). The default
-tier, asked directly, agrees with those labels at kappa 0.60 on the odd lines held out from choosing
+tier, asked directly, agrees with those labels at kappa 0.67 on the odd lines held out from choosing
 `YES_AT` (docs/eval.md). A "Yes" or "No" answer is judged by asking the model the question itself
 from the passage, and comparing. Sentences are still judged by the embedding judge.
 """
