@@ -18,6 +18,7 @@ from ..errors import GenerationFailed, ModelMissing
 from . import prompt
 from .lookup import Drafter, eval_rows
 from .models import resolve_model
+from .prefix_store import PrefixStore
 
 
 class Generator(Protocol):
@@ -58,6 +59,8 @@ class LlamaGenerator:
         self.last_check_evaluated: int | None = None
         # KV states of the modes' fixed prefixes, by their tokens, least recently used first.
         self.prefixes: collections.OrderedDict[tuple[int, ...], object] = collections.OrderedDict()
+        # The same states on disk, for the next process with this model (prefix_store.py); None when off.
+        self.store = PrefixStore.for_model(path, self.n_ctx)
         # Calls that asked for the context (answers, checks): a warm-up in the background stops at the first.
         self.asked = 0
         # Free replies draft their next tokens from the text they copy (lookup.py); RAG_LOOKUP=0 turns it off.
@@ -205,7 +208,7 @@ class LlamaGenerator:
                 if give_way_after is not None and self.asked != give_way_after:
                     break
                 tokens = tokens or self.encode_prefix(messages)
-                if tuple(tokens) in self.prefixes:
+                if self.recall(tuple(tokens)):
                     break
                 if give_way_after is None:
                     return len(tokens) - self.feed(tokens, len(tokens))
@@ -267,6 +270,11 @@ class LlamaGenerator:
         tokens is kept for later calls. At least the last token is evaluated, for its logits.
         """
         limit = len(tokens) - 1
+        if keep == len(tokens) and self.recall(tuple(tokens)):
+            self.restore_state(tuple(tokens), self.prefixes[tuple(tokens)])
+            return keep
+        if 0 < keep < len(tokens):
+            self.recall(tuple(tokens[:keep]))
         same = self.shared_prefix(tokens[:limit])
         for prefix, state in self.prefixes.items():
             if same < len(prefix) <= limit and tuple(tokens[:len(prefix)]) == prefix:
@@ -307,6 +315,21 @@ class LlamaGenerator:
         self.prefixes[prefix] = bytes(memoryview(buffer)[:written])
         while len(self.prefixes) > KEPT_PREFIXES:
             self.prefixes.popitem(last=False)
+        if self.store:
+            self.store.save(prefix, self.prefixes[prefix])
+
+    def recall(self, prefix: tuple[int, ...]) -> bool:
+        """Whether `prefix`'s KV state is kept: in memory, or read from disk (written by this or an earlier
+        process with the same model) into memory, ready for `feed` to restore."""
+        if prefix in self.prefixes:
+            return True
+        state = self.store.load(prefix) if self.store else None
+        if state is None:
+            return False
+        self.prefixes[prefix] = state
+        while len(self.prefixes) > KEPT_PREFIXES:
+            self.prefixes.popitem(last=False)
+        return True
 
     def restore_state(self, prefix: tuple[int, ...], state: bytes) -> None:
         """Put a kept prefix's KV state back: the context then holds exactly `prefix`."""

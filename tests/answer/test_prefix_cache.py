@@ -15,8 +15,12 @@ SHORT = "How many nations signed the Bletchley Declaration?"
 WHY_AGAIN = "Why does Xi stress cooperation over confrontation?"
 
 
-def smol():
-    return LlamaGenerator("smollm2-135m", n_ctx=2048, n_threads=2)
+def smol(store: bool = False):
+    """The fast tier; without its disk store unless asked, so each counts its own evaluations from cold."""
+    gen = LlamaGenerator("smollm2-135m", n_ctx=2048, n_threads=2)
+    if not store:
+        gen.store = None
+    return gen
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +106,29 @@ def test_the_rewrite_prefix_is_kept_and_the_statement_check_evaluates_only_its_o
     assert 0 < check <= turn + gen.count_tokens(answer.raw) + 12 < answer.receipt["prompt_tokens"]
     checking.rewrite_follow_up("When was it signed?", history)
     assert gen.last_cached >= instruction
+
+
+def test_a_new_process_reads_each_prefix_from_disk_and_answers_as_if_it_had_evaluated_it(pipeline, tmp_path,
+                                                                                          monkeypatch):
+    """The states a warm-up keeps are written to the cache folder; the next generator (a new `rag ask`,
+    the UI after a restart) reads them instead of evaluating, and gives the very answer of a cold one."""
+    monkeypatch.setenv("RAG_CACHE_DIR", str(tmp_path / "cache"))
+    first = Pipeline(pipeline.settings, embedder=pipeline.embedder, generator=smol(store=True))
+    first.warm()
+    prefixes = [first.generator.encode_prefix(m) for m in first.fixed_prefixes()]
+    files = [first.generator.store.file(tuple(t)) for t in prefixes]
+    assert all(f.exists() for f in files) and sorted((tmp_path / "cache" / "prefixes").glob("*.kv")) == sorted(files)
+
+    second = Pipeline(pipeline.settings, embedder=pipeline.embedder, generator=smol(store=True))
+    assert [second.generator.remember(m) for m in second.fixed_prefixes()] == [0, 0, 0]
+    answer, _, cached = evaluated(second, WHY_AGAIN)
+    assert cached >= len(second.generator.encode_prefix(second.fixed_messages("sentence")))
+    cold, _, cold_cached = evaluated(Pipeline(pipeline.settings, embedder=pipeline.embedder, generator=smol()),
+                                     WHY_AGAIN)
+    assert cold_cached == 0 and answer.raw == cold.raw and answer.text == cold.text
+
+    # A torn file is never handed to llama.cpp: the prefix is evaluated again and the file written whole.
+    files[0].write_bytes(files[0].read_bytes()[:-4096])
+    third = smol(store=True)
+    assert third.remember(first.fixed_prefixes()[0]) == len(prefixes[0])
+    assert smol(store=True).remember(first.fixed_prefixes()[0]) == 0
