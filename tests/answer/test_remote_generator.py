@@ -291,7 +291,7 @@ def eval_index(tmp_path_factory, real_embedder):
     return index_dir
 
 
-def first_eval_questions(n: int = 10) -> list[str]:
+def first_eval_questions(n: int = 6) -> list[str]:
     lines = (ROOT / "eval" / "dataset.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line)["question"] for line in lines[:n]]
 
@@ -323,7 +323,7 @@ def run_rag(args: list[str], index_dir: Path, url: str, key: str = KEY, stdin: s
 
 
 @pytest.mark.integration
-def test_rag_ask_through_the_server_gives_the_in_process_answers_on_the_first_10_eval_items(
+def test_rag_ask_through_the_server_gives_the_in_process_answers_on_the_first_6_eval_items(
         generation_server, eval_index, in_process_answers):
     questions = first_eval_questions()
     run = run_rag(["ask", "-", "--json"], eval_index, generation_server, stdin="\n".join(questions) + "\n")
@@ -334,7 +334,7 @@ def test_rag_ask_through_the_server_gives_the_in_process_answers_on_the_first_10
         assert through_server["raw"] == local["raw"], local["question"]
         assert through_server["answer"] == local["answer"], local["question"]
         assert through_server["citations"] == local["citations"], local["question"]
-    assert sum(bool(a["raw"]) for a in remote) >= 8  # the model wrote something to compare for most
+    assert sum(bool(a["raw"]) for a in remote) >= 5  # the model wrote something to compare for most
     assert KEY not in run.stdout and KEY not in run.stderr
 
 
