@@ -62,9 +62,9 @@ def print_summary(summary: Summary, as_json: bool = False, out=sys.stdout) -> No
     for c in summary.citations:
         print(source_line(c), file=out)
     s = summary.stats
+    stopped = "" if summary.complete else "; interrupted: every verified sentence of the parts done"
     print(f"  ({s['sentences_chosen']} of the document's sentences chosen: {s['verified']} verified, {s['dropped']} "
-          f"dropped; {s['parts_done']} of {s['parts']} parts in "
-          f"{duration(s['seconds'])}{'' if summary.complete else '; interrupted, so not condensed'})", file=out)
+          f"dropped; {s['parts_done']} of {s['parts']} parts in {duration(s['seconds'])}{stopped})", file=out)
 
 
 def source_line(c) -> str:
