@@ -239,7 +239,7 @@ def summary_fields(summary: Summary, collection: str) -> dict:
             "complete": summary.complete, "summary": shown(summary.text),
             "sentences": [{"text": shown(p.text), "citations": [summary.marker(p)]} for p in summary.points],
             "citations": [citation_fields(c, collection) for c in summary.citations],
-            "checked": {k: s.get(k) for k in ("sentences_written", "verified", "rewritten", "dropped", "cut_short")},
+            "checked": {k: s.get(k) for k in ("sentences_chosen", "verified", "dropped")},
             "message": None if summary.points else "No sentence of the summary passed the check against the "
                                                    "document; tell the user so rather than summarizing it yourself."}
 

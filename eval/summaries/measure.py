@@ -7,7 +7,7 @@ covered when, for every group, one of its words stands in the summary. `compare.
 pairs with the differences a reader marked; one is found when an "only" or "differ" finding of the
 comparison names one of its words on the side of the document that says it. Every labelled document is
 copied into one temporary corpus and indexed with the real models; the default model tier summarizes.
-Faithfulness is the share of the sentences the model wrote that the verifier backed as written.
+Faithfulness is the share of the sentences the model chose that the verifier backed in their passage.
 """
 
 from __future__ import annotations
@@ -102,10 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = next(e for e in pipeline.summarize(name, args.length).run() if isinstance(e, Summary))
         hits = [covered(p, summary.text) for p in labels["points"]]
         s = summary.stats
-        row = {"doc": labels["doc"], "format": labels["format"], "written": s["sentences_written"],
-               "verified": s["verified"], "rewritten": s["rewritten"], "dropped": s["dropped"],
-               "cut_short": s["cut_short"],
-               "faithfulness": s["faithfulness"], "shown": len(summary.points), "key_points": len(hits),
+        row = {"doc": labels["doc"], "format": labels["format"], "chosen": s["sentences_chosen"],
+               "verified": s["verified"], "dropped": s["dropped"], "faithfulness": s["faithfulness"],
+               "shown": len(summary.points), "key_points": len(hits),
                "covered": sum(hits), "coverage": round(sum(hits) / len(hits), 4), "seconds": s["seconds"],
                "prompt_tokens": s["prompt_tokens"], "parts": s["parts"],
                "seconds_per_page": round(s["seconds"] / max(s["prompt_tokens"] / TOKENS_PER_PAGE, 1e-9), 1),
@@ -141,19 +140,19 @@ def _write(path: Path, results: dict) -> None:
 
 def table(results: dict) -> str:
     """The results as the Markdown tables of docs/eval-summaries.md."""
-    rows = ["| document | format | sentences written | verified | rewritten | dropped | faithfulness | key points "
-            "covered | s | s/page |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| document | format | sentences chosen | verified | dropped | faithfulness | key points "
+            "covered | s | s/page |", "|---|---|---|---|---|---|---|---|---|"]
     docs = results["documents"]
     for r in docs:
-        rows.append(f"| {r['doc'].split('/')[-1]} | {r['format']} | {r['written']} | {r['verified']} | "
-                    f"{r['rewritten']} | {r['dropped']} | {r['faithfulness']:.2f} | {r['covered']}/{r['key_points']} | "
+        rows.append(f"| {r['doc'].split('/')[-1]} | {r['format']} | {r['chosen']} | {r['verified']} | "
+                    f"{r['dropped']} | {r['faithfulness']:.2f} | {r['covered']}/{r['key_points']} | "
                     f"{r['seconds']:.0f} | {r['seconds_per_page']:.0f} |")
     if docs:
-        written, verified = sum(r["written"] for r in docs), sum(r["verified"] for r in docs)
+        chosen, verified = sum(r["chosen"] for r in docs), sum(r["verified"] for r in docs)
         points, hit = sum(r["key_points"] for r in docs), sum(r["covered"] for r in docs)
         seconds, tokens = sum(r["seconds"] for r in docs), sum(r["prompt_tokens"] for r in docs)
-        rows.append(f"| **all {len(docs)}** | | {written} | {verified} | {sum(r['rewritten'] for r in docs)} | "
-                    f"{sum(r['dropped'] for r in docs)} | **{verified / max(written, 1):.2f}** | **{hit}/{points} "
+        rows.append(f"| **all {len(docs)}** | | {chosen} | {verified} | "
+                    f"{sum(r['dropped'] for r in docs)} | **{verified / max(chosen, 1):.2f}** | **{hit}/{points} "
                     f"({hit / max(points, 1):.2f})** | {seconds:.0f} | {seconds / (tokens / TOKENS_PER_PAGE):.0f} |")
     out = "\n".join(rows)
     if results["pairs"]:

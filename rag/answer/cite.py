@@ -134,9 +134,17 @@ def negated_words(sentence: str, window: str) -> bool:
 
 
 def holds_facts(found: set[str], text: str) -> bool:
-    """True when every fact (see `facts`) stands in `text` as whole words ("28", "bletchley")."""
+    """True when every fact (see `facts`) stands in `text` as whole words ("28", "bletchley"), or where `facts`
+    reads it: a part of a hyphenated word ("two" in "two-storey"), the digits of a word ("0" in "CC0").
+
+    >>> holds_facts(facts("It acts against one-sided restrictions."), "It acts against one-sided restrictions.")
+    True
+    """
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text.replace("’", "'"))
-    normalized = " " + " ".join(w.removesuffix("'s") for w in words(text)) + " "
+    tokens = [w.removesuffix("'s") for w in words(text)]
+    parts = [part for w in tokens if "-" in w for part in w.split("-")]
+    parts += [n for w in tokens if not w.isdigit() for n in _NUMBER.findall(w)]
+    normalized = " " + " ".join(tokens) + " " + " ".join(parts) + " "
     return all(f" {' '.join(words(f))} " in normalized for f in found)
 
 

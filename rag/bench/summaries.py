@@ -8,14 +8,13 @@ with both per page (a PDF's pages, or 500 words of a text document).
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
 
 from ..config import PROJECT_ROOT, Settings
 from ..errors import RagError
-from ..whole.summarize import PART_TOKENS, Progress, Summary
+from ..whole.summarize import PART_TOKENS, Summary
 from .report import figure
 
 SUMMARY_RATIO = 1.5
@@ -56,8 +55,6 @@ def bench_summary(pipeline, document: Path, folder: Path, speed=None) -> dict:
     count = pipeline.generator.count_tokens
     doc_tokens = sum(count(p.text) for p in source.passages)
     tokens_per_s = (speed or raw_prompt_speed)(pipeline.generator, source.document.text)
-    stats = getattr(pipeline.generator, "lookup_stats", None)
-    before = dict(stats or {})
     began = time.perf_counter()
     events = list(job.run())
     seconds = time.perf_counter() - began
@@ -68,20 +65,10 @@ def bench_summary(pipeline, document: Path, folder: Path, speed=None) -> dict:
             "prompt_tokens": job.prompt_tokens(), "raw_prompt_tok_s": round(tokens_per_s, 1),
             "floor_s": round(floor, 2), "seconds": round(seconds, 2),
             "seconds_per_page": round(seconds / pages, 2), "floor_seconds_per_page": round(floor / pages, 2),
-            "ratio": round(seconds / floor, 3), "model_calls": sum(isinstance(e, Progress) for e in events),
+            "ratio": round(seconds / floor, 3), "model_calls": len(job.model_seconds),
             "step_seconds": [round(x, 1) for x in job.model_seconds],
-            "written_tokens": count("".join(e for e in events if isinstance(e, str))),
-            "sentences_shown": len(summary.points), "faithfulness": summary.stats["faithfulness"],
-            "lookup": lookup_share(stats, before)}
-
-
-def lookup_share(stats, before: dict) -> dict | None:
-    """Of the tokens the model wrote since `before`: how many, and how many came from kept drafts (lookup.py)."""
-    if stats is None:
-        return None
-    tokens, accepted = stats["tokens"] - before.get("tokens", 0), stats["accepted"] - before.get("accepted", 0)
-    return {"on": os.environ.get("RAG_LOOKUP", "1") != "0", "tokens": tokens, "from_drafts": accepted,
-            "share": round(accepted / tokens, 3) if tokens else None}
+            "written_tokens": job.reply_tokens, "sentences_shown": len(summary.points),
+            "faithfulness": summary.stats["faithfulness"]}
 
 
 def summary_figure(row: dict, tier: str) -> dict:
@@ -91,17 +78,8 @@ def summary_figure(row: dict, tier: str) -> dict:
         f"{row['seconds_per_page']} s per {row['unit']}) against reading its {row['document_tokens']:,} tokens "
         f"once at {row['raw_prompt_tok_s']} tokens/s raw ({row['floor_s']} s, {row['floor_seconds_per_page']} s "
         f"per {row['unit']}); {row['model_calls']} model calls reading {row['prompt_tokens']:,} prompt tokens and "
-        f"writing {row['written_tokens']:,}{drafted(row)}, no cache", tier=tier,
+        f"writing {row['written_tokens']:,}, no cache", tier=tier,
         seconds_per_page=row["seconds_per_page"], floor_seconds_per_page=row["floor_seconds_per_page"])
-
-
-def drafted(row: dict) -> str:
-    lookup = row.get("lookup")
-    if not lookup:
-        return ""
-    if not lookup["on"]:
-        return " (prompt lookup off)"
-    return f" ({lookup['from_drafts']:,} of {lookup['tokens']:,} tokens from kept drafts)"
 
 
 def summary_phase(args, report: dict, work: Path) -> None:

@@ -39,8 +39,8 @@ def comparison_html(comparison: Comparison, pipeline=None) -> str:
                      + (f"<ul>{items}</ul>" if items else '<p class="rag-empty">(none)</p>'))
     s = comparison.stats
     parts.append(f'<p class="rag-receipt">{html.escape(comparison.doc_a)}: {s["a"]["verified"]} of '
-                 f'{s["a"]["sentences_written"]} summary sentences verified; {html.escape(comparison.doc_b)}: '
-                 f'{s["b"]["verified"]} of {s["b"]["sentences_written"]}</p>')
+                 f'{s["a"]["sentences_chosen"]} summary sentences verified; {html.escape(comparison.doc_b)}: '
+                 f'{s["b"]["verified"]} of {s["b"]["sentences_chosen"]}</p>')
     parts.extend(f'<details class="rag-source" id="cmp-{c.id}"><summary>[{c.id}] {html.escape(c.doc)}'
                  f'{" · " + html.escape(c.where()) if c.where() else ""}</summary>'
                  f'<blockquote class="rag-passage">{marked_passage(c)}</blockquote></details>'
@@ -65,7 +65,7 @@ def compare_events(backend, doc_a: str | None, doc_b: str | None, about: str,
         points: list = []
         for event in job.run():
             if isinstance(event, Progress):
-                points = [*points, *event.points] if event.stage == "part" else list(event.points)
+                points = [*points, *event.points]
                 reading = html.escape(job.jobs[len(done)].source.doc)
                 yield "".join(done) + f"<p>Summarizing {reading}…</p>" + progress_html(event, points)
             elif isinstance(event, Summary):

@@ -97,7 +97,7 @@ def named_document(phrase: str, names: list[str]) -> str | None:
 
 
 def summary_answer(job: SummaryJob, question: str) -> Iterator[str | Answer]:
-    """Run the summary job: the model's words as they come (the unchecked draft), then the summary as an
+    """Run the summary job: each part's chosen sentences as it is done (the draft), then the summary as an
     Answer whose sentences are the verified ones and whose citations are the backing passages."""
     raw: list[str] = []
     summary = None

@@ -1,11 +1,13 @@
-"""A cited summary of one whole document: map-reduce over its passages in document order.
+"""A cited summary of one whole document, made of its own sentences, chosen part by part in document order.
 
-Map: the passages are packed into parts that fill the model's context, in document order; the model
-summarizes each part in a few sentences, each citing its passage. Reduce: when the parts' sentences are
-more than the summary's length, the model condenses them, citing the statements it keeps. Every sentence,
-in both steps, goes through the answer verifier against the document's own text (`verify.check_reply`):
-kept, rewritten as the document's sentence it paraphrases, or dropped. Each part's reply is cached by the
-hash of its text, and what is done survives an interruption (`SummaryJob.summary()`).
+Map: the passages are packed into parts of about a page, in document order; the model is shown each
+part's sentences numbered and replies with the numbers of those that carry the part's main facts, most
+important first (`choose.py`), enough from each part to fill the summary. Reduce: when the parts' choices
+are more than the summary holds, each part's first choice is taken before any part's second, spread
+evenly over the document (`spread`). So a part costs its reading and a few tokens of reply, and every
+sentence shown is the document's own; each still goes through the answer verifier against its passage
+before it is shown. Each reply is cached by the hash of its prompt, and what is done survives an
+interruption (`SummaryJob.summary()`).
 """
 
 from __future__ import annotations
@@ -15,42 +17,33 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..answer import prompt
-from ..answer.reader import best_span
+from ..answer.cite import verify_sentence
 from ..records import Citation
 from .cache import PartCache, content_key
+from .choose import NumberChoice, Sentence, parse_numbers, part_sentences, reply_tokens
 from .source import Source, pack_parts, readable
-from .verify import Checked, check_reply
 
-# (sentences asked of each part, sentences in the summary) for each --length.
+# (sentences chosen in each part at least, sentences in the summary) for each --length.
 LENGTHS = {"short": (2, 8), "long": (3, 16)}
-# Tokens of passages in one part: about a page. A small model asked to summarize more at once copies
-# the first sentences it reads, so the summary would only cover the beginning.
+# Tokens of passages in one part: about a page. A small model shown more at once favours the first
+# sentences it reads, so the summary would only cover the beginning.
 PART_TOKENS = 512
-# Room for one sentence of the reply, and what one usually takes (for the time estimate).
-MAX_SENTENCE_TOKENS = 64
-TYPICAL_SENTENCE_TOKENS = 30
 SYSTEM_PROMPT = "summarize.txt"
 
 
 @dataclass(frozen=True)
 class Point:
-    """One shown summary sentence: its text, the passage that backs it, and the backing sentence's doc span.
-
-    `written` is what the model wrote; `rewritten` when the text shown is the document's own sentence.
-    """
+    """One shown summary sentence: the document's sentence, its passage, and its doc span."""
 
     text: str
     passage: Citation
     span: tuple[int, int]
-    written: str = ""
-    rewritten: bool = False
 
 
 @dataclass(frozen=True)
 class Progress:
-    """A step done: a part (`stage` "part") or the final condensing ("reduce"), with the time left."""
+    """A part done, with the time left and the part's verified sentences."""
 
-    stage: str
     done: int
     total: int
     seconds: float
@@ -93,8 +86,7 @@ class Summary:
 
     def to_dict(self) -> dict:
         return {"doc": self.doc, "length": self.length, "complete": self.complete, "summary": self.text,
-                "sentences": [{"text": p.text, "citations": [self.marker(p)], "rewritten": p.rewritten,
-                               "written": p.written} for p in self.points],
+                "sentences": [{"text": p.text, "citations": [self.marker(p)]} for p in self.points],
                 "citations": [c.to_dict() for c in self.citations], "stats": dict(self.stats)}
 
 
@@ -123,14 +115,16 @@ class SummaryJob:
             raise BadInput(f"{source.doc}: no text to summarize")
         per_part, self.target = LENGTHS[length]
         self.parts = pack_parts(passages, self.part_budget(per_part), generator.count_tokens)
-        # A document that fits in one part is summarized at the summary's length in one step.
-        self.per_part = self.target if len(self.parts) == 1 else per_part
-        # Whether the parts' sentences are expected to be more than the summary holds, so the model condenses them.
-        self.condenses = len(self.parts) > 1 and len(self.parts) * self.per_part > self.target
+        # Enough from each part to fill the summary: a document of one part gives all 8 in one step, of
+        # three parts 3 each (then 8 of those 9 are kept), of ten parts 2 each.
+        self.per_part = max(per_part, -(-self.target // len(self.parts)))
+        self.sentences = [part_sentences(part, self.per_part) for part in self.parts]
         self.done: list[list[Point]] = []
         self.final: list[Point] | None = None
-        self.checked: list[Checked] = []
+        self.chosen = self.verified = 0
         self.cached_parts = 0
+        # Tokens the model wrote (its replies of numbers), for `rag bench --summary`.
+        self.reply_tokens = 0
         self.seconds = 0.0
         self.model_seconds: list[float] = []
 
@@ -139,156 +133,140 @@ class SummaryJob:
         """Tokens of passages one part may hold: about a page, and never more than the context has room for."""
         return min(self.part_tokens, self.context_budget(per_part))
 
-    def context_budget(self, sentences: int) -> int:
-        """Tokens of text one step may show the model: the context less the prompts and the reply's room."""
+    def context_budget(self, count: int) -> int:
+        """Tokens of text one step may show the model: the context less the prompts, the sentences' numbers
+        (about a token for every five of text) and the reply's room."""
         gen = self.gen
-        empty = self.part_messages([], 1, 1, sentences)
+        empty = self.part_messages([], 1, 1, count)
         fixed = sum(gen.count_tokens(m["content"]) for m in empty) + gen.chat_overhead(empty)
-        return max(64, gen.n_ctx - fixed - sentences * MAX_SENTENCE_TOKENS - 16)
+        return max(64, (gen.n_ctx - fixed - reply_tokens(999, count) - 16) * 5 // 6)
 
     def prompt_tokens(self) -> int:
-        """Tokens the model reads for the map step (the floor: the document read once, plus the prompts)."""
+        """Tokens the model reads for the map step: the system prompt once (its state is kept), then each
+        part's numbered sentences."""
         count = self.gen.count_tokens
-        return sum(count(p.text) + 4 for part in self.parts for p in part) + len(self.parts) * 120
+        parts = [self.part_messages(s, i, len(self.parts), self.per_part) for i, s in enumerate(self.sentences, 1)]
+        return count(prompt.read(SYSTEM_PROMPT)) + sum(count(m[-1]["content"]) + 16 for m in parts)
 
     def estimate(self) -> float | None:
         """Seconds the summary should take, from this machine's measured speed (models/speed.json), or None."""
         prompt_speed, decode_speed = self.speed.get("prompt_tok_s"), self.speed.get("decode_tok_s")
         if not prompt_speed or not decode_speed:
             return None
-        mapped = len(self.parts) * self.per_part
-        written = mapped + (self.target if self.condenses else 0)
-        reduce_read = mapped * TYPICAL_SENTENCE_TOKENS if self.condenses else 0
-        return ((self.prompt_tokens() + reduce_read) / prompt_speed
-                + written * TYPICAL_SENTENCE_TOKENS / decode_speed)
+        written = len(self.parts) * reply_tokens(99, self.per_part)
+        return self.prompt_tokens() / prompt_speed + written / decode_speed
 
     def eta(self) -> float | None:
         """Seconds left: the parts to go at the pace of those the model read here, else the estimate's share."""
-        left = max(0, self.steps() - len(self.done) - (self.final is not None and self.condenses))
+        left = self.steps() - len(self.done)
         if self.model_seconds:
             return left * sum(self.model_seconds) / len(self.model_seconds)
         estimate = self.estimate()
         return None if estimate is None else estimate * left / self.steps()
 
     def steps(self) -> int:
-        """The model calls expected: one a part, and one to condense."""
-        return len(self.parts) + self.condenses
+        """The steps: one a part (a model call, unless the part has no more sentences than it gives)."""
+        return len(self.parts)
 
     # --- the steps ------------------------------------------------------------------------------
-    def part_messages(self, part: list[Citation], number: int, parts: int, sentences: int) -> list[dict]:
-        shown = [{"id": i, "text": prompt.as_data(readable(p))} for i, p in enumerate(part, 1)]
+    def part_messages(self, sentences: list[Sentence], number: int, parts: int, count: int) -> list[dict]:
+        shown = [{"number": s.number, "text": prompt.as_data(s.text)} for s in sentences]
         return [{"role": "system", "content": prompt.read(SYSTEM_PROMPT)},
                 {"role": "user", "content": prompt.render("summarize_part.txt", doc=prompt.as_data(self.source.doc),
-                                                          part=number, parts=parts, passages=shown,
-                                                          sentences=sentences)}]
-
-    def reduce_messages(self, points: list[Point]) -> list[dict]:
-        shown = [{"id": i, "text": prompt.as_data(p.text)} for i, p in enumerate(points, 1)]
-        return [{"role": "system", "content": prompt.read(SYSTEM_PROMPT)},
-                {"role": "user", "content": prompt.render("summarize_reduce.txt", doc=prompt.as_data(self.source.doc),
-                                                          points=shown, sentences=self.target)}]
+                                                          part=number, parts=parts, sentences=shown, count=count)}]
 
     def run(self) -> Iterator[str | Progress | Summary]:
-        """Yield the model's words as they come, a Progress after each step, and the Summary last."""
+        """Yield each part's verified sentences as text when the part is done (a draft), a Progress after
+        each step, and the Summary last."""
         began = time.perf_counter()
         total = self.steps()
-        for number, part in enumerate(self.parts[len(self.done):], len(self.done) + 1):
-            messages = self.part_messages(part, number, len(self.parts), self.per_part)
-            reply, cached = yield from self.ask(messages, self.per_part, [p.text for p in part])
-            evidence = {i: readable(p) for i, p in enumerate(part, 1)}
-            points = self.keep(check_reply(reply, evidence, self.threshold), part, seen=self.all_points())
+        for number, sentences in enumerate(self.sentences[len(self.done):], len(self.done) + 1):
+            choosable = [s for s in sentences if s.number is not None]
+            count = min(self.per_part, len(choosable))
+            if count == len(choosable):  # nothing to choose between: all of them, no model call
+                numbers, cached = [s.number for s in choosable], False
+            else:
+                messages = self.part_messages(sentences, number, len(self.parts), count)
+                numbers, cached = self.choose(messages, len(choosable), count)
+            points = self.keep([choosable[n - 1] for n in numbers], seen=self.all_points())
             self.done.append(points)
             self.seconds = time.perf_counter() - began
-            yield Progress("part", len(self.done), total, round(self.seconds, 1), self.eta(), cached, tuple(points))
-        points = self.all_points()
-        if len(points) <= self.target or not self.condenses:
-            # More sentences than asked for from a few parts: spread over them, no second model call.
-            self.final = balanced(self.done, self.target)
-        else:
-            shown = fit_points(points, self.context_budget(self.target), self.gen.count_tokens)
-            reply, cached = yield from self.ask(self.reduce_messages(shown), self.target, [p.text for p in shown])
-            evidence = {i: readable(p.passage) for i, p in enumerate(shown, 1)}
-            kept = self.keep(check_reply(reply, evidence, self.threshold), [p.passage for p in shown], seen=[])
-            self.final = kept[:self.target] or balanced(self.done, self.target)
-            self.seconds = time.perf_counter() - began
-            done = len(self.parts) + 1
-            yield Progress("reduce", done, max(done, total), round(self.seconds, 1), 0.0, cached, tuple(self.final))
+            if points:
+                yield " ".join(p.text for p in points) + " "
+            yield Progress(len(self.done), total, round(self.seconds, 1), self.eta(), cached, tuple(points))
+        # The model chose as many from each part as the summary would need: when that is more than it holds,
+        # each part's first choice before any part's second, evenly over the document. Asking the model to
+        # choose again read every chosen sentence a second time (GPL-3: 54 of 315 s) and covered no more
+        # of the hand-marked key points (docs/eval-summaries.md).
+        self.final = spread(self.done, self.target)
         self.seconds = time.perf_counter() - began
         yield self.summary()
 
-    def ask(self, messages: list[dict], sentences: int, texts: list[str]):
-        """The model's reply to a step (from the cache when it read the same text before); yields its words."""
+    def choose(self, messages: list[dict], total: int, count: int) -> tuple[list[int], bool]:
+        """The numbers the model chooses, most important first (from the cache when it read the same prompt
+        before), and whether they came from the cache. A local model can only reply with `count` distinct
+        numbers of 1..`total`."""
         gen = self.gen
-        key = content_key(getattr(gen, "name", ""), [m["content"] for m in messages], texts)
+        key = content_key(getattr(gen, "name", ""), "choose", [m["content"] for m in messages], count)
         reply = self.cache.get(key)
         if reply is not None:
             self.cached_parts += 1
-            return reply, True
+            return parse_numbers(reply, total, count), True
+        options: dict = {"keep": 1} if hasattr(gen, "remember") else {}
+        if hasattr(gen, "span_vocabulary"):
+            options["constraint"] = NumberChoice(total, count, gen.span_vocabulary)
         began = time.perf_counter()
-        pieces = []
-        keep = {"keep": 1} if hasattr(gen, "remember") else {}
-        for piece in gen.stream(messages, sentences * MAX_SENTENCE_TOKENS, **keep):
-            pieces.append(piece)
-            yield piece
-        reply = "".join(pieces)
+        reply = "".join(gen.stream(messages, reply_tokens(total, count), **options))
         self.model_seconds.append(time.perf_counter() - began)
+        self.reply_tokens += gen.count_tokens(reply)
         self.cache.put(key, reply)
-        return reply, False
+        return parse_numbers(reply, total, count), False
 
-    def keep(self, checked: list[Checked], passages: list[Citation], seen: list[Point]) -> list[Point]:
-        """The verified sentences as Points (repeats left out); every checked sentence counts in the stats."""
-        self.checked.extend(checked)
+    def keep(self, chosen: list[Sentence], seen: list[Point]) -> list[Point]:
+        """The chosen sentences that pass the verifier in their passage, as Points (repeats left out).
+
+        A sentence of the passage backs itself; the check is what stands between the document and the
+        reader all the same, so nothing unchecked is shown."""
         shown = {" ".join(p.text.lower().split()) for p in seen}
         out = []
-        for c in checked:
-            key = " ".join(c.text.lower().split())
-            if not c.kept or key in shown:
+        for s in chosen:
+            self.chosen += 1
+            if not verify_sentence(s.text, [readable(s.passage)], self.threshold):
                 continue
-            shown.add(key)
-            passage = passages[c.backer - 1]
-            out.append(Point(c.text, passage, best_span(passage, c.text), c.written, c.rewritten))
+            self.verified += 1
+            key = s.text.lower()
+            if key not in shown:
+                shown.add(key)
+                out.append(Point(s.text, s.passage, s.span))
         return out
 
     def all_points(self) -> list[Point]:
-        return [p for part in self.done for p in part]
+        """The points of the parts done, in document order."""
+        return sorted((p for part in self.done for p in part), key=lambda p: p.span)
 
     def summary(self) -> Summary:
         """The summary as it stands: the final one, or (interrupted) every verified sentence of the parts done."""
         complete = self.final is not None
         points = self.final if complete else self.all_points()
-        cut = sum(c.cut for c in self.checked)
-        written = len(self.checked) - cut
-        verified = sum(c.kept and not c.rewritten for c in self.checked)
-        rewritten = sum(c.rewritten for c in self.checked)
         estimate = self.estimate()
         stats = {"parts": len(self.parts), "parts_done": len(self.done), "steps_cached": self.cached_parts,
-                 "sentences_written": written, "verified": verified, "rewritten": rewritten,
-                 "dropped": written - verified - rewritten, "cut_short": cut,
-                 "faithfulness": round(verified / written, 4) if written else None,
+                 "sentences_chosen": self.chosen, "verified": self.verified, "dropped": self.chosen - self.verified,
+                 "faithfulness": round(self.verified / self.chosen, 4) if self.chosen else None,
                  "seconds": round(self.seconds, 1),
                  "estimate_seconds": None if estimate is None else round(estimate, 1),
                  "prompt_tokens": self.prompt_tokens()}
         return Summary(self.source.doc, self.length, tuple(points), complete, stats)
 
 
-def fit_points(points: list[Point], budget: int, count_tokens) -> list[Point]:
-    """The points, evenly thinned until their text fits `budget` tokens."""
-    chosen = points
-    while len(chosen) > 1 and sum(count_tokens(p.text) + 4 for p in chosen) > budget:
-        chosen = evenly(points, len(chosen) - 1)
-    return chosen
+def spread(parts: list[list[Point]], n: int) -> list[Point]:
+    """`n` points, each part's first choice before any part's second; when a round offers more than are
+    left to take, they are taken evenly over the document. In document order.
 
-
-def balanced(parts: list[list[Point]], n: int) -> list[Point]:
-    """`n` points taken from the parts in turn (the first of each part, then the second…), in document order:
-    a part whose reply ran on does not crowd out the others."""
+    A part's points are in the order the model chose them, the most important first."""
     chosen: list[Point] = []
     for rank in range(max((len(p) for p in parts), default=0)):
-        for part in parts:
-            if rank < len(part) and len(chosen) < n:
-                chosen.append(part[rank])
-    order = {id(p): i for i, p in enumerate(p for part in parts for p in part)}
-    return sorted(chosen, key=lambda p: order[id(p)])
+        chosen.extend(evenly([part[rank] for part in parts if rank < len(part)], n - len(chosen)))
+    return sorted(chosen, key=lambda p: p.span)
 
 
 def evenly(points: list[Point], n: int) -> list[Point]:

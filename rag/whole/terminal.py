@@ -30,7 +30,7 @@ def run_with_progress(job: SummaryJob, out=sys.stderr) -> tuple[Summary, bool]:
     Returns the summary and whether it was interrupted.
     """
     bar = None
-    steps = len(job.parts) + (1 if len(job.parts) > 1 else 0)
+    steps = job.steps()
     if out.isatty():
         from tqdm import tqdm
 
@@ -62,10 +62,9 @@ def print_summary(summary: Summary, as_json: bool = False, out=sys.stdout) -> No
     for c in summary.citations:
         print(source_line(c), file=out)
     s = summary.stats
-    print(f"  ({s['sentences_written']} sentences written: {s['verified']} verified, {s['rewritten']} rewritten "
-          f"as the document's own sentence, {s['dropped']} dropped, {s['cut_short']} cut short; {s['parts_done']} of "
-          f"{s['parts']} parts in "
-          f"{duration(s['seconds'])}{'' if summary.complete else '; interrupted, so not condensed'})", file=out)
+    stopped = "" if summary.complete else "; interrupted: every verified sentence of the parts done"
+    print(f"  ({s['sentences_chosen']} of the document's sentences chosen: {s['verified']} verified, {s['dropped']} "
+          f"dropped; {s['parts_done']} of {s['parts']} parts in {duration(s['seconds'])}{stopped})", file=out)
 
 
 def source_line(c) -> str:
@@ -125,5 +124,5 @@ def print_comparison(comparison, as_json: bool = False, out=sys.stdout) -> None:
     for c in comparison.citations:
         print(source_line(c), file=out)
     s = comparison.stats
-    print(f"  ({a}: {s['a']['verified']} of {s['a']['sentences_written']} summary sentences verified; "
-          f"{b}: {s['b']['verified']} of {s['b']['sentences_written']})", file=out)
+    print(f"  ({a}: {s['a']['verified']} of {s['a']['sentences_chosen']} summary sentences verified; "
+          f"{b}: {s['b']['verified']} of {s['b']['sentences_chosen']})", file=out)

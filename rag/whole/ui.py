@@ -80,13 +80,11 @@ def summary_html(summary: Summary, pipeline=None) -> str:
         n = summary.marker(p)
         text = html.escape(p.text.rstrip())
         end = text[-1] if text[-1] in ".!?" else ""
-        title = ' title="the document\'s own sentence"' if p.rewritten else ""
-        sentences.append(f'<span{title}>{text[:-1] if end else text} <a class="cite" href="#sum-{n}">[{n}]</a>'
+        sentences.append(f'<span>{text[:-1] if end else text} <a class="cite" href="#sum-{n}">[{n}]</a>'
                          f"{end}</span>")
     s = summary.stats
-    status = (f"{s['verified']} of {s['sentences_written']} sentences verified as written, {s['rewritten']} "
-              f"rewritten as the document's own sentence, {s['dropped']} dropped, {s.get('cut_short', 0)} cut short · "
-              f"{duration(s['seconds'])}")
+    status = (f"{s['verified']} of the {s['sentences_chosen']} sentences chosen from the document verified, "
+              f"{s['dropped']} dropped · {duration(s['seconds'])}")
     if not summary.complete:
         status += f" · stopped after {s['parts_done']} of {s['parts']} parts"
     sources = "".join(f'<details class="rag-source" id="sum-{c.id}"><summary>[{c.id}] {html.escape(c.doc)}'
@@ -125,7 +123,7 @@ def summarize_events(backend, doc: str | None, length: str, collection: str | No
         points = []
         for event in job.run():
             if isinstance(event, Progress):
-                points = [*points, *event.points] if event.stage == "part" else list(event.points)
+                points = [*points, *event.points]
                 yield progress_html(event, points)
             elif isinstance(event, Summary):
                 yield summary_html(event, pipeline)

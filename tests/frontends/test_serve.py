@@ -19,6 +19,7 @@ import pytest
 from conftest import CORPUS, ROOT, wait_until_listening
 from fastapi.testclient import TestClient
 from test_summarize import TRUE as SUPPORTED
+from test_summarize import TRUE_NUMBER
 
 from rag.config import Settings
 from rag.pipeline import Pipeline
@@ -94,22 +95,22 @@ SUMMARIZED = "global-backing-for-china-ai-governance.txt"
 
 
 def test_a_request_for_a_named_documents_summary_streams_the_verified_summary_with_its_citations(api, fake_pipeline):
-    fake_pipeline.generator.replies += [SUPPORTED, "The initiative was signed by 41 countries in Geneva [1]."]
+    fake_pipeline.generator.replies += [str(TRUE_NUMBER), "none"]
     body = ask_body(f"Please give me a summary of the {SUMMARIZED}", stream=True)
     with api.stream("POST", "/v1/chat/completions", json=body) as r:
         chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
-    assert text == SUPPORTED  # the invented sentence was written (a draft) but is not shown
-    assert "41 countries" in "".join(c.get("rag", {}).get("draft", "") for c in chunks)
+    assert text == SUPPORTED  # the draft (each part's sentences as it is done) is not content
+    assert "substantial international support" in "".join(c.get("rag", {}).get("draft", "") for c in chunks)
     rag = chunks[-1]["rag"]
     assert rag["verdict"].startswith("summary") and rag["abstained"] is False
-    assert rag["summary"]["document"] == SUMMARIZED and rag["summary"]["dropped"] == 1
+    assert rag["summary"]["document"] == SUMMARIZED and rag["summary"]["sentences_chosen"] == 1
     assert [c["doc"] for c in rag["citations"]] == [SUMMARIZED] and rag["citations"][0]["start"] == 0
     assert len(fake_pipeline.generator.prompts) == 2  # the document's two parts, not a retrieved answer
 
 
 def test_summarize_this_document_with_one_chosen_document_summarizes_it(api, fake_pipeline):
-    fake_pipeline.generator.replies += [SUPPORTED, ""]
+    fake_pipeline.generator.replies += [str(TRUE_NUMBER), ""]
     body = ask_body("Summarize this document.", rag={"documents": ["global-backing-*"]})
     reply = api.post("/v1/chat/completions", json=body).json()
     assert reply["choices"][0]["message"]["content"] == SUPPORTED

@@ -80,3 +80,13 @@ def test_the_facts_must_stand_in_one_window_not_anywhere_in_the_passages():
     # 28 is in PASSAGE and August in REGULATION: no window of either passage holds both.
     assert verify_sentence("28 nations signed the Bletchley Declaration.", [PASSAGE, REGULATION])
     assert not verify_sentence("28 nations signed the Bletchley Declaration in August.", [PASSAGE, REGULATION])
+
+
+def test_a_number_inside_a_word_is_found_where_it_stands():
+    # `facts` reads "one" in "one-sided", "two" in "two-storey" and "0" in "CC0": the same words hold them.
+    for sentence in ("The principle acts against technological monopolies and one-sided restrictions.",
+                     "The committee had no objection to the two-storey rear extension at 9 Church Lane.",
+                     "The License shall be deemed effective as of the date CC0 was applied by Affirmer to the Work."):
+        assert verify_sentence(sentence, [sentence])
+    assert not verify_sentence("The committee had no objection to the two-storey rear extension.",
+                               ["The committee had no objection to the single-storey rear extension."])

@@ -6,6 +6,7 @@ import gradio as gr
 import httpx
 import pytest
 from conftest import serving_app
+from test_summarize import TRUE_NUMBER
 
 import app
 from rag.records import Citation
@@ -14,7 +15,6 @@ from rag.whole.ui import cited_pages_html, file_link, summarize_events, summary_
 
 EVIL_DOC = '<img src=x onerror="alert(1)">.txt'
 EVIL_TEXT = "Intro <script>alert(1)</script> the treaty was signed by 14 countries. End"
-TRUE = "China’s proposal for a worldwide AI governance initiative has gained substantial international support [1]."
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_the_summary_is_escaped_and_each_marker_links_its_source():
     passage = Citation(1, EVIL_DOC, None, 0, len(EVIL_TEXT), EVIL_TEXT)
     point = Point("The treaty <b>was</b> signed by 14 countries.", passage, (start, start + 40))
     out = summary_html(Summary(EVIL_DOC, "short", (point,), True,
-                               {"verified": 1, "sentences_written": 1, "rewritten": 0, "dropped": 0, "seconds": 3}))
+                               {"verified": 1, "sentences_chosen": 1, "dropped": 0, "seconds": 3}))
     assert "<script" not in out and "<img" not in out and "<b>" not in out
     assert "&lt;b&gt;was&lt;/b&gt;" in out and "&lt;script&gt;" in out
     assert 'href="#sum-1">[1]</a>.' in out and 'id="sum-1"' in out
@@ -51,13 +51,13 @@ def test_the_summarize_tab_is_in_the_app(fake_pipeline):
 
 
 def test_summarize_streams_the_time_progress_and_the_verified_summary(fake_pipeline):
-    fake_pipeline.generator.replies = [TRUE + " The moon is made of cheese [2].", ""]
+    fake_pipeline.generator.replies = [str(TRUE_NUMBER), "none"]
     shown = list(summarize_events(app.Backend(fake_pipeline), "global-backing-for-china-ai-governance.txt",
                                   "short", None))
     assert shown[0].startswith("<p>Summarizing global-backing-for-china-ai-governance.txt: 2 part(s)")
     assert "<progress" in shown[1] and "1 of 2 steps" in shown[1] and "substantial international" in shown[1]
-    assert "substantial international support" in shown[-1] and "cheese" not in shown[-1]
-    assert "1 of 2 sentences verified as written" in shown[-1]
+    assert "substantial international support" in shown[-1]
+    assert "1 of the 1 sentences chosen from the document verified" in shown[-1]
 
 
 def test_summarize_of_an_unknown_document_is_an_error_toast(fake_pipeline):
