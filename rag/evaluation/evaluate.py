@@ -13,14 +13,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..answer.cite import parse_claims, verify_sentence
+from ..answer.cite import parse_claims
 from ..answer.reader import SHORT_ANSWER_WORDS, YES_NO
 from ..config import PROJECT_ROOT
 from ..errors import BadInput
 from ..text import words
+from .checker import kappas_below_their_floors, validate_judge
 from .gate import check as check_gate
 from .gate import load_gate
-from .judge import Judge, agreement
+from .judge import Judge
 from .model_judge import judge_for
 from .report import markdown_report
 
@@ -368,33 +369,9 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     return round(sorted_values[i], 3)
 
 
-def validate_judge(judge: Judge, labels: list[dict], threshold: float, short: list[dict] = ()) -> dict:
-    """Agreement of the judge, and of the pipeline's own verifier, with the hand labels: sentences
-    (eval/support_labels.jsonl) and short answers (eval/short_support_labels.jsonl)."""
-    gold = [bool(x["supported"]) for x in labels]
-    judged = [judge.supports(x["sentence"], [x["passage"]]) for x in labels]
-    verified = [verify_sentence(x["sentence"], [x["passage"]], threshold) for x in labels]
-    by_kind: dict[str, list[bool]] = {}
-    for x, j in zip(labels, judged):
-        by_kind.setdefault(x["kind"], []).append(j == bool(x["supported"]))
-    short_gold = [bool(x["supported"]) for x in short]
-    short_judged = [judge.supports_answer(x["question"], x["answer"], [x["passage"]]) for x in short]
-    short_kind: dict[str, list[bool]] = {}
-    for x, j in zip(short, short_judged):
-        short_kind.setdefault(x["kind"], []).append(j == bool(x["supported"]))
-    return {"judge": agreement(judged, gold), "verifier": agreement(verified, gold),
-            "judge_held_out": agreement(judged[1::2], gold[1::2]),
-            "judge_accuracy_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())},
-            "judge_short": agreement(short_judged, short_gold),
-            "judge_short_accuracy_by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(short_kind.items())}}
-
-
-def short_labels(gate: bool) -> list[dict]:
-    """The short-answer labels the judge is checked on: all of them, or for the gate every eighth line
-    from the second (26 of the odd lines, held out from choosing the model judge's threshold: about a
-    minute of the model on one core)."""
-    labels = load_jsonl(EVAL_DIR / "short_support_labels.jsonl")
-    return labels[1::8] if gate else labels
+def short_labels() -> list[dict]:
+    """The short-answer labels the model judge is checked on (every line of eval/short_support_labels.jsonl)."""
+    return load_jsonl(EVAL_DIR / "short_support_labels.jsonl")
 
 
 def load_thresholds() -> dict:
@@ -476,6 +453,7 @@ def run_eval(pipeline, args) -> int:
     else:
         headline = "report" if any(r["split"] == "report" for r in rows) else "all"
     shown = [r for r in rows if headline == "all" or r["split"] == headline]
+    judge = Judge(pipeline.embedder) if gate else judge_for(pipeline.embedder, pipeline.generator)
     labels = load_jsonl(EVAL_DIR / "support_labels.jsonl")
     thresholds = load_thresholds()
     metrics = summarize(shown)
@@ -486,13 +464,14 @@ def run_eval(pipeline, args) -> int:
         "by_corpus": {c: summarize([r for r in shown if r["corpus"] == c]) for c in ran},
         "tune_metrics": summarize([r for r in rows if r["split"] == "tune"]) if headline == "report" else {},
         "signals": signal_table(shown),
-        "checker": validate_judge(judge_for(pipeline.embedder, pipeline.generator), labels,
-                                  pipeline.settings.support_threshold, short_labels(gate is not None)),
+        # The gate's rows are judged by the embedding judge; a full run's by the model judge, checked here.
+        "checker": validate_judge(judge, labels, pipeline.settings.support_threshold, [] if gate else short_labels()),
         "thresholds": thresholds,
-        "threshold_failures": check_thresholds(metrics, thresholds) if not gate else check_gate(rows, gate) + (
-            check_thresholds(metrics, {"short_answers_not_in_passages": thresholds["short_answers_not_in_passages"]})),
-        "rows": rows,
     }
+    report["threshold_failures"] = (check_thresholds(metrics, thresholds) if not gate else check_gate(rows, gate) + (
+        check_thresholds(metrics, {"short_answers_not_in_passages": thresholds["short_answers_not_in_passages"]}))
+    ) + kappas_below_their_floors(report["checker"])
+    report["rows"] = rows
     (out / "eval.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     (out / "eval.md").write_text(markdown_report(report), encoding="utf-8")
     if args.json:

@@ -445,3 +445,14 @@ def test_a_signal_that_costs_model_tokens_must_lower_the_log_loss_by_more(monkey
     monkeypatch.setattr(calibrate, "FEATURES", ("mean_logprob", "p_support", "focus"))
     monkeypatch.setattr(calibrate, "cv_log_loss", lambda rows, features: losses.get(tuple(features), 0.9))
     assert calibrate.select_features([]) == ("mean_logprob", "focus")
+
+
+def test_a_judge_below_its_kappa_floor_fails_the_eval_with_a_line_naming_it():
+    from rag.evaluation.checker import KAPPA_FLOORS, kappas_below_their_floors
+
+    checker = {"judge": {"kappa": KAPPA_FLOORS["judge"], "n": 241}, "verifier": {"kappa": 0.9, "n": 241},
+               "judge_short": {"kappa": 0.31, "n": 204}, "judge_accuracy_by_kind": {}}
+    assert kappas_below_their_floors(checker) == [
+        f"judge_short kappa 0.31 < {KAPPA_FLOORS['judge_short']} (hand labels: 204)"]
+    checker["judge"]["kappa"] = 0.1
+    assert [line.split()[0] for line in kappas_below_their_floors(checker)] == ["judge", "judge_short"]

@@ -444,7 +444,8 @@ def test_three_clients_of_the_default_tier_at_once_each_get_a_whole_checked_answ
 @pytest.mark.integration
 @pytest.mark.slow
 def test_eight_clients_at_once_all_get_complete_answers(served_index):
-    """8 streaming clients in threads (two per question) against the fastest tier: every one ends with its citations and [DONE]."""
+    """8 streaming clients in threads (two per question) against the fastest tier: every one ends with its
+    citations and [DONE]."""
     from openai import OpenAI
 
     questions = [BLETCHLEY, "When did China's generative AI regulation take effect?",
