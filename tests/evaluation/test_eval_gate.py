@@ -27,11 +27,10 @@ def gate_run(tmp_path_factory, eval_index_root):
 
 @pytest.mark.integration
 @pytest.mark.slow
-# 34 items with the 1.5b tier, the five eval indexes built first (pydocs's gate slice): 2 min 52 s on one
-# core of a 2-core AMD EPYC (`taskset -c 0`, the stand-in for the slower CPU kind); the model judge's 26
-# labels add about a minute there (60 s alone on one Xeon core). With `make test`'s second process beside
-# it the gate took 267 s on the 2-core Xeon, whose prompts run about 2.5x as fast as the slower kind's:
-# the limit is over twice the ~670 s that makes there.
+# 34 items with the 1.5b tier, the five eval indexes built first (pydocs's gate slice): 188 s on one core
+# of the 2-core Xeon (`taskset -c 0`, a fresh cache folder, 2026-12-07), 2 min 52 s on one core of a 2-core
+# AMD EPYC. The slower kind gives a process about a third of this core's prompt speed when two run, so about
+# 9 minutes there with `make test`'s second process beside it: the limit is over twice that.
 @pytest.mark.timeout(1500)
 def test_every_gate_item_comes_out_as_recorded(gate_run):
     status, report = gate_run
