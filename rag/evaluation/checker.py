@@ -43,7 +43,10 @@ def validate_judge(judge: Judge, labels: list[dict], threshold: float, short: li
 KAPPA_FLOORS = {"judge": 0.62, "judge_held_out": 0.52, "verifier": 0.65, "judge_short": 0.55}
 
 
-def kappas_below_their_floors(checker: dict) -> list[str]:
-    """The judge checks in `checker` whose kappa is under its floor, as readable lines."""
+def kappas_below_their_floors(checker: dict, model_judge: bool = True) -> list[str]:
+    """The judge checks in `checker` whose kappa is under its floor, as readable lines. Without the model
+    judge (a generator that cannot say P(yes), such as a generation server) short answers fall back to the
+    embedding judge, whose kappa on them (0.15) is reported but not held to the model judge's floor."""
     return [f"{name} kappa {checker[name]['kappa']} < {floor} (hand labels: {checker[name]['n']})"
-            for name, floor in KAPPA_FLOORS.items() if name in checker and checker[name]["kappa"] < floor]
+            for name, floor in KAPPA_FLOORS.items()
+            if name in checker and checker[name]["kappa"] < floor and (model_judge or name != "judge_short")]

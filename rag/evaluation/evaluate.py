@@ -22,7 +22,7 @@ from .checker import kappas_below_their_floors, validate_judge
 from .gate import check as check_gate
 from .gate import load_gate
 from .judge import Judge
-from .model_judge import judge_for
+from .model_judge import ModelJudge, judge_for
 from .report import markdown_report
 
 EVAL_DIR = PROJECT_ROOT / "eval"
@@ -470,7 +470,7 @@ def run_eval(pipeline, args) -> int:
     }
     report["threshold_failures"] = (check_thresholds(metrics, thresholds) if not gate else check_gate(rows, gate) + (
         check_thresholds(metrics, {"short_answers_not_in_passages": thresholds["short_answers_not_in_passages"]}))
-    ) + kappas_below_their_floors(report["checker"])
+    ) + kappas_below_their_floors(report["checker"], model_judge=isinstance(judge, ModelJudge))
     report["rows"] = rows
     (out / "eval.json").write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     (out / "eval.md").write_text(markdown_report(report), encoding="utf-8")

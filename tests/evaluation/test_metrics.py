@@ -456,3 +456,5 @@ def test_a_judge_below_its_kappa_floor_fails_the_eval_with_a_line_naming_it():
         f"judge_short kappa 0.31 < {KAPPA_FLOORS['judge_short']} (hand labels: 204)"]
     checker["judge"]["kappa"] = 0.1
     assert [line.split()[0] for line in kappas_below_their_floors(checker)] == ["judge", "judge_short"]
+    # Without the model judge (a generation server) short answers fall back to the embedding judge: reported only.
+    assert [line.split()[0] for line in kappas_below_their_floors(checker, model_judge=False)] == ["judge"]
