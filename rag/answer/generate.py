@@ -312,11 +312,15 @@ class LlamaGenerator:
         size = llama_cpp.llama_state_get_size(ctx)
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_get_data(ctx, buffer, size)
-        self.prefixes[prefix] = bytes(memoryview(buffer)[:written])
-        while len(self.prefixes) > KEPT_PREFIXES:
-            self.prefixes.popitem(last=False)
+        self.hold(prefix, bytes(memoryview(buffer)[:written]))
         if self.store:
             self.store.save(prefix, self.prefixes[prefix])
+
+    def hold(self, prefix: tuple[int, ...], state: bytes) -> None:
+        """Keep a prefix's state in memory, the least recently used going past KEPT_PREFIXES."""
+        self.prefixes[prefix] = state
+        while len(self.prefixes) > KEPT_PREFIXES:
+            self.prefixes.popitem(last=False)
 
     def recall(self, prefix: tuple[int, ...]) -> bool:
         """Whether `prefix`'s KV state is kept: in memory, or read from disk (written by this or an earlier
@@ -326,9 +330,7 @@ class LlamaGenerator:
         state = self.store.load(prefix) if self.store else None
         if state is None:
             return False
-        self.prefixes[prefix] = state
-        while len(self.prefixes) > KEPT_PREFIXES:
-            self.prefixes.popitem(last=False)
+        self.hold(prefix, state)
         return True
 
     def restore_state(self, prefix: tuple[int, ...], state: bytes) -> None:
