@@ -121,6 +121,14 @@ class Settings:
                                      else os.cpu_count() or 1)
 
 
+def cache_dir() -> Path:
+    """Where derived files are kept (the int8 embedder, prefix states): $RAG_CACHE_DIR, else
+    $XDG_CACHE_HOME/rag, else ~/.cache/rag."""
+    if os.environ.get("RAG_CACHE_DIR"):
+        return Path(os.environ["RAG_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rag"
+
+
 def _coerce(name: str, value):
     types = {f.name: f.type for f in fields(Settings)}
     if name not in types:

@@ -36,7 +36,7 @@ def pytest_configure(config):
     # Anything cached is kept in a folder this run owns (shared by its tests and their child processes),
     # never written to the user's ~/.cache/rag. The one thing read from there is the int8 embedder that
     # `make install` (`rag models install`) made: a copy, so the run does not spend 30 s making it again.
-    from rag.index.quantized import cache_dir
+    from rag.config import cache_dir
 
     made = sorted(cache_dir().glob("all-MiniLM-L6-v2-int8-*.onnx"))
     os.environ["RAG_CACHE_DIR"] = tempfile.mkdtemp(prefix="rag-test-cache-")

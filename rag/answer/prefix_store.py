@@ -41,7 +41,7 @@ class PrefixStore:
             return None
         import llama_cpp
 
-        from ..index.quantized import cache_dir
+        from ..config import cache_dir
 
         stat = path.stat()
         key = f"{llama_cpp.__version__} {path.resolve()} {stat.st_size} {stat.st_mtime_ns} n_ctx={n_ctx}"

@@ -2,7 +2,7 @@
 
 The int8 model is made here, from the bundled weights, once per machine: torch.onnx exports the
 BERT encoder with mean pooling and normalization, and ONNX Runtime's dynamic quantization turns its
-matrix products into int8 ones. The file is cached (see `cache_dir`), keyed by the weights it came
+matrix products into int8 ones. The file is cached (see `rag.config.cache_dir`), keyed by the weights it came
 from, so later processes only load it: importing onnxruntime and opening the 23 MB model takes a
 fraction of a second, and queries and documents go through the same session, so a query's vector
 is computed exactly as a document's is. Texts are embedded one at a time (no padding), because the
@@ -22,19 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import cache_dir
 from ..errors import ModelMissing
 from .embed import bundled_embedder_path, read_json, sentence_tokenizer
 
 BUNDLED_INT8 = "all-MiniLM-L6-v2 int8 (bundled)"
 EXPORT_VERSION = 3  # bump when the export or the quantization changes what the file computes
 INPUTS = ("input_ids", "attention_mask")
-
-
-def cache_dir() -> Path:
-    """Where the int8 model is kept: $RAG_CACHE_DIR, else $XDG_CACHE_HOME/rag, else ~/.cache/rag."""
-    if os.environ.get("RAG_CACHE_DIR"):
-        return Path(os.environ["RAG_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rag"
 
 
 class Int8Embedder:
