@@ -51,6 +51,9 @@ class Settings:
     # Short answers decoded as spans of the passages and yes/no questions as Yes/No (rag/answer/spans.py);
     # False decodes freely and grounds the reply afterwards (the reader before the span decoder).
     span_answers: bool = True
+    # Why/how questions answered with a whole sentence of the passages, chosen by the model (spans.py
+    # SentenceConstraint); False lets it write its sentence, which the verifier must then back.
+    copy_sentences: bool = True
     context: str = "sentences"
     max_upload_mb: int = 20
     # Read every confidence signal, even those the tier's calibration does not use (the eval does, so

@@ -418,14 +418,18 @@ class Pipeline:
 
     def decoding(self, mode: str, passages: list[Citation], fixed: int) -> dict:
         """How the generator decodes a mode's reply: a short answer only as a span of the passages, a
-        yes/no answer only as Yes, No or NONE; the first `fixed` messages kept as a cached prefix.
+        yes/no answer only as Yes, No or NONE, a why/how answer only as a whole sentence of the passages;
+        the first `fixed` messages kept as a cached prefix.
         A generator without a vocabulary (a server) decodes freely and the reader grounds its reply."""
         gen = self.generator
         options = {"keep": fixed} if hasattr(gen, "remember") else {}
-        if mode == "sentence" or not self.spans:
+        if not self.spans or (mode == "sentence" and not self.settings.copy_sentences):
             return options
-        from .answer.spans import ChoiceConstraint, SpanConstraint
+        from .answer.spans import ChoiceConstraint, SentenceConstraint, SpanConstraint
 
+        if mode == "sentence":  # one whole sentence of the passages, or "I can't find that…"
+            texts = [blank_instructions(p.text) for p in passages]
+            return {**options, "constraint": SentenceConstraint(texts, gen.span_vocabulary, ABSTAIN.split()[0])}
         if mode == "yesno":
             return {**options, "constraint": ChoiceConstraint(("Yes", "No", ABSTAIN_WORD), gen.span_vocabulary)}
         texts = [blank_instructions(p.text) for p in passages]

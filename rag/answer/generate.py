@@ -111,11 +111,11 @@ class LlamaGenerator:
             ahead: list[tuple[int, np.ndarray]] = []
             self.last_drafter = drafter
             logits = self.last_logits()
+            allowed = constraint.allowed() if constraint is not None else None
             for _ in range(max_tokens):
                 logp = log_softmax(logits)
                 if first is None:
                     first = logp
-                allowed = constraint.allowed() if constraint is not None else None
                 if allowed is not None and not len(allowed):
                     break
                 token = self.pick(logp, rng, allowed)
@@ -138,6 +138,14 @@ class LlamaGenerator:
                     shown = text
                 if constraint is not None and constraint.abstained:
                     break
+                rest = constraint.rest() if constraint is not None and hasattr(constraint, "rest") else None
+                if rest is not None:  # one sentence left that the reply can be: the rest is known
+                    yield rest
+                    break
+                if constraint is not None:
+                    allowed = constraint.allowed()
+                    if len(allowed) and self.ends(int(allowed[0])) and all(self.ends(int(t)) for t in allowed):
+                        break  # the reply can only end here: its last token needs no evaluating
                 logits = self.advance(token, ahead, drafter, max_tokens - len(made))
             else:
                 text = self.llm.detokenize(made).decode("utf-8", errors="ignore")

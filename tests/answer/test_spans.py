@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from rag.answer.spans import ChoiceConstraint, Passage, SpanConstraint, Vocabulary, asks_yes_or_no
+from rag.answer.spans import (ChoiceConstraint, Passage, SentenceConstraint, SpanConstraint, Vocabulary,
+                              asks_yes_or_no)
 
 END = 0
 PIECES = [b"", b"NONE", b"28", b" nations", b"The", b" Bletchley", b" Declaration", b" was", b" signed",
@@ -98,3 +99,59 @@ def test_the_passage_bytes_keep_each_bytes_offset_in_the_original():
     assert p.lower == "a b ç".encode()
     assert p.origin == (0, 1, 3, 4, 5, 5)
     assert np.all(np.diff(p.origin) >= 0)
+
+
+TWO = "The Bletchley Declaration was signed by 28 nations.  The nations\nsigned it."
+
+
+def test_a_sentence_answer_starts_at_any_word_of_the_passages_but_not_at_a_number_or_the_end(vocabulary):
+    constraint = SentenceConstraint([TWO], vocabulary)
+    first = {PIECES[i] for i in constraint.allowed().tolist()}
+    assert {b"The", b" the", b" Bletchley", b" nations", b"28", b"NONE"} <= first
+    assert not first & {b"[", b" YES", b"Yes", b""}
+
+
+def test_a_sentence_answer_ends_only_where_its_sentence_ends(vocabulary):
+    constraint = SentenceConstraint(["Signed by 28 nations. Signed by 28 nations, it was a pact."],
+                                    Vocabulary([b"", b"Signed", b" by", b" 2", b"8", b" nations", b".", b","],
+                                               frozenset({END})))
+    for piece in (1, 2, 3, 4, 5):  # "Signed by 28 nations" stands in both sentences: not yet unique
+        assert END not in constraint.allowed()
+        constraint.advance(piece)
+        assert constraint.rest() is None
+    assert END not in constraint.allowed()  # a word end, not a sentence end
+    constraint.advance(6)  # "." ends the first sentence: the reply may end here
+    assert END in constraint.allowed() and constraint.rest() is None
+    other = SentenceConstraint(["Signed by 28 nations. Signed by 28 nations, it was a pact."], constraint.vocabulary)
+    for piece in (1, 2, 3, 4, 5, 7):  # "," leaves only the second sentence
+        other.advance(piece)
+    assert other.rest() == " it was a pact."
+
+
+def test_once_one_sentence_is_left_its_rest_comes_from_the_passage_in_its_own_characters(vocabulary):
+    constraint = SentenceConstraint(["Nothing here.", TWO], vocabulary)
+    decode(constraint, [b"The"])
+    assert constraint.rest() is None  # two sentences start with "The"
+    decode(constraint, [b" Bletchley"])
+    assert constraint.rest() == " Declaration was signed by 28 nations."
+    second = SentenceConstraint([TWO], vocabulary)
+    decode(second, [b"The", b" nations"])
+    assert second.rest() == " signed it."  # the line break read as a space
+
+
+def test_the_abstention_word_may_start_a_sentence_answer_and_ends_it(vocabulary):
+    constraint = SentenceConstraint([TWO], vocabulary, abstain_word="NONE")
+    assert ID[b"NONE"] in constraint.allowed()
+    constraint.advance(ID[b"NONE"])
+    assert constraint.abstained and constraint.rest() is None
+
+
+def test_a_sentence_is_not_completed_from_inside_a_character():
+    text = "Café owners met. Others left."
+    pieces = [b"", b"Caf", b"\xc3", b"\xa9", b" owners"]
+    constraint = SentenceConstraint([text], Vocabulary(pieces, frozenset({END})))
+    constraint.advance(1)
+    constraint.advance(2)  # the first byte of "é": the reply may not be completed yet
+    assert constraint.rest() is None
+    constraint.advance(3)
+    assert constraint.rest() == " owners met."
