@@ -22,7 +22,9 @@ ANSWER_TIMEOUT_MS = 240_000
 # was overrun on one core with a second test process beside it (`make test` with TEST_JOBS=2).
 PAGE_TIMEOUT_MS = 120_000
 BLETCHLEY = "How many nations signed the Bletchley Declaration?"
-UNCERTAIN = "When was China’s generative AI regulation first published as a draft?"
+# A list question the model answers with one of its items ("privacy"): a confidence of about 0.5 with
+# the tier's calibration (2026-12-07), mid-way between its threshold (0.29) and "likely" (0.70).
+UNCERTAIN = "What worries were Beijing’s 2023 rules on content-generating AI meant to address?"
 # The page's requests outside loopback are aborted and recorded here; the browser fixture then fails.
 OUTSIDE_LOOPBACK = re.compile(r"^(?!https?://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/)(https?|wss?|ftp)://")
 BLOCKED: list[str] = []
@@ -141,8 +143,7 @@ def test_the_badge_tells_a_likely_answer_an_uncertain_one_and_an_abstention_apar
     ask(page, BLETCHLEY)
     expect(badge).to_have_text("✓ likely answer")
     expect(page.locator("#chat .rag-answer").last).to_contain_text("28")
-    # The documents never say when the regulation was drafted; the model answers with the date it was
-    # enacted, and the calibrated confidence marks that answer as uncertain.
+    # One item of a list is a partial answer: the calibrated confidence marks it as uncertain.
     ask(page, UNCERTAIN)
     expect(badge).to_have_text("? uncertain: check the source")
     assert "estimated chance" in badge.get_attribute("title")
