@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from rag.answer.spans import (ChoiceConstraint, Passage, SentenceConstraint, SpanConstraint, Vocabulary,
-                              asks_yes_or_no)
+from rag.answer.spans import ChoiceConstraint, Passage, SentenceConstraint, SpanConstraint, Vocabulary, asks_yes_or_no
 
 END = 0
 PIECES = [b"", b"NONE", b"28", b" nations", b"The", b" Bletchley", b" Declaration", b" was", b" signed",

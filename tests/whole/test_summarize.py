@@ -49,7 +49,8 @@ def test_the_sentences_shown_are_the_documents_own_that_the_model_chose_each_cit
     for c, p in zip(summary.citations, summary.points):
         assert c.doc == "news.txt" and " ".join(TEXT[slice(*c.highlight)].split()) == p.text
     content = gen.prompts[0][-1]["content"]
-    assert f"\n2. {SENTENCES[1]}\n" in content and "8 most important sentences" in content  # one part: the summary's length
+    # One part: it asks for the summary's whole length.
+    assert f"\n2. {SENTENCES[1]}\n" in content and "8 most important sentences" in content
 
 
 def test_a_reply_that_names_no_sentence_or_too_many_shows_only_what_exists_up_to_the_part_s_share():
