@@ -190,14 +190,19 @@ def running_app(root: Path, embedder, generator):
         yield url
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextmanager
 def serving_app(pipeline):
     """The web app over `pipeline` (its index as it is), served on a free loopback port; yields its URL."""
     import app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = app.serve(app.build_app(pipeline), "127.0.0.1", port, block=False)
     try:
         yield f"http://127.0.0.1:{port}/"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, ROOT, running_app
+from conftest import CORPUS, ROOT, free_port, running_app
 
 from rag.answer.remote import RemoteGenerator, estimate_tokens
 from rag.config import Settings
@@ -74,12 +73,6 @@ def sse(*chunks, done: bool = True) -> tuple[int, str, str]:
 
 def delta(text: str, finish: str | None = None) -> dict:
     return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_stream_yields_each_delta_until_done_and_sends_the_sampling_fields_and_key():

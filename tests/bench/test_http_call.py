@@ -2,11 +2,11 @@
 returns the endpoint's own result, and an endpoint that fails is an error, never a figure."""
 
 import json
-import socket
 
 import gradio as gr
 import httpx
 import pytest
+from conftest import free_port
 
 from rag.bench.frontends import call_over_http
 from rag.errors import RagError
@@ -20,9 +20,7 @@ def shout(text: str, suffix: str | None = None) -> dict:
 
 @pytest.fixture(scope="module")
 def base():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with gr.Blocks(analytics_enabled=False) as demo:
         gr.api(shout, api_name="shout")
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)

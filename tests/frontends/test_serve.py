@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, ROOT, wait_until_listening
+from conftest import CORPUS, ROOT, free_port, wait_until_listening
 from fastapi.testclient import TestClient
 from test_summarize import TRUE as SUPPORTED
 from test_summarize import TRUE_NUMBER
@@ -291,12 +291,6 @@ def test_an_unexpected_failure_is_500_without_a_traceback(api, fake_pipeline, mo
 
 
 # --- a real `rag serve` --------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def rag_serve(index_dir: Path, *args: str, key: str = KEY, host: str = "127.0.0.1"):
     """`rag serve` in a subprocess on a free loopback port; yields its base URL once it says it is serving."""

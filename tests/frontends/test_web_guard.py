@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port
 
 import app
 from rag.pipeline import Pipeline
@@ -22,12 +22,6 @@ get, post, options = (partial(f, timeout=TIMEOUT_S) for f in (httpx.get, httpx.p
 LOGIN = ("alice", "correct horse battery")
 TOKEN = "a-token-chosen-by-the-user-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
