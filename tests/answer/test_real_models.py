@@ -15,6 +15,13 @@ pytestmark = pytest.mark.integration
 BLETCHLEY = "How many nations signed the Bletchley Declaration?"
 
 
+@pytest.fixture(scope="module")
+def bletchley(real_pipeline):
+    """The Bletchley answer, asked once for the tests that only read it (each ask evaluates its ~100 new
+    prompt tokens again: about 3 s on one core)."""
+    return real_pipeline.ask(BLETCHLEY)
+
+
 def test_search_finds_the_28_nations_chunk_in_the_top_3(real_pipeline):
     hits = real_pipeline.search(BLETCHLEY, 3)
     assert any("28 nations" in h.chunk.text for h in hits)
@@ -40,8 +47,8 @@ def test_indexing_and_search_open_no_connection_outside_loopback(tmp_path, real_
     assert attempts == []
 
 
-def test_the_bletchley_answer_says_28_and_cites_the_xi_article(real_pipeline):
-    answer = real_pipeline.ask(BLETCHLEY)
+def test_the_bletchley_answer_says_28_and_cites_the_xi_article(bletchley):
+    answer = bletchley
     assert not answer.abstained
     assert "28" in answer.text
     assert "xi-global-ai-collaboration.txt" in {c.doc for c in answer.citations}
@@ -60,8 +67,8 @@ def test_the_gdp_of_brazil_abstains(real_pipeline):
     "Why does the author consider the Bletchley Declaration significant?",
     "Which ministry held AI talks with the United States?",
 ])
-def test_every_sentence_is_cited_and_its_facts_are_in_the_cited_passage(real_pipeline, question):
-    answer = real_pipeline.ask(question)
+def test_every_sentence_is_cited_and_its_facts_are_in_the_cited_passage(real_pipeline, question, request):
+    answer = request.getfixturevalue("bletchley") if question == BLETCHLEY else real_pipeline.ask(question)
     assert not answer.abstained, (answer.mode, answer.raw)
     by_id = {c.id: c.text for c in answer.citations}
     assert answer.sentences
@@ -76,16 +83,16 @@ def test_every_sentence_is_cited_and_its_facts_are_in_the_cited_passage(real_pip
             assert verify_sentence(sentence.text, [by_id[i] for i in sentence.citations])
 
 
-def test_the_real_answer_is_short_and_its_evidence_sentence_is_highlighted(real_pipeline):
-    answer = real_pipeline.ask(BLETCHLEY)
+def test_the_real_answer_is_short_and_its_evidence_sentence_is_highlighted(bletchley):
+    answer = bletchley
     assert answer.mode == "short" and len(answer.sentences[0].text.split()) <= 4
     [citation] = answer.citations
     a, b = citation.highlight
     assert "28 nations" in citation.text[a - citation.start:b - citation.start]
 
 
-def test_swapped_facts_in_a_real_answer_are_not_found_in_the_passages(real_pipeline):
-    answer = real_pipeline.ask(BLETCHLEY)
+def test_swapped_facts_in_a_real_answer_are_not_found_in_the_passages(bletchley):
+    answer = bletchley
     short = answer.sentences[0].text
     passages = list(answer.passages)
     assert locate_phrase(short, passages)
@@ -97,8 +104,9 @@ def test_swapped_facts_in_a_real_answer_are_not_found_in_the_passages(real_pipel
     assert not verify_sentence(evidence.replace("Bletchley", "Geneva"), [citation.text])
 
 
-def test_the_models_own_probability_of_none_is_higher_for_a_question_the_documents_do_not_answer(real_pipeline):
-    answered = real_pipeline.ask(BLETCHLEY)
+def test_the_models_own_probability_of_none_is_higher_for_a_question_the_documents_do_not_answer(
+        real_pipeline, bletchley):
+    answered = bletchley
     for question in ("What does the Bletchley Declaration require signatories to do by 2025?",
                      "Which countries refused to sign the Bletchley Declaration?"):
         unanswered = real_pipeline.ask(question)
@@ -165,7 +173,7 @@ def test_a_follow_up_question_uses_the_history(real_pipeline):
 def test_a_second_question_reuses_the_fixed_prefix_from_the_kv_cache(real_pipeline):
     """The system prompt comes first and never changes, so a warm process evaluates only the rest of the
     next prompt; llama.cpp's own counter says how many tokens it processed."""
-    real_pipeline.ask(BLETCHLEY)
+    real_pipeline.warm()  # the fixed prefixes kept, as a running app does at start-up
     answer = real_pipeline.ask("Which city hosted the AI Safety Summit?")
     receipt = answer.receipt
     fixed = real_pipeline.generator.count_tokens(real_pipeline.messages([], "x")[0]["content"])

@@ -137,12 +137,10 @@ def test_unanswerable_question_shows_the_abstention_badge(page):
     expect(page.locator("#sources details")).to_have_count(0)
 
 
-def test_the_badge_tells_a_likely_answer_an_uncertain_one_and_an_abstention_apart(page):
-    """The three verdicts, each from a real answer: the calibrated confidence decides the words."""
+def test_the_badge_tells_an_uncertain_answer_and_an_abstention_apart(page):
+    """Two more verdicts, each from a real answer: the calibrated confidence decides the words (the
+    first test's Bletchley answer shows the third, "likely answer")."""
     badge = page.locator("#chat .rag-badge").last
-    ask(page, BLETCHLEY)
-    expect(badge).to_have_text("✓ likely answer")
-    expect(page.locator("#chat .rag-answer").last).to_contain_text("28")
     # One item of a list is a partial answer: the calibrated confidence marks it as uncertain.
     ask(page, UNCERTAIN)
     expect(badge).to_have_text("? uncertain: check the source")
