@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _WORD = re.compile(r"[^\W_]+(?:[’'.-][^\W_]+)*", re.UNICODE)
 
@@ -23,6 +24,11 @@ def words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+# Indexing stems every word of every chunk (3 million calls for a 10 MB file) over a far smaller
+# vocabulary: cached, that file indexes in 4.9 s instead of 6.9 s on one core (fake embedder). 32,768
+# words hold an ordinary vocabulary; more only held numbers (a 50 MB file of numbered clauses grew the
+# index's peak memory by 31 MB with 262,144).
+@lru_cache(maxsize=1 << 15)
 def stem(word: str) -> str:
     """A light suffix strip, enough to match "nations" with "nation" and "signed" with "sign"."""
     word = word.replace("’", "'")
