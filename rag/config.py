@@ -40,6 +40,9 @@ class Settings:
     top_k: int = 4
     n_ctx: int = 2048
     n_threads: int = 0
+    # ONNX Runtime's threads for the int8 embedder; 0 means the cores this process may use. Its threads
+    # spin while they wait, so more threads than free cores halve its speed (docs/performance.md).
+    embed_threads: int = 0
     temperature: float = 0.0
     max_tokens: int = 128
     seed: int = 7
@@ -119,9 +122,14 @@ class Settings:
 
     @property
     def threads(self) -> int:
-        # The cores this process may run on (`taskset` narrows them), not every core of the machine.
-        return self.n_threads or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                     else os.cpu_count() or 1)
+        return self.n_threads or usable_cores()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (`taskset` and cpusets narrow them), not every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def cache_dir() -> Path:

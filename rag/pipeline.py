@@ -58,7 +58,8 @@ class Pipeline:
             if self._embedder is None:
                 from .index.embedders import open_embedder
 
-                self._embedder = open_embedder(self.settings.embed_model, self.recorded_embedder())
+                self._embedder = open_embedder(self.settings.embed_model, self.recorded_embedder(),
+                                               self.settings.embed_threads)
         return self._embedder
 
     def recorded_embedder(self) -> str | None:
@@ -120,7 +121,8 @@ class Pipeline:
             from .index.embedders import DEFAULT_EMBEDDER, open_embedder
 
             if self.embedder.name != DEFAULT_EMBEDDER:
-                self._embedder = open_embedder()  # a rebuilt index gets the default, not the old index's
+                # A rebuilt index gets the default, not the old index's.
+                self._embedder = open_embedder(threads=self.settings.embed_threads)
         uploads = [self.uploads_dir] if self.uploads_dir.is_dir() else []
         roots = [Path(r) for r in roots] if roots else [PROJECT_ROOT / "corpus", *uploads]
         report = update_index(self.store, roots, self.embedder, self.chunker, rebuild, progress, exclude,

@@ -19,7 +19,7 @@ ALIASES = {"minilm-int8": BUNDLED_INT8, "minilm-fp32": BUNDLED_EMBEDDER,
            BUNDLED_INT8: BUNDLED_INT8, BUNDLED_EMBEDDER: BUNDLED_EMBEDDER}
 
 
-def open_embedder(model: str = "", recorded: str | None = None) -> Embedder:
+def open_embedder(model: str = "", recorded: str | None = None, threads: int = 0) -> Embedder:
     """The embedder for the setting `model`; with none set, the bundled one `recorded` by the index, if any.
 
     >>> open_embedder("", recorded="all-MiniLM-L6-v2 (bundled)").name   # an index from before int8
@@ -27,7 +27,7 @@ def open_embedder(model: str = "", recorded: str | None = None) -> Embedder:
     """
     name = ALIASES.get(model, model) if model else recorded if recorded in ALIASES else DEFAULT_EMBEDDER
     if name == BUNDLED_INT8:
-        return Int8Embedder()
+        return Int8Embedder(threads=threads)
     if name == BUNDLED_EMBEDDER:
         return SentenceTransformerEmbedder()
     return SentenceTransformerEmbedder(name)

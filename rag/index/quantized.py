@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import cache_dir
+from ..config import cache_dir, usable_cores
 from ..errors import ModelMissing
 from .embed import bundled_embedder_path, read_json, sentence_tokenizer
 
@@ -32,13 +32,15 @@ INPUTS = ("input_ids", "attention_mask")
 
 
 class Int8Embedder:
-    """all-MiniLM-L6-v2 with int8 weights and activations in ONNX Runtime, on every core."""
+    """all-MiniLM-L6-v2 with int8 weights and activations in ONNX Runtime, on the cores this process may use."""
 
     def __init__(self, folder: str = "", threads: int = 0, batch_size: int = 1):
         self.name = BUNDLED_INT8
         self.batch_size = batch_size
         self.folder = Path(folder or bundled_embedder_path())
-        self.threads = threads or os.cpu_count() or 1
+        # As many threads as cores this process may use (`taskset`, cpusets): ONNX Runtime's threads spin
+        # while they wait, and two on one core embedded 19.5 texts/s against one thread's 40.7.
+        self.threads = threads or usable_cores()
         self.dim = read_json(self.folder / "config.json")["hidden_size"]
         self._session = None
         self._tokenizer = None

@@ -41,6 +41,18 @@ def test_without_a_setting_a_new_index_gets_the_default_and_an_old_one_its_own_e
     assert open_embedder("/models/other").name == "/models/other"
 
 
+def test_the_embedder_takes_the_cores_this_process_may_use_or_the_setting(monkeypatch, tmp_path):
+    """ONNX Runtime's threads spin while they wait: more of them than allowed cores halve its speed."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {3}, raising=False)  # as under `taskset -c 3`
+    assert Int8Embedder().threads == 1
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert Int8Embedder().threads == 4
+    assert open_embedder(threads=2).threads == 2
+    monkeypatch.setenv("RAG_EMBED_THREADS", "3")
+    pipeline = Pipeline(Settings.load(index_dir=tmp_path / "index"))
+    assert pipeline.embedder.threads == 3
+
+
 @pytest.mark.integration
 def test_int8_vectors_stay_close_to_the_fp32_vectors_on_the_eval_chunks(int8):
     texts = eval_chunks()
