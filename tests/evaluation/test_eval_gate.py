@@ -27,8 +27,8 @@ def gate_run(tmp_path_factory, eval_index_root):
 
 @pytest.mark.integration
 @pytest.mark.slow
-# 33 items with the 1.5b tier, the five eval indexes built first (pydocs's gate slice): 169 s on one core
-# of the 2-core Xeon (`taskset -c 0`, a fresh cache folder, 2026-12-07), 2 min 52 s on one core of a 2-core
+# 33 items with the 1.5b tier, the five eval indexes built first (pydocs's gate slice): 152 s on one core
+# of the 2-core Xeon (`taskset -c 0`, a fresh clone, 2026-12-07 15:05), 2 min 52 s on one core of a 2-core
 # AMD EPYC. The slower kind gives a process about a third of this core's prompt speed when two run, so about
 # 9 minutes there with `make test`'s second process beside it: the limit is over twice that.
 @pytest.mark.timeout(1500)
