@@ -42,7 +42,7 @@ def pytest_configure(config):
     # With several test processes (`make test` runs two where there are two cores), each one's embedder
     # takes its share of the cores: ONNX Runtime's threads spin while they wait, and two processes with
     # two threads each on two cores embedded 22 texts/s each, against 52 with one thread each
-    # (docs/development.md). The apps and commands the tests start inherit the setting.
+    # (docs/performance.md). The apps and commands the tests start inherit the setting.
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
     if workers > 1:
         from rag.config import usable_cores
