@@ -11,7 +11,7 @@ import time
 
 import pytest
 import uvicorn
-from conftest import FakeGenerator
+from conftest import FakeGenerator, free_port
 from fastapi.testclient import TestClient
 from test_serve import ask_body, assert_error
 
@@ -71,9 +71,7 @@ class SlowGenerator(FakeGenerator):
 def slow_server(fake_pipeline):
     """The API over a slow generator, with one place in its queue, served by uvicorn on a free port."""
     fake_pipeline._generator = generator = SlowGenerator()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(fake_pipeline, queue_limit=1), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
