@@ -416,7 +416,7 @@ def run_eval(pipeline, args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     gate = None
     if getattr(args, "gate", False):
-        gate = load_gate()
+        gate = load_gate(args.gate_file) if getattr(args, "gate_file", None) else load_gate()
         chosen = {(i["set"], i["id"]) for i in gate["items"]}
         sets = {name: paths for name, paths in sets.items() if any(s == name for s, _ in chosen)}
 

@@ -9,9 +9,13 @@ AVX2-only CPU paths), so the flips a healthy reader makes come from numerical no
 fails when more items flip than twice that measured noise allows, in all or in any one set, or when a
 "likely answer" badge is wrong too often (`rag eval --gate` also fails on a short answer outside its passage).
 
-    python -m rag.evaluation.gate record REPORT.json REPORT.json [--right N] [--abstained N]
+    python -m rag.evaluation.gate pool POOL.json [--per-set 40]
+    rag eval --gate --no-gate --gate-file POOL.json --out A      (and again for B, on the other weights)
+    python -m rag.evaluation.gate record A/eval.json B/eval.json [--right N] [--abstained N]
 
-writes eval/gate.json from `rag eval --split report` reports of the same items; `rag eval --gate` runs it.
+writes eval/gate.json from reference runs of the same candidate items (report-half items spread over each
+set, and the current gate's), answered as the gate answers them, so their seconds are the gate's costs;
+`rag eval --gate` runs it.
 
     python -m rag.evaluation.gate_slice pydocs --index-dir FULL_INDEX [--k 10]
 
@@ -26,7 +30,7 @@ import argparse
 import json
 import math
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from ..config import PROJECT_ROOT
@@ -55,9 +59,19 @@ def _key(row: dict) -> str:
     return f"{row['corpus']}/{row['id']}"
 
 
+def cost(runs: list[list[dict]], key: str) -> float:
+    """An item's mean seconds over the reference runs: what it costs the gate."""
+    seconds = [row.get("seconds") or 0.0 for rows in runs for row in rows if _key(row) == key]
+    return sum(seconds) / len(seconds) if seconds else 0.0
+
+
 def pick_items(runs: list[list[dict]], right: int = RIGHT_PER_SET, abstained: int = ABSTAINED_PER_SET) -> list[dict]:
-    """The items every run got as they should be, per set `right` answered right and `abstained`
-    abstained, spread over the question types (round robin in dataset order)."""
+    """The items every run got as they should be, per set `right` answered right and `abstained` abstained.
+
+    Each pick tells the gate one thing: whether one path through the reader still gives what it gave. So
+    the items are spread over the paths (round robin over question type and how the reply came out: a
+    short answer, a sentence, yes/no, or which check abstained), and within a path the cheapest item
+    is taken first: the same checks for fewer prompt tokens."""
     by_key = [{_key(r): r for r in rows} for rows in runs]
     first = runs[0]
     stable = [r for r in first if all(_key(r) in run and outcome(run[_key(r)]) == expected(r) for run in by_key)]
@@ -65,14 +79,15 @@ def pick_items(runs: list[list[dict]], right: int = RIGHT_PER_SET, abstained: in
     for corpus in dict.fromkeys(r["corpus"] for r in first):
         for want, count in (("right", right), ("abstained", abstained)):
             pool = [r for r in stable if r["corpus"] == corpus and expected(r) == want]
-            by_type: dict[str, list[dict]] = defaultdict(list)
-            for r in pool:
-                by_type[r["type"]].append(r)
+            path = {_key(r): (r["type"], r.get("mode", "")) for r in pool}
+            by_path: dict[tuple, list[dict]] = {p: [] for p in path.values()}  # the paths in dataset order
+            for r in sorted(pool, key=lambda r: cost(runs, _key(r))):  # stable: dataset order breaks ties
+                by_path[path[_key(r)]].append(r)
             chosen: list[dict] = []
-            while len(chosen) < count and any(by_type.values()):
-                for kind in list(by_type):
-                    if by_type[kind] and len(chosen) < count:
-                        chosen.append(by_type[kind].pop(0))
+            while len(chosen) < count and any(by_path.values()):
+                for path in list(by_path):
+                    if by_path[path] and len(chosen) < count:
+                        chosen.append(by_path[path].pop(0))
             picked += [{"set": corpus, "id": r["id"], "type": r["type"], "expected": want} for r in chosen]
     return picked
 
@@ -148,15 +163,39 @@ def slice_documents(search, items: list[dict], k: int) -> list[str]:
     return sorted(docs)
 
 
+def pool(per_set: int, current: dict) -> dict:
+    """Candidate items for a new gate: `per_set` report-half items spread over each open set, and the
+    current gate's items, over whole corpora, in the gate file's shape (nothing tolerated: no verdict)."""
+    from .evaluate import EVAL_SETS, load_set, open_sets, select_items
+
+    items, seen = [], set()
+    for name in open_sets():
+        for item in select_items(load_set(EVAL_SETS[name][1]), "report", per_set):
+            seen.add((name, item["id"]))
+            items.append({"set": name, "id": item["id"], "type": item["type"],
+                          "expected": "right" if item["answerable"] else "abstained"})
+    items += [i for i in current["items"] if (i["set"], i["id"]) not in seen]
+    return {"items": items, "noise": {}, "documents": {}, "tolerance": {"total": len(items), "per_set": len(items)},
+            "badge_floor": 0.0}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rag.evaluation.gate")
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pool", help="write candidate items for a new gate, to run with `rag eval --gate --gate-file`")
+    p.add_argument("out", type=Path)
+    p.add_argument("--per-set", type=int, default=40)
     p = sub.add_parser("record", help="write eval/gate.json from reference reports of the same items")
     p.add_argument("reports", nargs="+", type=Path)
     p.add_argument("--right", type=int, default=RIGHT_PER_SET)
     p.add_argument("--abstained", type=int, default=ABSTAINED_PER_SET)
     p.add_argument("--out", type=Path, default=GATE_FILE)
     args = parser.parse_args(argv)
+    if args.command == "pool":
+        candidates = pool(args.per_set, load_gate())
+        args.out.write_text(json.dumps(candidates, indent=1) + "\n", encoding="utf-8")
+        print(f"{len(candidates['items'])} candidate items", file=sys.stderr)
+        return 0
     runs = [json.loads(path.read_text(encoding="utf-8"))["rows"] for path in args.reports]
     gate = record(runs, args.right, args.abstained)
     args.out.write_text(json.dumps(gate, indent=1) + "\n", encoding="utf-8")

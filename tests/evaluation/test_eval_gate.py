@@ -135,6 +135,30 @@ def test_a_gate_is_recorded_from_items_every_reference_run_agreed_on():
     assert "news/n1 right->wrong" in gate.check(worse, recorded)[0]
 
 
+def test_the_gate_spreads_its_picks_over_the_readers_paths_and_takes_the_cheapest_item_of_each():
+    def row(n, kind, mode, seconds):
+        return {"corpus": "news", "id": f"n{n}", "answerable": True, "abstained": False, "correct": True,
+                "type": kind, "mode": mode, "seconds": seconds}
+
+    a = [row(1, "factoid", "short", 9.0), row(2, "factoid", "short", 3.0), row(3, "why", "sentence", 8.0),
+         row(4, "factoid", "short", 2.0), row(5, "yesno", "yes/no", 5.0), row(6, "why", "sentence", 7.0)]
+    b = [dict(r, seconds=r["seconds"] + (6.0 if r["id"] == "n4" else 0.0)) for r in a]  # n4: 4 s on average
+    # One item per path first (the paths in dataset order), each path's cheapest over both runs.
+    assert [i["id"] for i in gate.record([a, b], right=3, abstained=0)["items"]] == ["n2", "n6", "n5"]
+    assert [i["id"] for i in gate.record([a, b], right=5, abstained=0)["items"]] == ["n2", "n6", "n5", "n4", "n3"]
+
+
+def test_a_pool_of_candidates_spreads_over_every_open_set_keeps_the_current_items_and_whole_corpora():
+    current = {"items": [{"set": "news", "id": "q-kept", "type": "factoid", "expected": "right"}]}
+    candidates = gate.pool(4, current)
+    sets = {i["set"] for i in candidates["items"]}
+    assert sets == set(evaluate.open_sets())
+    assert sum(i["set"] == "pydocs" for i in candidates["items"]) == 4
+    assert candidates["items"][-1] == current["items"][0] and candidates["documents"] == {}
+    report = {i["id"] for i in load_jsonl(evaluate.EVAL_SETS["pydocs"][1]) if i.get("split", "report") == "report"}
+    assert {i["id"] for i in candidates["items"] if i["set"] == "pydocs"} <= report
+
+
 def test_a_slice_keeps_each_items_gold_documents_and_the_documents_of_its_top_hits():
     from types import SimpleNamespace
 
