@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gate", action="store_true",
                    help="run only the items of eval/gate.json and fail when too many flip (what CI runs)")
     p.add_argument("--gate-file", type=Path,
-                   help="with --gate: run these items instead (`python -m rag.evaluation.gate pool` writes candidates)")
+                   help="with --gate: run these items instead (`python -m rag.evaluation.gate_pool` writes candidates)")
     p.add_argument("--index-root", type=Path, help="keep each set's index here, to share between runs")
 
     p = sub.add_parser("calibrate", help="fit the abstention score on the tune half of an eval report")

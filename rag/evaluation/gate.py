@@ -9,7 +9,7 @@ AVX2-only CPU paths), so the flips a healthy reader makes come from numerical no
 fails when more items flip than twice that measured noise allows, in all or in any one set, or when a
 "likely answer" badge is wrong too often (`rag eval --gate` also fails on a short answer outside its passage).
 
-    python -m rag.evaluation.gate pool POOL.json [--per-set 40]
+    python -m rag.evaluation.gate_pool POOL.json [--per-set 40]
     rag eval --gate --no-gate --gate-file POOL.json --out A      (and again for B, on the other weights)
     python -m rag.evaluation.gate record A/eval.json B/eval.json [--right N] [--abstained N]
 
@@ -163,39 +163,15 @@ def slice_documents(search, items: list[dict], k: int) -> list[str]:
     return sorted(docs)
 
 
-def pool(per_set: int, current: dict) -> dict:
-    """Candidate items for a new gate: `per_set` report-half items spread over each open set, and the
-    current gate's items, over whole corpora, in the gate file's shape (nothing tolerated: no verdict)."""
-    from .evaluate import EVAL_SETS, load_set, open_sets, select_items
-
-    items, seen = [], set()
-    for name in open_sets():
-        for item in select_items(load_set(EVAL_SETS[name][1]), "report", per_set):
-            seen.add((name, item["id"]))
-            items.append({"set": name, "id": item["id"], "type": item["type"],
-                          "expected": "right" if item["answerable"] else "abstained"})
-    items += [i for i in current["items"] if (i["set"], i["id"]) not in seen]
-    return {"items": items, "noise": {}, "documents": {}, "tolerance": {"total": len(items), "per_set": len(items)},
-            "badge_floor": 0.0}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rag.evaluation.gate")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pool", help="write candidate items for a new gate, to run with `rag eval --gate --gate-file`")
-    p.add_argument("out", type=Path)
-    p.add_argument("--per-set", type=int, default=40)
     p = sub.add_parser("record", help="write eval/gate.json from reference reports of the same items")
     p.add_argument("reports", nargs="+", type=Path)
     p.add_argument("--right", type=int, default=RIGHT_PER_SET)
     p.add_argument("--abstained", type=int, default=ABSTAINED_PER_SET)
     p.add_argument("--out", type=Path, default=GATE_FILE)
     args = parser.parse_args(argv)
-    if args.command == "pool":
-        candidates = pool(args.per_set, load_gate())
-        args.out.write_text(json.dumps(candidates, indent=1) + "\n", encoding="utf-8")
-        print(f"{len(candidates['items'])} candidate items", file=sys.stderr)
-        return 0
     runs = [json.loads(path.read_text(encoding="utf-8"))["rows"] for path in args.reports]
     gate = record(runs, args.right, args.abstained)
     args.out.write_text(json.dumps(gate, indent=1) + "\n", encoding="utf-8")

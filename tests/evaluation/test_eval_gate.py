@@ -150,7 +150,9 @@ def test_the_gate_spreads_its_picks_over_the_readers_paths_and_takes_the_cheapes
 
 def test_a_pool_of_candidates_spreads_over_every_open_set_keeps_the_current_items_and_whole_corpora():
     current = {"items": [{"set": "news", "id": "q-kept", "type": "factoid", "expected": "right"}]}
-    candidates = gate.pool(4, current)
+    from rag.evaluation.gate_pool import pool
+
+    candidates = pool(4, current)
     sets = {i["set"] for i in candidates["items"]}
     assert sets == set(evaluate.open_sets())
     assert sum(i["set"] == "pydocs" for i in candidates["items"]) == 4
