@@ -71,7 +71,7 @@ def pick_items(runs: list[list[dict]], right: int = RIGHT_PER_SET, abstained: in
     Each pick tells the gate one thing: whether one path through the reader still gives what it gave. So
     the items are spread over the paths (round robin over question type and how the reply came out: a
     short answer, a sentence, yes/no, or which check abstained), and within a path the cheapest item
-    is taken first: the same checks for fewer prompt tokens."""
+    is taken first (mean seconds over the runs): the same checks in less time."""
     by_key = [{_key(r): r for r in rows} for rows in runs]
     first = runs[0]
     stable = [r for r in first if all(_key(r) in run and outcome(run[_key(r)]) == expected(r) for run in by_key)]

@@ -143,7 +143,7 @@ def test_the_gate_spreads_its_picks_over_the_readers_paths_and_takes_the_cheapes
 
     a = [row(1, "factoid", "short", 9.0), row(2, "factoid", "short", 3.0), row(3, "why", "sentence", 8.0),
          row(4, "factoid", "short", 2.0), row(5, "yesno", "yes/no", 5.0), row(6, "why", "sentence", 7.0)]
-    b = [dict(r, seconds=r["seconds"] + (6.0 if r["id"] == "n4" else 0.0)) for r in a]  # n4: 4 s on average
+    b = [dict(r, seconds=r["seconds"] + (6.0 if r["id"] == "n4" else 0.0)) for r in a]  # n4: 5 s on average
     # One item per path first (the paths in dataset order), each path's cheapest over both runs.
     assert [i["id"] for i in gate.record([a, b], right=3, abstained=0)["items"]] == ["n2", "n6", "n5"]
     assert [i["id"] for i in gate.record([a, b], right=5, abstained=0)["items"]] == ["n2", "n6", "n5", "n4", "n3"]
