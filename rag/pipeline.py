@@ -420,8 +420,8 @@ class Pipeline:
 
     def decoding(self, mode: str, passages: list[Citation], fixed: int) -> dict:
         """How the generator decodes a mode's reply: a short answer only as a span of the passages, a
-        yes/no answer only as Yes, No or NONE, a why/how answer only as a whole sentence of the passages;
-        the first `fixed` messages kept as a cached prefix.
+        yes/no answer only as Yes, No or NONE (with the tier's calibrated bias), a why/how answer only as
+        a whole sentence of the passages; the first `fixed` messages kept as a cached prefix.
         A generator without a vocabulary (a server) decodes freely and the reader grounds its reply."""
         gen = self.generator
         options = {"keep": fixed} if hasattr(gen, "remember") else {}
@@ -433,7 +433,8 @@ class Pipeline:
             texts = [blank_instructions(p.text) for p in passages]
             return {**options, "constraint": SentenceConstraint(texts, gen.span_vocabulary, ABSTAIN.split()[0])}
         if mode == "yesno":
-            return {**options, "constraint": ChoiceConstraint(("Yes", "No", ABSTAIN_WORD), gen.span_vocabulary)}
+            bias = (self.reader.weights or {}).get("choice_bias")
+            return {**options, "constraint": ChoiceConstraint(("Yes", "No", ABSTAIN_WORD), gen.span_vocabulary, bias)}
         texts = [blank_instructions(p.text) for p in passages]
         return {**options, "constraint": SpanConstraint(texts, gen.span_vocabulary, ABSTAIN_WORD)}
 

@@ -227,3 +227,15 @@ def test_the_first_requests_arriving_together_load_the_index_once(fake_pipeline,
     for t in threads:
         t.join()
     assert len(loads) == 1 and len(got) == 6 and all(r is got[0] for r in got)
+
+
+def test_a_yes_no_question_is_decoded_with_the_tiers_calibrated_bias_and_a_short_one_without(fake_pipeline):
+    from rag.answer.spans import ChoiceConstraint, SpanConstraint, Vocabulary
+
+    fake_pipeline.generator.span_vocabulary = Vocabulary([b"", b"Yes", b"No", b"NONE", b"28"], frozenset({0}))
+    fake_pipeline.reader.weights = {"choice_bias": {"No": 2.5}}
+    yes_no = fake_pipeline.decoding("yesno", [], 1)["constraint"]
+    assert isinstance(yes_no, ChoiceConstraint) and yes_no.bias == {"No": 2.5}
+    assert isinstance(fake_pipeline.decoding("short", [], 1)["constraint"], SpanConstraint)
+    fake_pipeline.reader.weights = None  # an uncalibrated tier: the model's own odds
+    assert fake_pipeline.decoding("yesno", [], 1)["constraint"].bias == {}

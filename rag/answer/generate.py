@@ -91,7 +91,8 @@ class LlamaGenerator:
 
         After the stream ends, `last_scores` holds the reply's log-probabilities under the whole
         vocabulary: the mean and lowest log-probability of its tokens and, when `abstain_word` is given,
-        the probability that the reply's first token begins that word (the model's own "I can't answer").
+        the probability that the reply's first token begins that word (the model's own "I can't answer");
+        for a yes/no reply also `choices`, each word's raw first-step probability before its calibrated bias.
         """
         self.asked += 1
         with self.lock:
@@ -112,9 +113,13 @@ class LlamaGenerator:
             self.last_drafter = drafter
             logits = self.last_logits()
             allowed = constraint.allowed() if constraint is not None else None
+            choices = None
             for _ in range(max_tokens):
                 logp = log_softmax(logits)
                 if first is None:
+                    if hasattr(constraint, "calibrate"):  # a yes/no reply: its raw odds kept, then its bias
+                        choices = constraint.choice_probabilities(logp)
+                        logp = constraint.calibrate(logp)
                     first = logp
                 if allowed is not None and not len(allowed):
                     break
@@ -163,6 +168,8 @@ class LlamaGenerator:
                 "mean_logprob": sum(logprobs) / len(logprobs) if logprobs else 0.0,
                 "min_logprob": min(logprobs, default=0.0),
                 "tokens": len(logprobs)}
+            if choices is not None:
+                self.last_scores["choices"] = choices
 
     def advance(self, token: int, ahead: list, drafter, left: int) -> np.ndarray:
         """Put the reply's next token in the context and return the logits after it.

@@ -131,6 +131,8 @@ class Reader:
         scores = scores or {}
         answer, cited, refused = parse_reply(raw)
         base = {"p_abstain": _round(scores.get("p_abstain")), "retrieval": round(retrieval, 4)}
+        if scores.get("choices"):  # a yes/no reply's raw odds, which `rag calibrate` fits its bias on
+            base["choices"] = scores["choices"]
         if refused:
             return Reading((), mode="model said so", signals=base)
         grounded = (self.ground_choice(question, answer, passages) if choice
@@ -143,6 +145,8 @@ class Reader:
         # The check costs a forward pass over its own turn: skipped when the calibration does not use it.
         p_support = check(statement, backer) if check and self.uses("p_support") else None
         signals = self.signals(question, sentences, evidence, passages, retrieval, scores, p_support, snapped)
+        if "choices" in base:
+            signals["choices"] = base["choices"]
         confidence = self.confidence(signals)
         shown = confidence >= self.threshold()
         mode = "yes/no" if choice else "sentence" if signals["explained"] else "short"

@@ -30,6 +30,38 @@ COSTLY = {"p_support": 0.01}
 # whose right answer the threshold may withhold.
 MAX_LOST_RIGHT = 0.02
 FOLDS = 5
+# The log-odds "No" may gain over "Yes" in a yes/no reply's first step (spans.ChoiceConstraint), tried in steps.
+CHOICE_BIAS_STEPS = np.round(np.arange(0.0, 5.0001, 0.05), 2)
+
+
+def choice_gold(row: dict) -> str:
+    """The word a yes/no row should have been answered with: Yes, No, or NONE for an unanswerable one."""
+    if not row["answerable"]:
+        return "NONE"
+    first = (row["short_answers"] or [row["gold"]])[0].strip().lower()
+    return "No" if first.startswith("no") else "Yes"
+
+
+def choose(choices: dict, bias: float) -> str:
+    """The word a reply's first step picks with "No" given `bias` more log-odds than its raw probability."""
+    score = {w: np.log(max(p, 1e-12)) + (bias if w == "No" else 0.0) for w, p in choices.items()}
+    return max(score, key=score.get)
+
+
+def fit_choice_bias(rows: list[dict]) -> float | None:
+    """The bias on "No" that answers the most tune yes/no rows right (Yes, No, or NONE when unanswerable),
+    from each row's raw first-step probabilities; the middle of the first best run of steps, so a bias
+    that only just reaches the best is not chosen. None without yes/no rows to fit on."""
+    rows = [r for r in rows if (r["signals"] or {}).get("choices") and sum(r["signals"]["choices"].values()) > 0]
+    if not rows:
+        return None
+    right = [sum(choose(r["signals"]["choices"], b) == choice_gold(r) for r in rows) for b in CHOICE_BIAS_STEPS]
+    best = max(right)
+    first = right.index(best)
+    last = first
+    while last + 1 < len(right) and right[last + 1] == best:
+        last += 1
+    return float(CHOICE_BIAS_STEPS[(first + last) // 2])
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, rounds: int = 50) -> np.ndarray:
@@ -134,6 +166,9 @@ def fit(rows: list[dict], features: tuple[str, ...] | None = None) -> dict:
         if best is None or score > best[0]:
             best = (score, threshold)
     weights["threshold"] = best[1]
+    bias = fit_choice_bias(rows)
+    if bias:
+        weights["choice_bias"] = {"No": bias}
     return weights
 
 
@@ -231,4 +266,8 @@ def run_calibrate(args) -> int:
         "answer_correctness", "short_answer_f1", "refusal_recall", "false_refusal_rate", "faithfulness",
         "confidence_auroc") if k in m) or "no report rows"))
     print(f"re-scored report: {out}")
+    if weights.get("choice_bias") != report.get("choice_bias"):
+        # Re-deciding rows is exact for the threshold, not for the yes/no bias: it changes the replies.
+        print(f"the yes/no bias changed ({report.get('choice_bias')} -> {weights.get('choice_bias')}): run the "
+              "eval again with it and calibrate on that run, or the weights are fitted on other replies")
     return 0

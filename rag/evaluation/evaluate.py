@@ -460,6 +460,7 @@ def run_eval(pipeline, args) -> int:
     report = {
         "date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "items": len(rows), "sets": ran,
         "headline": headline, "model": pipeline.generator.name, "tier": pipeline.tier,
+        "choice_bias": (pipeline.reader.weights or {}).get("choice_bias"),
         "embedder": pipeline.embedder.name, "context": pipeline.settings.context, "metrics": metrics,
         "by_corpus": {c: summarize([r for r in shown if r["corpus"] == c]) for c in ran},
         "tune_metrics": summarize([r for r in rows if r["split"] == "tune"]) if headline == "report" else {},

@@ -154,3 +154,20 @@ def test_a_sentence_is_not_completed_from_inside_a_character():
     assert constraint.rest() is None
     constraint.advance(3)
     assert constraint.rest() == " owners met."
+
+
+def test_a_yes_no_bias_moves_the_first_step_odds_by_exactly_its_log_odds(vocabulary):
+    logp = np.log(np.full(len(PIECES), 0.01))
+    logp[ID[b"Yes"]], logp[ID[b"No"]], logp[ID[b"NONE"]], logp[ID[b" YES"]] = np.log([0.5, 0.1, 0.1, 0.1])
+    logp -= np.log(np.exp(logp).sum())
+    constraint = ChoiceConstraint(("Yes", "No", "NONE"), vocabulary, {"No": np.log(8.0)})
+    raw = constraint.choice_probabilities(logp)
+    assert raw["Yes"] == pytest.approx(raw["No"] * 6, rel=1e-4)  # "Yes" and " YES" spell one word: 0.6 against 0.1
+    biased = constraint.calibrate(logp)
+    assert np.exp(biased).sum() == pytest.approx(1.0)
+    after = constraint.choice_probabilities(biased)
+    assert after["No"] / after["Yes"] == pytest.approx(8 / 6, rel=1e-4)  # 0.1 × 8 against 0.6: "No" now wins
+    assert after["NONE"] / after["Yes"] == pytest.approx(raw["NONE"] / raw["Yes"], rel=1e-4)
+    constraint.advance(ID[b"No"])
+    assert constraint.calibrate(logp) is logp  # only the first step is biased
+    assert ChoiceConstraint(("Yes", "No"), vocabulary).calibrate(logp) is logp

@@ -16,7 +16,16 @@ import numpy as np
 import pytest
 
 from rag.errors import BadInput
-from rag.evaluation.calibrate import MAX_FALSE_REFUSALS, apply_policy, fit, fit_logistic, rates
+from rag.evaluation.calibrate import (
+    MAX_FALSE_REFUSALS,
+    apply_policy,
+    choice_gold,
+    choose,
+    fit,
+    fit_choice_bias,
+    fit_logistic,
+    rates,
+)
 from rag.evaluation.evaluate import (
     auroc,
     exact_match,
@@ -458,3 +467,27 @@ def test_a_judge_below_its_kappa_floor_fails_the_eval_with_a_line_naming_it():
     assert [line.split()[0] for line in kappas_below_their_floors(checker)] == ["judge", "judge_short"]
     # Without the model judge (a generation server) short answers fall back to the embedding judge: reported only.
     assert [line.split()[0] for line in kappas_below_their_floors(checker, model_judge=False)] == ["judge"]
+
+
+def _yes_no_row(gold: str, yes: float, no: float, none: float) -> dict:
+    return {"answerable": gold != "NONE", "short_answers": [gold] if gold != "NONE" else [], "gold": "",
+            "signals": {"choices": {"Yes": yes, "No": no, "NONE": none}}}
+
+
+def test_a_yes_no_row_s_gold_word_and_the_word_a_bias_picks():
+    assert [choice_gold(_yes_no_row(g, 1, 1, 1)) for g in ("Yes", "No", "NONE")] == ["Yes", "No", "NONE"]
+    assert choice_gold({"answerable": True, "short_answers": [], "gold": "No, it was removed."}) == "No"
+    # Yes 0.6, No 0.1: "No" wins once its bias passes log(6) = 1.79.
+    assert choose({"Yes": 0.6, "No": 0.1, "NONE": 0.3}, 1.7) == "Yes"
+    assert choose({"Yes": 0.6, "No": 0.1, "NONE": 0.3}, 1.9) == "No"
+    assert choose({"Yes": 0.2, "No": 0.1, "NONE": 0.7}, 1.9) == "NONE"  # 0.1 × 6.7 = 0.67 < 0.7
+
+
+def test_the_yes_no_bias_is_the_middle_of_the_steps_that_answer_the_most_rows_right():
+    rows = [_yes_no_row("Yes", 0.9, 0.09, 0.01),   # right while the bias stays under log(10) = 2.30
+            _yes_no_row("No", 0.8, 0.1, 0.1),      # right from log(8) = 2.08 on
+            _yes_no_row("No", 0.3, 0.2, 0.5),      # right from log(2.5) = 0.92 on
+            _yes_no_row("NONE", 0.1, 0.05, 0.85)]  # right under log(17) = 2.83
+    # All four are right for a bias from 2.10 to 2.30 (steps of 0.05): the middle step is 2.20.
+    assert fit_choice_bias(rows) == pytest.approx(2.2)
+    assert fit_choice_bias([{**rows[0], "signals": {"p_abstain": 0.1}}]) is None
