@@ -56,7 +56,8 @@ def scripted_server(routes: dict):
     """A loopback HTTP server answering POSTs from `routes`: path -> (status, content type, body)."""
     Script.routes, Script.seen = routes, []
     server = QuietServer(("127.0.0.1", 0), Script)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next poll: the default 0.5 s was half a second idle a test.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
