@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("report", nargs="*", default=["eval/reports/eval.json"],
                    help="one or more eval.json files from `rag eval` (e.g. one per set), fitted together")
     p.add_argument("--tier", help="the model tier to save the weights for (default: the report's)")
+    p.add_argument("--bias-only", action="store_true",
+                   help="fit only the yes/no bias; keep the tier's fitted weights and threshold")
 
     p = sub.add_parser("collections", help="list the collections; `remove NAME` deletes one")
     p.add_argument("--index-dir", help="index directory (default: index/, or $RAG_INDEX_DIR)")

@@ -38,7 +38,7 @@ def choice_gold(row: dict) -> str:
     """The word a yes/no row should have been answered with: Yes, No, or NONE for an unanswerable one."""
     if not row["answerable"]:
         return "NONE"
-    first = (row["short_answers"] or [row["gold"]])[0].strip().lower()
+    first = (row.get("short_answers") or [row.get("gold", "")])[0].strip().lower()
     return "No" if first.startswith("no") else "Yes"
 
 
@@ -244,9 +244,19 @@ def run_calibrate(args) -> int:
     if not tune:
         raise BadInput(f"{paths[0]} has no tune rows: run `rag eval --split all` first")
     tier = args.tier or report["tier"]
-    weights = fit(tune)
-    features = tuple(weights["coef"])
     table = json.loads(CALIBRATION_FILE.read_text(encoding="utf-8")) if CALIBRATION_FILE.exists() else {}
+    if getattr(args, "bias_only", False):
+        # The yes/no bias alone: a refit also moves the threshold, which `fit` may have to lower to keep
+        # the right answers the bias adds (docs/eval.md); this keeps the tier's weights as they were.
+        if tier not in table:
+            raise BadInput(f"no fitted weights for {tier!r} to keep: run `rag calibrate` without --bias-only first")
+        weights = {k: v for k, v in table[tier].items() if k != "choice_bias"}
+        bias = fit_choice_bias(tune)
+        if bias:
+            weights["choice_bias"] = {"No": bias}
+    else:
+        weights = fit(tune)
+    features = tuple(weights["coef"])
     table[tier] = weights
     CALIBRATION_FILE.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     decided = apply_policy(rows, weights)
@@ -260,8 +270,9 @@ def run_calibrate(args) -> int:
     out.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     out.with_suffix(".md").write_text(markdown_report(report), encoding="utf-8")
     m = report["metrics"]
-    print(f"{tier}: fitted on {weights['fitted_on']} tune rows with {', '.join(features) or 'no signal'}; "
-          f"threshold {weights['threshold']}; saved to {CALIBRATION_FILE}")
+    print(f"{tier}: {'kept the weights' if getattr(args, 'bias_only', False) else 'fitted'} on "
+          f"{weights['fitted_on']} tune rows with {', '.join(features) or 'no signal'}; threshold "
+          f"{weights['threshold']}; yes/no bias {weights.get('choice_bias')}; saved to {CALIBRATION_FILE}")
     print("report half: " + (", ".join(f"{k} {m[k]['value']}" for k in (
         "answer_correctness", "short_answer_f1", "refusal_recall", "false_refusal_rate", "faithfulness",
         "confidence_auroc") if k in m) or "no report rows"))

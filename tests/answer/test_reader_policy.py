@@ -167,6 +167,17 @@ def test_rag_calibrate_fits_several_reports_saves_the_tier_and_rescores_the_repo
     assert report["metrics"]["confidence_auroc"]["value"] > 0.8
     assert "fitted on" in capsys.readouterr().out
 
+    # --bias-only: the yes/no bias is fitted on the tune rows' first-step odds; the weights stay as saved.
+    for r in [r for r in rows if r["split"] == "tune"][:4]:
+        r.update(answerable=True, short_answers=["No"])
+        r["signals"]["choices"] = {"Yes": 0.8, "No": 0.1, "NONE": 0.1}
+    path = tmp_path / "yesno.json"
+    path.write_text(json.dumps({**json.loads(open(paths[0]).read()), "rows": rows, "sets": ["a", "b", "c"]}))
+    assert cli.main(["calibrate", str(path), "--bias-only"]) == 0
+    kept = json.loads((tmp_path / "calibration.json").read_text())["fake-tier"]
+    # "No" wins from a bias of log(8) = 2.08 on (the 2.10 step) to the last step, 5.0: the middle is 3.55.
+    assert kept.pop("choice_bias") == {"No": 3.55} and kept == saved
+
 
 def test_the_support_check_runs_only_when_the_calibration_weighs_it_or_every_signal_is_measured():
     weights = {"bias": 0.0, "coef": {"coverage": 1.0}, "mean": {"coverage": 0.5}, "scale": {"coverage": 0.2},
