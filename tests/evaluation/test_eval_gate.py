@@ -29,7 +29,7 @@ def gate_run(tmp_path_factory, eval_index_root):
 @pytest.mark.slow
 # 35 items with the 1.5b tier, the five eval indexes built first (pydocs's gate slice): 194 s on one core
 # of the 2-core Xeon in a busy hour (`taskset -c 0`, 2026-12-07 17:20, before the yes/no bias replaced 6
-# of the items; about 3 min for the new ones with another run on the other core; the earlier 33 took 196 s in
+# of the items; 2 min 32 s for the new ones with another run on the other core; the earlier 33 took 196 s in
 # the same hour and 152 s in a quiet one), 2 min 52 s for the earlier items on one core of a 2-core AMD
 # EPYC. The slower kind gives a process about a third of this core's prompt speed when two run, so about
 # 10 minutes there with `make test`'s second process beside it: the limit is over twice that.
