@@ -13,6 +13,7 @@ corpus is also scored by a fit made without it (leave one corpus out).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,8 @@ def choice_gold(row: dict) -> str:
     """The word a yes/no row should have been answered with: Yes, No, or NONE for an unanswerable one."""
     if not row["answerable"]:
         return "NONE"
-    first = (row.get("short_answers") or [row.get("gold", "")])[0].strip().lower()
-    return "No" if first.startswith("no") else "Yes"
+    gold = (row.get("short_answers") or [row.get("gold", "")])[0]
+    return "No" if re.match(r"\W*no\b", gold, re.IGNORECASE) else "Yes"  # "No, it …", not "None" or "Norway"
 
 
 def choose(choices: dict, bias: float) -> str:
