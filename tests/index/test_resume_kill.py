@@ -68,14 +68,23 @@ def start(script, index, folder, embedder: str, commit_files: int) -> subprocess
 
 
 def kill_at_a_random_moment(proc: subprocess.Popen, rng: random.Random, trial: int) -> None:
-    """After one to three commits of this run: at a random moment (even trials) or inside a write (odd)."""
-    for _ in range(1 + rng.randrange(3)):
-        read_until(proc, "committed")
+    """Inside a write after one to three commits of this run (odd trials), or at a random moment of the
+    commit cycle after two or three (even trials).
+
+    The random moment is a share of the cycle this run last took, not a fixed span of seconds: on a fast
+    CPU 0.3 s held several commits, and the early trials committed what the later ones needed to find
+    (a run with nothing left to write ended before its kill)."""
     if trial % 2:
+        for _ in range(1 + rng.randrange(3)):
+            read_until(proc, "committed")
         read_until(proc, "writing")
         time.sleep(rng.uniform(0, 0.02))
     else:
-        time.sleep(rng.uniform(0, 0.3))
+        read_until(proc, "committed")
+        for _ in range(1 + rng.randrange(2)):
+            begun = time.monotonic()
+            read_until(proc, "committed")
+        time.sleep(rng.uniform(0, 1) * (time.monotonic() - begun))
     proc.kill()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == -9, f"trial {trial}: the run ended before its kill: {out[-300:]}{err[-300:]}"
