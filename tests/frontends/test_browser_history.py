@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import running_app, serving_app
 from playwright.sync_api import expect
-from test_browser import BLETCHLEY, ask, browser, open_page  # noqa: F401 (browser is a fixture)
+from test_browser import BLETCHLEY, PAGE_TIMEOUT_MS, ask, browser, open_page  # noqa: F401 (browser is a fixture)
 from test_browser_collections import pick
 from test_collections import ZORBLAX, folder_with
 
@@ -35,7 +35,9 @@ def test_a_conversation_is_listed_survives_a_restart_reopens_with_its_citations_
         expect(entry.locator("input")).to_be_checked()
         expect(page.locator("#history-title textarea, #history-title input")).to_have_value(BLETCHLEY)
         page.reload()
-        expect(page.locator("#history-list label", has_text=BLETCHLEY)).to_have_count(1)
+        # The list comes from the reloaded page's start-up calls: past Playwright's 5 s with the CPU
+        # throttled to the slower kind's speed (docs/development.md), so it gets a page load's time.
+        expect(page.locator("#history-list label", has_text=BLETCHLEY)).to_have_count(1, timeout=PAGE_TIMEOUT_MS)
         page.context.close()
     assert (tmp_path / "index" / FILE_NAME).stat().st_size > 0
 
