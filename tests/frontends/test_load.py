@@ -57,10 +57,16 @@ def say(capsys):
     return write
 
 
+# How long one HTTP call of a client (joining the queue, say) may wait on the loaded app: httpx's 5 s
+# default was overrun by one of the 24 joins with the CPU throttled to the slower kind's speed
+# (docs/development.md); the answer itself is bounded by REQUEST_TIMEOUT_S.
+HTTP_TIMEOUT_S = 60
+
+
 def client(url: str):
     from gradio_client import Client
 
-    return Client(url, verbose=False, analytics_enabled=False)
+    return Client(url, verbose=False, analytics_enabled=False, httpx_kwargs={"timeout": HTTP_TIMEOUT_S})
 
 
 def check(question: str, result: dict) -> None:
