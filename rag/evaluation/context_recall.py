@@ -7,7 +7,8 @@ Per answerable item with gold quotes, over the top k hits the answer path retrie
 - recall@k: the share of its gold quotes inside one of the hits' chunks (`rag eval`'s retrieval recall);
 - context recall, whole chunks and sentence windows: whether a gold short answer's words stand in the
   text the model would read (the hits' chunks as they are, or the sentence windows `build_context`
-  makes of them), compared as `rag eval` compares answers (lowercased words, no articles);
+  makes of them), in order and next to each other, after `rag eval`'s answer normalisation (lowercased
+  words, no articles);
 - quote recall, windows: the share of its gold quotes that a sentence window overlaps.
 Twins: items with `twin_of` (the same question in other words) against their originals, on recall@k
 and on window context recall. Each set is indexed with the default embedder under --index-root (shared
