@@ -54,9 +54,11 @@ def browser():
     assert BLOCKED == [], f"the browser tried to reach outside loopback: {BLOCKED}"
 
 
-def open_page(browser, url: str, **options):
+def open_page(browser, url: str, init_script: str | None = None, **options):
     """A page of the app at `url` in a new loopback-only context, once the question box shows."""
     context = loopback_context(browser, viewport={"width": 1400, "height": 900}, **options)
+    if init_script:
+        context.add_init_script(init_script)
     page = context.new_page()
     page.goto(url)
     expect(page.locator("#question textarea")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
@@ -89,16 +91,48 @@ def upload(page, name: str, text: str) -> None:
     page.get_by_role("tab", name="Chat").click()
 
 
-def test_answer_streams_cites_the_passage_and_the_marker_opens_it(page, tmp_path):
-    page.evaluate("""() => {
-        window.__drafts = [];
-        new MutationObserver(() => document.querySelectorAll("#chat em").forEach(
-            (em) => window.__drafts.push(em.textContent))).observe(
-            document.querySelector("#chat"), {childList: true, subtree: true, characterData: true});
-    }""")
+# Every event the server streams to the page, as the page's own fetch reads it: Gradio reads its event
+# stream with fetch(), so the stream is teed into window.__events before Gradio's code sees it. (Watching
+# the chat's DOM for drafts instead failed on a loaded core: the page drew only the last of the updates
+# that arrived together.)
+RECORD_EVENTS = """
+window.__events = "";
+const pageFetch = window.fetch;
+window.fetch = async (...args) => {
+    const response = await pageFetch(...args);
+    if (!(response.headers.get("content-type") || "").includes("text/event-stream") || !response.body) {
+        return response;
+    }
+    const [mine, theirs] = response.body.tee();
+    const reader = mine.getReader(), text = new TextDecoder();
+    (async () => {
+        for (;;) {
+            const {done, value} = await reader.read();
+            if (done) break;
+            window.__events += text.decode(value, {stream: true});
+        }
+    })();
+    return new Response(theirs, {status: response.status, statusText: response.statusText,
+                                 headers: response.headers});
+};
+"""
+DRAFT = re.compile(r'opacity:0\.6\\">([^<]*)<')
+
+
+@pytest.fixture
+def recording_page(browser, server):
+    page = open_page(browser, server, init_script=RECORD_EVENTS)
+    yield page
+    page.context.close()
+
+
+def test_answer_streams_cites_the_passage_and_the_marker_opens_it(recording_page, tmp_path):
+    page = recording_page
     ask(page, BLETCHLEY)
-    drafts = set(page.evaluate("() => window.__drafts")) - {"Searching the documents…"}
-    assert drafts, "no draft tokens were shown before the verified answer"
+    events = page.evaluate("() => window.__events")
+    verified = events.find("rag-badge")
+    drafts = {m.group(1) for m in DRAFT.finditer(events[:verified])} - {"", "Searching the documents…"}
+    assert verified > 0 and drafts, f"no draft tokens were streamed before the verified answer: {events[:400]!r}"
     marker = page.locator("#chat a.cite").first
     expect(marker).to_have_text("[1]")
     source = page.locator("#sources details#src-1")
