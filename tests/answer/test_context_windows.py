@@ -48,3 +48,46 @@ def test_a_window_far_behind_a_clear_best_is_left_out(monkeypatch):
     monkeypatch.undo()
     windows, _, _ = sentence_windows([first, second], scorer(scores))
     assert [w.text for w in windows] == ["Twenty-eight nations signed the declaration."]
+
+
+ENTRY = ("exception ModuleNotFoundError\n\nA subclass of ImportError, raised when a module cannot be located. "
+         "New in version 3.6. It is also raised when None is found in sys.modules.\n\n"
+         "exception IndexError\n\nRaised when a sequence subscript is out of range.")
+
+
+def entry_hit(text: str = ENTRY) -> Hit:
+    return Hit(Chunk("e#1", "e.txt", text, 0, len(text)), 1.0, 1, 0.5, 0.5)
+
+
+def test_a_heading_that_matches_best_brings_the_text_it_names():
+    # The question names the entry; the heading matches it, the version note after it does not.
+    scores = {"exception ModuleNotFoundError": 1.0, "New in version 3.6.": 0.1}
+    windows, sent, _ = sentence_windows([entry_hit()], scorer(scores))
+    assert windows[0].text.startswith("exception ModuleNotFoundError")
+    assert "New in version 3.6." in windows[0].text
+    assert ENTRY[windows[0].start:windows[0].end] == windows[0].text
+    assert len(windows[0].text) <= context.MAX_WINDOW_CHARS and sent >= 3
+
+
+def test_a_heading_brings_no_more_than_a_windows_characters():
+    body = " ".join(f"Sentence number {i} says a little more about it." for i in range(30))
+    text = f"Heading of a long entry\n\n{body}"
+    windows, _, _ = sentence_windows([entry_hit(text)], scorer({"Heading of a long entry": 1.0}))
+    assert len(windows[0].text) <= context.MAX_WINDOW_CHARS
+    assert windows[0].text.startswith("Heading of a long entry") and "Sentence number 0 " in windows[0].text
+
+
+def test_a_prose_sentence_that_matches_best_keeps_only_its_close_neighbours():
+    scores = {"A subclass of ImportError, raised when a module cannot be located.": 1.0}
+    windows, _, _ = sentence_windows([entry_hit()], scorer(scores))
+    assert [w.text for w in windows] == ["A subclass of ImportError, raised when a module cannot be located."]
+
+
+def test_labels_are_headings_signatures_and_lead_ins_not_sentences():
+    assert context.is_label("Path.unlink(missing_ok=False)")
+    assert context.is_label("Pattern Matching: The Gestalt Approach")
+    assert context.is_label("Example of use as a default value:")
+    assert not context.is_label("Twenty-eight nations signed the declaration.")
+    assert not context.is_label('He said "yes."')
+    assert not context.is_label("(See PEP 378.)")
+    assert not context.is_label("Is it still supported?")
