@@ -93,8 +93,8 @@ def upload(page, name: str, text: str) -> None:
 
 # Every event the server streams to the page, as the page's own fetch reads it: Gradio reads its event
 # stream with fetch(), so the stream is teed into window.__events before Gradio's code sees it. (Watching
-# the chat's DOM for drafts instead failed on a loaded core: the page drew only the last of the updates
-# that arrived together.)
+# the chat's DOM for drafts instead failed once on a loaded core: no draft was drawn before the verified
+# answer, most likely because updates that arrive together are drawn once.)
 RECORD_EVENTS = """
 window.__events = "";
 const pageFetch = window.fetch;
