@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..documents.chunk import split_sentences
+from ..documents.chunk import ends_a_sentence, split_sentences
 from ..records import Citation, Hit
 
 # A neighbour joins the best sentence of its chunk when it scores at least this share of the best. At 0.8
@@ -141,4 +141,4 @@ def fit_to_budget(passages: list[Citation], budget: int,
 def is_label(sentence: str) -> bool:
     """A heading, a signature or a caption (no sentence-ending mark before any closing quote or bracket),
     or a line that ends in a colon: what it names or introduces follows it."""
-    return not sentence.rstrip().rstrip("\"'\u201d\u2019)]").endswith((".", "!", "?", "\u2026"))
+    return not ends_a_sentence(sentence)

@@ -8,10 +8,18 @@ from ..records import Chunk, Document
 
 # A sentence ends at . ! or ? (optionally closed by a quote or bracket) before a space and a capital,
 # digit or quote, or at a paragraph break. Abbreviations such as "U.S." stay inside one sentence.
-_SENTENCE_END = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+(?=["'“‘(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*#•])""")
+_MARKS = ".!?"
+_CLOSERS = "\"'”’)]"
+_SENTENCE_END = re.compile(rf"""(?<=[{_MARKS}])[{re.escape(_CLOSERS)}]*\s+(?=["'“‘(\[]?[A-Z0-9])"""
+                           r"""|\n\s*\n|\n(?=\s*[-*#•])""")
 _ABBREVIATIONS = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|St|Jr|Sr|vs|etc|e\.g|i\.e|No|Inc|Ltd|Co)|\b[A-Z])\.$")
 # The longest abbreviation ("Prof.") has 5 chars; one more char shows whether a word boundary precedes it.
 _ABBREVIATION_REACH = 6
+
+
+def ends_a_sentence(text: str) -> bool:
+    """Whether `text` ends with a sentence's mark (or an ellipsis), before any closing quote or bracket."""
+    return text.rstrip().rstrip(_CLOSERS).endswith((*_MARKS, "\u2026"))
 
 
 def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
